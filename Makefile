@@ -1,0 +1,44 @@
+# The two commands a new machine needs: `make demo` and `make test`.
+# Each creates .venv with python3 -m venv when missing and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stanch-installed
+
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_HOME ?= $(CURDIR)/.stanch/prefect
+export DO_NOT_TRACK := 1
+
+.PHONY: demo test lint typecheck unit bench schema clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/stanch demo
+
+test: $(STAMP) lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check flows integrations tests bench
+	$(BIN)/ruff format --check flows integrations tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/validate_speed.py
+
+schema: $(STAMP)
+	$(BIN)/stanch schema > playbooks/schema.json
+
+clean:
+	rm -rf $(VENV) .stanch .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Stanch: the playbook language, its compiler into Prefect flows, gates and the CLI."""

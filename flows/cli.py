@@ -1,0 +1,392 @@
+"""The `stanch` command line. Prefect is imported only by the commands that run or answer flows."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+app = typer.Typer(
+    name="stanch",
+    help="Breach-response playbooks: validate, plan, run (with approval gates) and answer gates.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, emoji=False)
+
+InputOpt = Annotated[
+    list[str] | None, typer.Option("--input", "-i", help="An input as name=value (repeatable).", show_default=False)
+]
+AlertOpt = Annotated[
+    Path | None, typer.Option("--alert", help="An alert JSON file (AWS Health, GuardDuty, GitHub, webhook).")
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*.y*ml") if p.suffix in (".yaml", ".yml")))
+        else:
+            files.append(path)
+    return files
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Playbook files or directories.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
+) -> None:
+    """Check playbooks and print every problem as file:line:col: message (at path)."""
+    from flows.validate import check_file
+
+    files = _expand(paths)
+    if not files:
+        raise _fail("no playbook files found in " + ", ".join(str(p) for p in paths))
+    total = 0
+    for file in files:
+        checked = check_file(file)
+        for problem in checked.problems:
+            print(problem)
+        total += len(checked.problems)
+        if not quiet and not checked.problems:
+            print(f"{file}: ok")
+    if total:
+        print(f"{total} problem(s) in {len(files)} file(s)", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the playbook JSON Schema generated from the language's models."""
+    from flows.model import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+@app.command("actions")
+def list_actions() -> None:
+    """List the registered actions with what they need."""
+    from integrations.registry import load_actions
+
+    table = Table("action", "mutates", "permissions", "description")
+    for key, spec in sorted(load_actions().items()):
+        perms = ", ".join(sorted({p.action for p in spec.permissions})) or "-"
+        table.add_row(key, "yes" if spec.mutates else "", perms, spec.description)
+    out.print(table)
+
+
+def _load(playbook: str) -> Any:
+    from flows.validate import PlaybookError, load_playbook, resolve_playbook_path
+
+    try:
+        return load_playbook(resolve_playbook_path(playbook))
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    except PlaybookError as exc:
+        raise _fail(f"the playbook has problems:\n{exc}") from None
+
+
+def _inputs(playbook: Any, pairs: list[str] | None) -> dict[str, Any]:
+    from flows.launch import coerce_input
+
+    values: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise _fail(f"--input {pair!r}: write name=value")
+        values[name.strip()] = coerce_input(playbook, name.strip(), text)
+    return values
+
+
+def _alert(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _fail(f"--alert {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise _fail(f"--alert {path}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _fail(f"--alert {path}: an alert is a JSON object")
+    return data
+
+
+@app.command()
+def plan(
+    playbook: Annotated[str, typer.Argument(help="A playbook file or name.")],
+    input: InputOpt = None,
+    alert: AlertOpt = None,
+    iam_policy: Annotated[bool, typer.Option("--iam-policy", help="Print the IAM policy the run needs.")] = False,
+) -> None:
+    """Show what a run would do, offline: resolved arguments, API calls, gates."""
+    from flows.launch import LaunchError, prepare
+    from flows.plan import build_plan, gate_summary
+    from flows.plan import iam_policy as policy_of
+
+    pb = _load(playbook)
+    try:
+        pb, values, facts = prepare(pb, _inputs(pb, input), _alert(alert))
+    except LaunchError as exc:
+        raise _fail(str(exc)) from None
+    planned = build_plan(pb, values, facts)
+    if iam_policy:
+        print(json.dumps(policy_of(planned), indent=2))
+        return
+    out.print(f"[bold]{escape(pb.metadata.title)}[/] ({pb.metadata.name}, severity {pb.metadata.severity})")
+    for n, item in enumerate(planned, 1):
+        step = item.step
+        mutates = " [yellow](changes things)[/]" if item.spec.mutates else ""
+        out.print(f"\n[bold]{n}. {escape(step.id)}[/] — {escape(step.display_name)} [{step.phase}]{mutates}")
+        out.print(f"   uses {step.uses}: {escape(item.spec.description)}")
+        if step.needs:
+            out.print(f"   after {', '.join(step.needs)}")
+        if item.when:
+            out.print(f"   when {escape(item.when)}")
+        if step.for_each:
+            out.print(f"   for each item of {escape(step.for_each.strip())} (at most {step.max_concurrency} at once)")
+        if step.approval:
+            out.print(f"   [bold yellow]gate[/]: {escape(gate_summary(step))}")
+        for name, value in item.args.items():
+            shown = value if isinstance(value, str) else json.dumps(value)
+            tag = " [dim](at run time)[/]" if name in item.dynamic else ""
+            out.print(f"   {name} = {escape(str(shown))}{tag}")
+        if item.spec.calls:
+            out.print(f"   calls {', '.join(item.spec.calls)}")
+
+
+@app.command()
+def graph(playbook: Annotated[str, typer.Argument(help="A playbook file or name.")]) -> None:
+    """Print a Mermaid flowchart of steps, dependencies and gates."""
+    from flows.plan import mermaid
+
+    print(mermaid(_load(playbook)))
+
+
+class _Progress:
+    """Prints run events as they come."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.run_id: str | None = None
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        c = self.console
+        if kind == "run_started":
+            self.run_id = data["run_id"]
+            link = f" {data['ui_url']}" if data.get("ui_url") else ""
+            c.print(f"[bold]run[/] {data['run_id']} ({escape(str(data['name']))}){link}")
+        elif kind == "step_started":
+            c.print(f"  [cyan]▶[/] {escape(data['step'])}: {escape(data['name'])}")
+        elif kind == "step_finished":
+            record = data["record"]
+            colour = {"completed": "green", "failed": "red", "skipped": "dim"}.get(record.state, "yellow")
+            text = record.detail or record.reason
+            c.print(f"  [{colour}]■[/] {escape(record.id)}: {record.state}" + (f" — {escape(text)}" if text else ""))
+        elif kind == "gate_opened":
+            c.print(
+                f"  [bold yellow]⏸ gate[/] before {escape(data['gate'])}: {escape(data['message'])}\n"
+                f"    needs {data['min_approvals']} approval(s) from {data['group']} "
+                f"({escape(', '.join(data['members']))}) by {data['deadline']:%H:%M:%S} UTC\n"
+                f"    answer: stanch approve {self.run_id} --gate {data['gate']} --as NAME "
+                "--approve|--reject --reason TEXT"
+            )
+        elif kind == "gate_escalated":
+            c.print(f"  [bold yellow]⏫ escalated[/] gate {escape(data['gate'])} to {escape(data['group'])}")
+        elif kind == "gate_answer":
+            record = data["record"]
+            verdict = "accepted" if record.accepted else f"refused: {record.refusal}"
+            c.print(f"    {escape(record.approver)} → {record.decision} ({escape(verdict)})")
+        elif kind == "gate_closed":
+            c.print(f"  [bold]gate[/] {escape(data['gate'])}: {data['status']} — {escape(data['message'])}")
+
+
+def print_summary(summary: Any, console: Console = out) -> None:
+    table = Table(title=f"{summary.playbook} · {summary.incident_id} · {summary.mode}")
+    for column in ("step", "phase", "state", "duration", "changed", "detail"):
+        table.add_column(column)
+    for s in summary.steps:
+        duration = f"{s.duration:.1f}s" if s.duration is not None else ""
+        table.add_row(s.id, s.phase, s.state, duration, "yes" if s.changed else "", escape(s.detail or s.reason))
+    console.print(table)
+    colour = {"Completed": "green", "Failed": "red", "Cancelled": "yellow"}[summary.state]
+    console.print(f"[bold {colour}]{summary.state}[/]: {escape(summary.message)}")
+    console.print(f"run id {summary.run_id}" + (f"  {summary.ui_url}" if summary.ui_url else ""))
+
+
+def _warn_without_server() -> None:
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            err.print(
+                "[yellow]note:[/] no Prefect server configured (PREFECT_API_URL); this run uses a temporary "
+                "one, so its gates can be answered only from this process. For gates answered from another "
+                "terminal, run `prefect server start` and set PREFECT_API_URL."
+            )
+
+
+@app.command()
+def run(
+    playbook: Annotated[str, typer.Argument(help="A playbook file or name.")],
+    input: InputOpt = None,
+    alert: AlertOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report changes without making them.")] = False,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Run against the embedded simulated AWS and Slack.")] = False,
+    incident_id: Annotated[str | None, typer.Option("--incident-id", help="Defaults to a new id.")] = None,
+    launched_by: Annotated[str | None, typer.Option("--as", help="Who launches (default: $STANCH_USER or login).")] = None,
+) -> None:
+    """Run a playbook as a Prefect flow run, with progress and a summary at the end."""
+    from flows.launch import LaunchError
+
+    pb = _load(playbook)
+    values = _inputs(pb, input)
+    raw_alert = _alert(alert)
+    box = None
+    if sandbox:
+        from flows.sandbox import Sandbox
+
+        box = Sandbox().start()
+        for name, value in list(values.items()):
+            if isinstance(value, str) and value.startswith("@sandbox:"):
+                user, _, index = value.removeprefix("@sandbox:").partition("#")
+                keys = box.keys.get(user)
+                if not keys:
+                    raise _fail(f"--input {name}: the sandbox has no user {user!r} with keys")
+                values[name] = keys[int(index or 0)]
+        out.print(f"[dim]sandbox: AWS {box.aws_endpoint}, Slack {box.slack.base_url if box.slack else ''}[/]")
+    try:
+        _warn_without_server()
+        from flows.runner import run_playbook
+
+        summary = run_playbook(
+            pb,
+            values,
+            alert=raw_alert,
+            dry_run=dry_run,
+            incident_id=incident_id,
+            launched_by=launched_by,
+            trigger="manual",
+            sandbox=sandbox,
+            observer=_Progress(out),
+        )
+    except LaunchError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        if box is not None:
+            box.stop()
+    print_summary(summary)
+    raise typer.Exit(0 if summary.state == "Completed" else 1)
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The flow run id.")],
+    gate: Annotated[str, typer.Option("--gate", help="The step id the gate guards.")],
+    as_: Annotated[str, typer.Option("--as", help="Your approver identity.")],
+    approve_: Annotated[bool, typer.Option("--approve", help="Approve the step.")] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the step.")] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the decision record.")] = "",
+) -> None:
+    """Answer a gate of a paused run."""
+    from flows.approvals import ApprovalError, answer_gate
+
+    if approve_ == reject:
+        raise _fail("say --approve or --reject (one of them)", 2)
+    if not reason.strip():
+        raise _fail("--reason is required: it goes into the decision record", 2)
+    try:
+        verdict = answer_gate(run_id, gate, as_, "approve" if approve_ else "reject", reason)
+    except ApprovalError as exc:
+        raise _fail(str(exc)) from None
+    if verdict.accepted is False:
+        raise _fail(verdict.message)
+    out.print(verdict.message)
+
+
+@app.command()
+def demo(
+    approver: Annotated[str, typer.Option(help="The demo approver who answers the gate.")] = "dana",
+    reject: Annotated[bool, typer.Option("--reject", help="Have the demo approver reject instead.")] = False,
+) -> None:
+    """Run the flagship playbook in the sandbox, with the gate answered by a named demo approver."""
+    from flows.approvals import answer_gate
+    from flows.runner import run_playbook
+    from flows.sandbox import Sandbox
+
+    out.rule("[bold]Stanch demo: a leaked AWS access key, in the sandbox")
+    with Sandbox() as box:
+        user = "ci-deployer"
+        key = box.keys[user][0]
+        before = box.key_states()
+        table = Table("access key", "user: status", title="Simulated account before")
+        for key_id, state in sorted(before.items()):
+            table.add_row(key_id, state)
+        out.print(table)
+        out.print(f"Access key [bold]{key}[/] of [bold]{user}[/] was found in a public repository.\n")
+        progress = _Progress(out)
+
+        def observer(kind: str, data: dict[str, Any]) -> None:
+            progress(kind, data)
+            if kind == "gate_opened" and progress.run_id:
+                run_id = progress.run_id
+
+                def answer() -> None:
+                    time.sleep(1.0)
+                    decision = "reject" if reject else "approve"
+                    out.print(f"    [dim]demo approver {approver} answers: {decision}[/]")
+                    answer_gate(run_id, data["gate"], approver, decision, "demo: exposure confirmed by on-call")
+
+                threading.Thread(target=answer, daemon=True).start()
+
+        summary = run_playbook(
+            "aws-access-key-compromise",
+            {"access_key_id": key, "user_name": user},
+            incident_id=None,
+            launched_by="stanch-demo",
+            trigger="demo",
+            sandbox=True,
+            observer=observer,
+        )
+        print_summary(summary)
+        after = box.key_states()
+        changes = Table("access key", "before", "after", title="What changed in the simulated account")
+        for key_id in sorted(before):
+            if before[key_id] != after.get(key_id):
+                changes.add_row(key_id, before[key_id], after.get(key_id, "deleted"))
+        out.print(changes if changes.row_count else "Nothing changed in the simulated account.")
+        assert box.slack is not None
+        out.print("\nSlack messages posted (sandbox #incident-response):")
+        for message in box.slack.messages("incident-response"):
+            out.print(f"  • {escape(message['text'])}")
+    raise typer.Exit(0 if summary.state == ("Cancelled" if reject else "Completed") else 1)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

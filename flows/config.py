@@ -1,0 +1,164 @@
+"""One configuration file per installation (`stanch.yaml`), validated by pydantic, with environment overrides.
+
+It never holds a secret value, only references: an environment variable name, a Secrets Manager ARN or a
+Prefect Secret block name. Environment overrides use the prefix STANCH_ and `__` between levels, e.g.
+STANCH_AWS__ROLE_ARN or STANCH_SLACK__DEFAULT_CHANNEL.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from integrations.masking import looks_secret
+
+CONFIG_ENV = "STANCH_CONFIG"
+DEFAULT_CONFIG = "stanch.yaml"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the file and field."""
+
+
+class SecretRef(BaseModel):
+    """Where a secret lives. Exactly one of the three."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str | None = Field(None, description="An environment variable name.")
+    secretsmanager_arn: str | None = Field(None, pattern=r"^arn:aws[\w-]*:secretsmanager:")
+    prefect_block: str | None = Field(None, description="The name of a Prefect Secret block.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        given = [v for v in (self.env, self.secretsmanager_arn, self.prefect_block) if v]
+        if len(given) != 1:
+            raise ValueError("a secret reference names exactly one of env, secretsmanager_arn, prefect_block")
+        return self
+
+    def describe(self) -> str:
+        if self.env:
+            return f"environment variable {self.env}"
+        if self.secretsmanager_arn:
+            return f"secret {self.secretsmanager_arn}"
+        return f"Prefect Secret block {self.prefect_block}"
+
+    def resolve(self, aws_client_factory: Any = None) -> str | None:
+        """The secret's value, or None when it is not set. Callers register it with the masker."""
+        if self.env:
+            return os.environ.get(self.env) or None
+        if self.secretsmanager_arn:
+            if aws_client_factory is None:
+                raise ConfigError("a Secrets Manager reference needs AWS access")
+            sm = aws_client_factory("secretsmanager")
+            return str(sm.get_secret_value(SecretId=self.secretsmanager_arn)["SecretString"])
+        from prefect.blocks.system import Secret
+
+        value = Secret.load(self.prefect_block).get()  # type: ignore[union-attr]
+        return str(value)
+
+
+class AwsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    region: str = "us-east-1"
+    regions: list[str] = Field(default_factory=lambda: ["us-east-1"], description="Regions a review covers.")
+    role_arn: str | None = Field(None, description="The responder role to assume; never the exposed principal.")
+    external_id: str | None = None
+    endpoint_url: str | None = Field(None, description="Only for the sandbox or a local AWS stand-in.")
+
+
+class SlackSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: SecretRef | None = Field(default_factory=lambda: SecretRef(env="STANCH_SLACK_TOKEN"))
+    signing_secret: SecretRef | None = Field(
+        default_factory=lambda: SecretRef(env="STANCH_SLACK_SIGNING_SECRET")
+    )
+    default_channel: str = "#incident-response"
+    base_url: str = Field("https://slack.com/api/", description="Only changed for the sandbox or tests.")
+
+
+class ApproverIdentity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slack_user_id: str | None = None
+    email: str | None = None
+    token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="Hash of a CLI token.")
+
+
+class Settings(BaseSettings):
+    """An installation's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="STANCH_", env_nested_delimiter="__", extra="forbid")
+
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    approvers: dict[str, ApproverIdentity] = Field(default_factory=dict)
+    playbook_dirs: list[str] = Field(default_factory=list)
+    ui_url: str | None = Field(None, description="Prefect UI base URL for links; from PREFECT_UI_URL if unset.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (which arrives as init arguments).
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _no_secret_values(self) -> Settings:
+        for path, value in _strings(self.model_dump()):
+            if looks_secret(value):
+                raise ValueError(
+                    f"{path} holds what looks like a credential; the configuration takes references "
+                    "only ({env: VAR}, {secretsmanager_arn: ...} or {prefect_block: ...})"
+                )
+        return self
+
+
+def _strings(value: Any, path: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in _strings(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [item for i, v in enumerate(value) for item in _strings(v, f"{path}[{i}]")]
+    return []
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Settings from `path`, $STANCH_CONFIG or ./stanch.yaml (optional), then the environment."""
+    from flows.loader import YamlError, parse_yaml
+
+    explicit = path or os.environ.get(CONFIG_ENV)
+    file = Path(explicit) if explicit else Path(DEFAULT_CONFIG)
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            doc, problems = parse_yaml(file.read_text(encoding="utf-8"), str(file))
+        except YamlError as exc:
+            raise ConfigError(str(exc)) from None
+        if problems:
+            raise ConfigError("\n".join(str(p) for p in problems))
+        if doc.data is not None and not isinstance(doc.data, dict):
+            raise ConfigError(f"{file}: the configuration is a YAML mapping")
+        data = doc.data or {}
+    elif explicit:
+        raise ConfigError(f"configuration file {file} does not exist")
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in error["loc"])
+            lines.append(f"{file}: {where}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,267 @@
+"""`${{ ... }}` expressions: jinja2's immutable sandbox with custom delimiters and strict undefined names.
+
+An expression is evaluated once. A string that is exactly one expression yields the native value
+(a list stays a list); a string that mixes text and expressions yields text. The values an
+expression reads (alert fields above all) are data and are never rendered a second time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.runtime import Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+START = "${{"
+ROOTS = ("inputs", "alert", "steps", "run", "item", "index")
+RUN_FIELDS = ("id", "mode", "launched_by", "incident_id", "playbook", "trigger", "dry_run", "sandbox")
+ALLOWED_FILTERS = (
+    "default",
+    "lower",
+    "upper",
+    "trim",
+    "replace",
+    "join",
+    "length",
+    "first",
+    "last",
+    "unique",
+    "sort",
+    "list",
+    "int",
+    "float",
+    "string",
+    "tojson",
+    "map",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "min",
+    "max",
+    "sum",
+    "truncate",
+)
+
+_SEGMENT_RE = re.compile(r"\$\{\{(?P<body>(?:(?!\}\}).)*)\}\}", re.S)
+_DASHED_STEP_RE = re.compile(r"(?<![\w.\]'\"])steps\.([a-z0-9][a-z0-9]*(?:-[a-z0-9]+)+)")
+_FULL_RE = re.compile(r"^\s*\$\{\{(?P<body>(?:(?!\}\}).)*)\}\}\s*$", re.S)
+
+
+class ExpressionError(ValueError):
+    """An expression that cannot be parsed or evaluated; the message says which and why."""
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        variable_start_string="${{",
+        variable_end_string="}}",
+        block_start_string="${%",
+        block_end_string="%}",
+        comment_start_string="${#",
+        comment_end_string="#}",
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters = {name: env.filters[name] for name in ALLOWED_FILTERS}
+    env.globals = {}
+    return env
+
+
+_ENV = _environment()
+
+
+def has_expression(value: Any) -> bool:
+    return isinstance(value, str) and START in value
+
+
+def walk_strings(value: Any, path: tuple[str | int, ...] = ()) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """Every string inside nested dicts and lists, with its relative path."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield from walk_strings(child, (*path, str(key)))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from walk_strings(child, (*path, i))
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What an expression may name at one place in a playbook."""
+
+    inputs: frozenset[str]
+    earlier_steps: frozenset[str]
+    all_steps: frozenset[str] = frozenset()
+    has_item: bool = False
+
+
+@dataclass
+class Parsed:
+    text: str
+    references: list[tuple[str | int, ...]] = field(default_factory=list)
+    filters: set[str] = field(default_factory=set)
+
+
+def normalize(text: str) -> str:
+    """Let step ids keep their dashes: `steps.find-key.outputs` reads as `steps['find-key'].outputs`."""
+
+    def fix(segment: re.Match[str]) -> str:
+        return "${{" + _DASHED_STEP_RE.sub(lambda m: f"steps['{m.group(1)}']", segment.group("body")) + "}}"
+
+    return _SEGMENT_RE.sub(fix, text) if "steps." in text else text
+
+
+@lru_cache(maxsize=4096)
+def parse(text: str) -> Parsed:
+    """Parse an expression string; raises ExpressionError with jinja's reason."""
+    try:
+        tree = _ENV.parse(normalize(text))
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(f"expression does not parse: {exc.message}") from None
+    parsed = Parsed(text)
+    for stmt in tree.body:
+        if not isinstance(stmt, nodes.Output):
+            raise ExpressionError("only ${{ ... }} expressions are allowed, not ${% ... %} statements")
+    _collect(tree, parsed)
+    return parsed
+
+
+def _chain(node: nodes.Node) -> tuple[str | int, ...] | None:
+    parts: list[str | int] = []
+    while True:
+        if isinstance(node, nodes.Getattr):
+            parts.append(node.attr)
+            node = node.node
+        elif (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str | int)
+        ):
+            parts.append(node.arg.value)
+            node = node.node
+        elif isinstance(node, nodes.Name):
+            parts.append(node.name)
+            return tuple(reversed(parts))
+        else:
+            return None
+
+
+def _collect(node: nodes.Node, parsed: Parsed) -> None:
+    if isinstance(node, nodes.Getattr | nodes.Getitem):
+        chain = _chain(node)
+        if chain is not None:
+            parsed.references.append(chain)
+            return
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        parsed.references.append((node.name,))
+        return
+    if isinstance(node, nodes.Filter) and node.name:
+        parsed.filters.add(node.name)
+    for child in node.iter_child_nodes():
+        _collect(child, parsed)
+
+
+def check(text: str, scope: Scope) -> list[str]:
+    """Messages for everything wrong with one expression string at one place (empty when fine)."""
+    try:
+        parsed = parse(text)
+    except ExpressionError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    for name in sorted(parsed.filters - set(ALLOWED_FILTERS)):
+        problems.append(f"unknown function {name!r}; allowed: {', '.join(ALLOWED_FILTERS)}")
+    for ref in parsed.references:
+        problems.extend(_check_reference(ref, scope))
+    return problems
+
+
+def _check_reference(ref: tuple[str | int, ...], scope: Scope) -> list[str]:
+    root = ref[0]
+    if root not in ROOTS:
+        return [f"unknown name {root!r}: an expression can name {', '.join(ROOTS[:4])} (and item in for_each)"]
+    if root in ("item", "index") and not scope.has_item:
+        return [f"{root!r} is only defined in a step with for_each"]
+    if root == "inputs":
+        if len(ref) < 2:
+            return ["name one input: inputs.<name>"]
+        if ref[1] not in scope.inputs:
+            known = ", ".join(sorted(scope.inputs)) or "none declared"
+            return [f"inputs.{ref[1]} is not a declared input (inputs: {known})"]
+    if root == "run" and (len(ref) < 2 or ref[1] not in RUN_FIELDS):
+        return [f"run has the fields {', '.join(RUN_FIELDS)}"]
+    if root == "steps":
+        if len(ref) < 3 or ref[2] != "outputs":
+            return ["refer to a step's results as steps.<id>.outputs"]
+        step_id = str(ref[1])
+        if step_id not in scope.earlier_steps:
+            if step_id in scope.all_steps:
+                return [
+                    f"steps.{step_id} is not an earlier step of this one: add {step_id!r} to `needs` "
+                    "(directly or through a step it needs)"
+                ]
+            return [f"steps.{step_id} names no step in this playbook"]
+    return []
+
+
+def full_expression(text: str) -> str | None:
+    """The body when the string is exactly one expression, else None."""
+    match = _FULL_RE.match(text)
+    return match.group("body") if match else None
+
+
+@lru_cache(maxsize=4096)
+def _compiled_expression(body: str) -> Any:
+    return _ENV.compile_expression(body, undefined_to_none=False)
+
+
+@lru_cache(maxsize=4096)
+def _compiled_template(text: str) -> Any:
+    return _ENV.from_string(text)
+
+
+def evaluate_string(text: str, context: dict[str, Any]) -> Any:
+    if START not in text:
+        return text
+    try:
+        body = full_expression(normalize(text))
+        if body is not None:
+            value = _compiled_expression(body)(**context)
+            if isinstance(value, Undefined):
+                raise ExpressionError(f"{text.strip()}: {value._undefined_message}")
+            return value
+        return _compiled_template(normalize(text)).render(**context)
+    except UndefinedError as exc:
+        raise ExpressionError(f"{text.strip()}: {exc.message}") from None
+    except SecurityError as exc:
+        raise ExpressionError(f"{text.strip()}: not allowed ({exc})") from None
+    except TemplateError as exc:
+        raise ExpressionError(f"{text.strip()}: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise ExpressionError(f"{text.strip()}: {type(exc).__name__}: {exc}") from None
+
+
+def evaluate(value: Any, context: dict[str, Any]) -> Any:
+    """Evaluate every expression inside a value (nested dicts and lists), once."""
+    if isinstance(value, str):
+        return evaluate_string(value, context)
+    if isinstance(value, dict):
+        return {key: evaluate(child, context) for key, child in value.items()}
+    if isinstance(value, list):
+        return [evaluate(child, context) for child in value]
+    return value
+
+
+def truthy(value: Any) -> bool:
+    """`when` semantics: Python truth, except that the strings 'false', 'no', '0' and '' are false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "no", "0", "none")
+    return bool(value)

@@ -1,0 +1,477 @@
+"""Running a playbook inside a Prefect flow run: one task per step, dependencies, gates, the final state.
+
+The driver runs in the flow's thread. A step is submitted as soon as every step it needs has finished,
+so steps with no path between them run concurrently on the task runner; `for_each` steps are mapped
+over their items with at most `max_concurrency` in flight. Gates open when no task is in flight (a
+paused flow run must not have tasks starting under it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED
+from concurrent.futures import wait as wait_futures
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from flows import expressions
+from flows.config import Settings, load_settings
+from flows.gates import GateOutcome, run_gate
+from flows.model import Playbook, Step, duration_seconds
+from flows.observe import emit
+from flows.records import RunSummary, StepRecord
+from integrations.context import ActionContext, AwsClients, RunInfo
+from integrations.masking import SecretMasker, install_log_masking
+from integrations.registry import ActionSpec, get_action
+
+_BLOCKING_STATES = ("failed", "blocked", "rejected", "timed_out", "not_run")
+
+
+class StepError(Exception):
+    """A step's failure, its message already masked of secrets."""
+
+
+def build_context(settings: Settings, run: RunInfo, masker: SecretMasker, logger: Any) -> ActionContext:
+    aws = AwsClients(
+        region=settings.aws.region,
+        endpoint_url=settings.aws.endpoint_url,
+        role_arn=settings.aws.role_arn,
+        external_id=settings.aws.external_id,
+        session_name=f"stanch-{run.incident_id}"[:64],
+    )
+    slack_factory = None
+    token_ref = settings.slack.token
+    if token_ref is not None:
+
+        @functools.cache
+        def slack_factory() -> Any:
+            from slack_sdk import WebClient
+            from slack_sdk.http_retry.builtin_handlers import (
+                ConnectionErrorRetryHandler,
+                RateLimitErrorRetryHandler,
+            )
+
+            token = token_ref.resolve(aws.client)
+            if not token:
+                raise RuntimeError(f"no Slack token: set {token_ref.describe()}")
+            masker.register(token)
+            return WebClient(
+                token=token,
+                base_url=settings.slack.base_url,
+                retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler()],
+            )
+
+    return ActionContext(
+        aws=aws,
+        slack_factory=slack_factory,
+        run=run,
+        masker=masker,
+        logger=logger,
+        slack_default_channel=settings.slack.default_channel,
+    )
+
+
+def _make_task(step: Step, spec: ActionSpec, ctx: ActionContext) -> Any:
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.logging import get_run_logger
+
+    def run_step(args: dict[str, Any]) -> dict[str, Any]:
+        step_ctx = dataclasses.replace(ctx, logger=get_run_logger())
+        try:
+            validated = spec.args_model.model_validate(args)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            raise StepError(ctx.masker.mask(f"arguments of {spec.key} after evaluation: {problems}")) from None
+        kwargs = {name: getattr(validated, name) for name in spec.args_model.model_fields}
+        try:
+            result = spec.func(step_ctx, **kwargs)
+        except Exception as exc:
+            raise StepError(ctx.masker.mask(f"{type(exc).__name__}: {exc}")) from None
+        return spec.outputs(result)
+
+    return task(
+        run_step,
+        name=step.id,
+        description=spec.description,
+        retries=step.retries,
+        retry_delay_seconds=duration_seconds(step.retry_delay),
+        timeout_seconds=duration_seconds(step.timeout) if step.timeout is not None else None,
+        persist_result=False,
+        cache_policy=NO_CACHE,
+        log_prints=False,
+    )
+
+
+@dataclasses.dataclass
+class _Unit:
+    step_id: str
+    index: int | None
+
+
+class Driver:
+    """Schedules one playbook's steps inside the current flow run."""
+
+    def __init__(
+        self,
+        playbook: Playbook,
+        inputs: dict[str, Any],
+        alert: dict[str, Any] | None,
+        run: RunInfo,
+        flow_run_id: UUID,
+        settings: Settings,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ):
+        self.playbook = playbook
+        self.run = run
+        self.flow_run_id = flow_run_id
+        self.log = logger
+        self.masker = SecretMasker()
+        install_log_masking(self.masker)
+        self.ctx = build_context(settings, run, self.masker, logger)
+        self.records = {
+            s.id: StepRecord(id=s.id, name=s.display_name, phase=s.phase, uses=s.uses) for s in playbook.steps
+        }
+        self.outputs: dict[str, Any] = {}
+        self.context = {"inputs": inputs, "alert": alert or {}, "steps": {}, "run": run.as_context()}
+        self.specs = {s.id: get_action(s.uses) for s in playbook.steps}
+        self.tasks = {s.id: _make_task(s, self.specs[s.id], self.ctx) for s in playbook.steps}
+        self.approved: set[str] = set()
+        self.running: dict[Any, _Unit] = {}
+        self.queued: dict[str, deque[tuple[int, dict[str, Any]]]] = {}
+        self.item_results: dict[str, dict[int, Any]] = {}
+        self.abort_reason: str | None = None
+        self.cancel_reasons: list[str] = []
+        self.notes: list[str] = []
+
+    # ---------------------------------------------------------------- scheduling
+
+    def execute(self) -> RunSummary:
+        while True:
+            gated = self._schedule()
+            if self.running:
+                self._wait_one()
+                continue
+            if gated and self.abort_reason is None:
+                self._open_gate(gated[0])
+                continue
+            if all(r.state != "pending" for r in self.records.values()):
+                break
+            # nothing runs and nothing can start: only steps whose needs never finished remain
+            for record in self.records.values():
+                if record.state == "pending":
+                    self._finish(record, "not_run", reason="its needs never finished")
+        return self._summary()
+
+    def _schedule(self) -> list[Step]:
+        gated: list[Step] = []
+        for step in self.playbook.steps:
+            record = self.records[step.id]
+            if record.state != "pending" or step.id in self.queued:
+                continue
+            needs = [self.records[n] for n in step.needs]
+            if any(n.state == "pending" for n in needs):
+                continue
+            if self.abort_reason is not None:
+                self._finish(record, "not_run", reason=self.abort_reason)
+                continue
+            blocked = [n for n in needs if n.state in _BLOCKING_STATES]
+            if blocked:
+                first = blocked[0]
+                self._finish(record, "blocked", reason=f"needs {first.id}, which is {first.state}")
+                continue
+            if step.when is not None and step.id not in self.approved:
+                try:
+                    go = expressions.truthy(expressions.evaluate_string(step.when, self._context()))
+                except expressions.ExpressionError as exc:
+                    self._fail(step, record, f"when: {exc}")
+                    continue
+                if not go:
+                    self._finish(record, "skipped", reason="its `when` condition is false")
+                    continue
+            if step.approval is not None and step.id not in self.approved:
+                gated.append(step)
+                continue
+            self._submit(step, record)
+        return gated
+
+    def _context(self, item: Any = None, index: int | None = None) -> dict[str, Any]:
+        context = dict(self.context)
+        context["steps"] = {sid: {"outputs": out} for sid, out in self.outputs.items()}
+        if index is not None:
+            context["item"] = item
+            context["index"] = index
+        return context
+
+    def _submit(self, step: Step, record: StepRecord) -> None:
+        record.started_at = datetime.now(UTC)
+        emit("step_started", step=step.id, name=step.display_name)
+        try:
+            if step.for_each is None:
+                args = expressions.evaluate(step.with_, self._context())
+                units = deque([(-1, args)])
+            else:
+                items = expressions.evaluate_string(step.for_each, self._context())
+                if not isinstance(items, list | tuple):
+                    raise expressions.ExpressionError(
+                        f"for_each must give a list, got {type(items).__name__}"
+                    )
+                units = deque(
+                    (i, expressions.evaluate(step.with_, self._context(item, i))) for i, item in enumerate(items)
+                )
+                record.items = len(units)
+        except expressions.ExpressionError as exc:
+            self._fail(step, record, str(exc))
+            return
+        self.queued[step.id] = units
+        self.item_results[step.id] = {}
+        if not units:
+            self._complete(step, record)
+            return
+        for _ in range(step.max_concurrency if step.for_each else 1):
+            self._submit_next(step)
+
+    def _submit_next(self, step: Step) -> None:
+        units = self.queued[step.id]
+        if not units:
+            return
+        index, args = units.popleft()
+        task = self.tasks[step.id]
+        if index >= 0:
+            task = task.with_options(task_run_name=f"{step.id}[{index}]")
+        future = task.submit(args)
+        self.running[future] = _Unit(step.id, None if index < 0 else index)
+
+    def _wait_one(self) -> None:
+        by_wrapped = {f.wrapped_future: f for f in self.running}
+        done, _ = wait_futures(list(by_wrapped), return_when=FIRST_COMPLETED)
+        for wrapped in done:
+            future = by_wrapped[wrapped]
+            unit = self.running.pop(future)
+            step = self.playbook.step(unit.step_id)
+            record = self.records[unit.step_id]
+            future.wait()
+            state = future.state
+            if state.is_completed():
+                self.item_results[step.id][unit.index if unit.index is not None else -1] = future.result()
+            else:
+                message = self.masker.mask(state.message or "failed")
+                try:
+                    future.result(raise_on_failure=True)
+                except Exception as exc:
+                    message = self.masker.mask(str(exc)) or message
+                if unit.index is None:
+                    self.queued[step.id].clear()
+                    self._fail(step, record, message)
+                    continue
+                record.failed_items.append(unit.index)
+                self.item_results[step.id][unit.index] = None
+                self.log.error("Step %s item %d failed: %s", step.id, unit.index, message)
+                record.reason = f"item {unit.index}: {message}"
+            if record.state != "pending":
+                continue
+            self._submit_next(step)
+            if not self.queued[step.id] and not any(u.step_id == step.id for u in self.running.values()):
+                if record.failed_items:
+                    self._fail(
+                        step,
+                        record,
+                        f"{len(record.failed_items)} of {record.items} items failed; first: {record.reason}",
+                        outputs=self._item_outputs(step.id),
+                    )
+                else:
+                    self._complete(step, record)
+
+    def _item_outputs(self, step_id: str) -> list[Any]:
+        results = self.item_results[step_id]
+        return [results.get(i) for i in range(len(results))]
+
+    # ---------------------------------------------------------------- outcomes
+
+    def _complete(self, step: Step, record: StepRecord) -> None:
+        if step.for_each is None:
+            outputs = self.item_results[step.id].get(-1, {})
+            record.changed = bool(isinstance(outputs, dict) and outputs.get("changed"))
+            record.detail = str(outputs.get("detail", "")) if isinstance(outputs, dict) else ""
+        else:
+            outputs = self._item_outputs(step.id)
+            record.changed = any(isinstance(o, dict) and o.get("changed") for o in outputs)
+            record.detail = f"{len(outputs)} item(s), {sum(1 for o in outputs if o and o.get('changed'))} changed"
+        self.outputs[step.id] = outputs
+        record.outputs = outputs
+        self._finish(record, "completed")
+
+    def _fail(self, step: Step, record: StepRecord, message: str, outputs: Any = None) -> None:
+        message = self.masker.mask(message)
+        if outputs is not None:
+            self.outputs[step.id] = outputs
+            record.outputs = outputs
+            record.changed = any(isinstance(o, dict) and o.get("changed") for o in outputs)
+        self.log.error("Step %s failed: %s", step.id, message)
+        self._finish(record, "failed", reason=message)
+        if step.on_failure == "abort" and self.abort_reason is None:
+            self.abort_reason = f"step {step.id} failed: {message}"
+
+    def _finish(self, record: StepRecord, state: str, reason: str = "") -> None:
+        now = datetime.now(UTC)
+        record.state = state  # type: ignore[assignment]
+        if reason:
+            record.reason = reason
+        if record.started_at is not None:
+            record.finished_at = now
+        emit("step_finished", record=record.model_copy(deep=True))
+
+    # ---------------------------------------------------------------- gates
+
+    def _open_gate(self, step: Step) -> None:
+        record = self.records[step.id]
+        approval = step.approval
+        assert approval is not None
+        try:
+            message = str(expressions.evaluate_string(approval.message, self._context())) if approval.message else ""
+        except expressions.ExpressionError as exc:
+            message = f"(the gate's message could not be rendered: {exc})"
+        message = self.masker.mask(message or f"Run step {step.display_name} ({step.uses})?")
+        outcome = run_gate(step, self.playbook.approvers, self.run, self.flow_run_id, message, self.log)
+        record.decisions.extend(outcome.decisions)
+        self._gate_artifact(step, outcome)
+        emit("gate_closed", gate=step.id, status=outcome.status, policy=outcome.policy, message=outcome.message)
+        if outcome.status == "approved":
+            self.approved.add(step.id)
+            return
+        if outcome.status == "rejected":
+            self._finish(record, "rejected", reason=f"gate {outcome.message}")
+            self.cancel_reasons.append(f"gate before {step.id} {outcome.message}")
+            return
+        self._finish(record, "timed_out", reason=f"gate: {outcome.message}")
+        if outcome.policy == "continue":
+            self.notes.append(f"gate before {step.id} timed out; skipped per on_timeout: continue")
+        else:
+            self.cancel_reasons.append(f"gate before {step.id} timed out: {outcome.message}")
+
+    def _gate_artifact(self, step: Step, outcome: GateOutcome) -> None:
+        from prefect.artifacts import create_markdown_artifact
+
+        from flows.records import decisions_table
+
+        body = f"# Gate before `{step.id}`: {outcome.status}\n\n{outcome.message}\n\n"
+        body += decisions_table(outcome.decisions)
+        try:
+            create_markdown_artifact(key=f"gate-{step.id}", markdown=self.masker.mask(body), description=outcome.message)
+        except Exception as exc:  # the decision stands in the run's records and logs regardless
+            self.log.warning("could not write the gate artifact: %s", exc)
+
+    # ---------------------------------------------------------------- summary
+
+    def _summary(self) -> RunSummary:
+        failed = [r for r in self.records.values() if r.state == "failed"]
+        if self.abort_reason is not None:
+            state, message = "Failed", self.abort_reason
+        elif self.cancel_reasons:
+            state, message = "Cancelled", "; ".join(self.cancel_reasons)
+        else:
+            state = "Completed"
+            parts = [f"step {r.id} failed (on_failure: continue): {r.reason}" for r in failed] + self.notes
+            message = "; ".join(parts) or "all steps finished"
+        return RunSummary(
+            run_id=str(self.flow_run_id),
+            playbook=self.playbook.metadata.name,
+            incident_id=self.run.incident_id,
+            mode=self.run.mode,
+            state=state,  # type: ignore[arg-type]
+            message=self.masker.mask(message),
+            steps=list(self.records.values()),
+        )
+
+
+def execute_playbook(
+    playbook: Playbook,
+    inputs: dict[str, Any],
+    alert: dict[str, Any] | None,
+    mode: str,
+    incident_id: str,
+    trigger: str,
+    launched_by: str,
+    sandbox: bool = False,
+) -> Any:
+    """The body of every Stanch flow run: returns the Prefect state the run ends in."""
+    from prefect.context import FlowRunContext
+    from prefect.logging import get_run_logger
+    from prefect.states import Cancelled, Completed, Failed
+
+    from flows.ui import flow_run_url
+
+    flow_ctx = FlowRunContext.get()
+    if flow_ctx is None or flow_ctx.flow_run is None:
+        raise RuntimeError("execute_playbook runs inside a Prefect flow run")
+    flow_run = flow_ctx.flow_run
+    logger = get_run_logger()
+    settings = load_settings()
+    run = RunInfo(
+        id=str(flow_run.id),
+        playbook=playbook.metadata.name,
+        incident_id=incident_id,
+        mode=mode,
+        launched_by=launched_by,
+        trigger=trigger,
+        sandbox=sandbox,
+    )
+    _tag_run(flow_run.id, run)
+    ui_url = flow_run_url(flow_run.id, settings)
+    emit("run_started", run_id=str(flow_run.id), name=flow_run.name, ui_url=ui_url)
+    logger.info(
+        "Playbook %s, incident %s, mode %s, launched by %s (%s)",
+        run.playbook,
+        incident_id,
+        mode,
+        launched_by,
+        trigger,
+    )
+    driver = Driver(playbook, inputs, alert, run, flow_run.id, settings, logger)
+    summary = driver.execute()
+    summary.flow_run_name = flow_run.name
+    summary.ui_url = ui_url
+    _summary_artifact(summary, logger)
+    emit("run_finished", summary=summary)
+    if summary.state == "Failed":
+        return Failed(message=summary.message, data=summary)
+    if summary.state == "Cancelled":
+        return Cancelled(message=summary.message, data=summary)
+    return Completed(message=summary.message, data=summary)
+
+
+def run_tags(run: RunInfo) -> list[str]:
+    return [
+        f"playbook:{run.playbook}",
+        f"mode:{run.mode}",
+        f"incident:{run.incident_id}",
+        f"trigger:{run.trigger}",
+        *(["sandbox"] if run.sandbox else []),
+    ]
+
+
+def _tag_run(flow_run_id: UUID, run: RunInfo) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(flow_run_id).tags or []
+        tags = sorted(set(current) | set(run_tags(run)))
+        if tags != sorted(current):
+            client.update_flow_run(flow_run_id, tags=tags)
+
+
+def _summary_artifact(summary: RunSummary, logger: Any) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    try:
+        create_markdown_artifact(key="run-summary", markdown=summary.markdown(), description=summary.message[:200])
+    except Exception as exc:
+        logger.warning("could not write the summary artifact: %s", exc)

@@ -1,0 +1,144 @@
+"""The embedded sandbox: simulated AWS (moto's server on a free loopback port) and Slack (a local stand-in).
+
+No cloud account, no network beyond loopback. `Sandbox().start()` serves both, seeds them from a YAML
+fixture and points this process at them (environment variables read by the Stanch configuration).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flows.sandbox.slack_api import SlackStandIn
+
+FIXTURE = Path(__file__).with_name("fixture.yaml")
+ACCOUNT_ID = "123456789012"
+
+
+@dataclass
+class Sandbox:
+    fixture: Path = FIXTURE
+    region: str = "us-east-1"
+    aws_endpoint: str = ""
+    slack: SlackStandIn | None = None
+    keys: dict[str, list[str]] = field(default_factory=dict)
+    _moto: Any = None
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+
+    def start(self) -> Sandbox:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log is noise here
+        spec = self._spec()
+        self.region = spec.get("region", self.region)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.aws_endpoint = f"http://{host}:{port}"
+        self.slack = SlackStandIn(channels=tuple(spec.get("slack", {}).get("channels", ()))).start()
+        self.activate()
+        self.seed(spec)
+        return self
+
+    def stop(self) -> None:
+        self.deactivate()
+        if self.slack is not None:
+            self.slack.stop()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def environ(self) -> dict[str, str]:
+        """The variables that point Stanch and boto3 at the sandbox (no real credential among them)."""
+        assert self.slack is not None
+        return {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's placeholder, not a credential
+            "AWS_SESSION_TOKEN": "testing",  # noqa: S105
+            "AWS_DEFAULT_REGION": self.region,
+            "STANCH_AWS__ENDPOINT_URL": self.aws_endpoint,
+            "STANCH_AWS__REGION": self.region,
+            "STANCH_AWS__ROLE_ARN": "",
+            "STANCH_SLACK__BASE_URL": self.slack.base_url,
+            "STANCH_SANDBOX_SLACK_TOKEN": self.slack.token,
+            "STANCH_SLACK__TOKEN": '{"env": "STANCH_SANDBOX_SLACK_TOKEN"}',
+        }
+
+    def activate(self) -> None:
+        for key, value in self.environ().items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def deactivate(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,
+            region_name=self.region,
+            endpoint_url=self.aws_endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's placeholder
+        )
+
+    def reset(self) -> None:
+        """Empty the simulated account and Slack, then seed them again."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.aws_endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback moto only
+            response.read()
+        if self.slack is not None:
+            self.slack.reset()
+        self.keys.clear()
+        self.seed(self._spec())
+
+    def _spec(self) -> dict[str, Any]:
+        return yaml.safe_load(Path(self.fixture).read_text(encoding="utf-8")) or {}
+
+    def seed(self, spec: dict[str, Any]) -> None:
+        iam = self.client("iam")
+        for user in spec.get("users", []):
+            tags = [{"Key": k, "Value": str(v)} for k, v in (user.get("tags") or {}).items()]
+            iam.create_user(UserName=user["name"], Tags=tags)
+            self.keys[user["name"]] = []
+            for _ in range(int(user.get("keys", 0))):
+                created = iam.create_access_key(UserName=user["name"])["AccessKey"]
+                self.keys[user["name"]].append(created["AccessKeyId"])  # the secret is dropped here
+        if spec.get("secrets"):
+            sm = self.client("secretsmanager")
+            for secret in spec["secrets"]:
+                tags = [{"Key": k, "Value": str(v)} for k, v in (secret.get("tags") or {}).items()]
+                sm.create_secret(Name=secret["name"], SecretString=secret["value"], Tags=tags)
+        if self.slack is not None:
+            for name in spec.get("slack", {}).get("channels", []):
+                self.slack.add_channel(name)
+
+    def key_states(self) -> dict[str, str]:
+        """Every access key's status in the simulated account: {key id: 'user: Active'}."""
+        iam = self.client("iam")
+        states = {}
+        for page in iam.get_paginator("list_users").paginate():
+            for user in page["Users"]:
+                for key in iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]:
+                    states[key["AccessKeyId"]] = f"{user['UserName']}: {key['Status']}"
+        return states

@@ -1,0 +1,211 @@
+"""A local stand-in for the Slack Web API methods Stanch uses, served over HTTP for slack-sdk's WebClient.
+
+It checks the token, arguments and channels the way Slack does (`invalid_auth`, `not_authed`,
+`channel_not_found`, `missing_scope`-free), can answer `ratelimited` with a Retry-After header,
+and records every call.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    ok: bool
+    error: str | None = None
+
+
+@dataclass
+class Channel:
+    id: str
+    name: str
+    topic: str = ""
+    members: list[str] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class SlackStandIn:
+    """Start with `start()`; point WebClient(base_url=standin.base_url, token=standin.token) at it."""
+
+    def __init__(self, token: str = "xoxb-sandbox-0000-stand-in", channels: tuple[str, ...] = ()):
+        self.token = token
+        self.calls: list[Call] = []
+        self.channels: dict[str, Channel] = {}
+        self._lock = threading.Lock()
+        self._ratelimit: list[int] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+        for name in channels or ("incident-response",):
+            self.add_channel(name)
+
+    # ------------------------------------------------------------ control
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/api/"
+
+    def start(self) -> SlackStandIn:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                standin._handle(self)
+
+            def do_GET(self) -> None:
+                standin._handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="slack-stand-in")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self._ratelimit.clear()
+            for channel in self.channels.values():
+                channel.messages.clear()
+
+    def add_channel(self, name: str) -> Channel:
+        with self._lock:
+            name = name.lstrip("#")
+            for channel in self.channels.values():
+                if channel.name == name:
+                    return channel
+            channel = Channel(id=f"C{len(self.channels) + 1:08d}", name=name)
+            self.channels[channel.id] = channel
+            return channel
+
+    def ratelimit_next(self, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next `times` calls with HTTP 429 and Retry-After."""
+        with self._lock:
+            self._ratelimit.extend([retry_after] * times)
+
+    def messages(self, channel: str) -> list[dict[str, Any]]:
+        found = self._channel(channel)
+        return list(found.messages) if found else []
+
+    # ------------------------------------------------------------ protocol
+
+    def _channel(self, ref: str) -> Channel | None:
+        if ref in self.channels:
+            return self.channels[ref]
+        name = ref.lstrip("#")
+        return next((c for c in self.channels.values() if c.name == name), None)
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        method = request.path.split("/api/", 1)[-1].split("?", 1)[0]
+        length = int(request.headers.get("Content-Length") or 0)
+        raw = request.rfile.read(length) if length else b""
+        args: dict[str, Any] = {}
+        content_type = request.headers.get("Content-Type", "")
+        if raw and "application/json" in content_type:
+            args = json.loads(raw)
+        elif raw:
+            args = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        if "?" in request.path:
+            args.update({k: v[0] for k, v in parse_qs(request.path.split("?", 1)[1]).items()})
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else args.pop("token", "")
+        with self._lock:
+            retry_after = self._ratelimit.pop(0) if self._ratelimit else None
+        if retry_after is not None:
+            self._record(method, args, False, "ratelimited")
+            self._reply(request, {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(retry_after)})
+            return
+        if not token:
+            self._finish(request, method, args, {"ok": False, "error": "not_authed"})
+            return
+        if token != self.token:
+            self._finish(request, method, args, {"ok": False, "error": "invalid_auth"})
+            return
+        handler = getattr(self, "_api_" + method.replace(".", "_"), None)
+        if handler is None:
+            self._finish(request, method, args, {"ok": False, "error": "unknown_method"})
+            return
+        self._finish(request, method, args, handler(args))
+
+    def _finish(self, request: BaseHTTPRequestHandler, method: str, args: dict[str, Any], body: dict[str, Any]) -> None:
+        self._record(method, args, bool(body.get("ok")), body.get("error"))
+        self._reply(request, body)
+
+    def _record(self, method: str, args: dict[str, Any], ok: bool, error: str | None) -> None:
+        with self._lock:
+            self.calls.append(Call(method, args, ok, error))
+
+    @staticmethod
+    def _reply(
+        request: BaseHTTPRequestHandler, body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
+        data = json.dumps(body).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json; charset=utf-8")
+        request.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            request.send_header(key, value)
+        request.end_headers()
+        request.wfile.write(data)
+
+    def _ts(self) -> str:
+        with self._lock:
+            self._seq += 1
+            return f"{time.time():.0f}.{self._seq:06d}"
+
+    # ------------------------------------------------------------ methods
+
+    def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://sandbox.slack.invalid/", "team": "Sandbox", "user": "stanch", "bot_id": "B0STANCH"}
+
+    def _api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(str(args.get("channel", "")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if not args.get("text") and not args.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        blocks = args.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        message = {"ts": self._ts(), "text": args.get("text", ""), "blocks": blocks, "thread_ts": args.get("thread_ts")}
+        with self._lock:
+            channel.messages.append(message)
+        return {"ok": True, "channel": channel.id, "ts": message["ts"], "message": message}
+
+    def _api_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(str(args.get("channel", "")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        with self._lock:
+            for message in channel.messages:
+                if message["ts"] == args.get("ts"):
+                    message["text"] = args.get("text", message["text"])
+                    if args.get("blocks") is not None:
+                        message["blocks"] = args["blocks"]
+                    return {"ok": True, "channel": channel.id, "ts": message["ts"], "text": message["text"]}
+        return {"ok": False, "error": "message_not_found"}
+
+    def _api_conversations_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            channels = [{"id": c.id, "name": c.name, "topic": {"value": c.topic}} for c in self.channels.values()]
+        return {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}

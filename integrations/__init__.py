@@ -1,0 +1,1 @@
+"""Actions: one module per outside service, registered by key (see integrations.registry)."""

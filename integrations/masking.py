@@ -1,0 +1,97 @@
+"""Secret hygiene: find credential-shaped strings and registered secret values, and mask them."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any
+
+MASK = "***"
+
+# Shapes of credentials. Access key ids (AKIA/ASIA...) are identifiers, not secrets: they stay visible.
+_PATTERNS = [
+    # AWS secret access keys: 40 base64 characters mixing cases and digits.
+    r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+=]{0,39}[a-z])(?=[A-Za-z0-9/+=]{0,39}[A-Z])"
+    r"(?=[A-Za-z0-9/+=]{0,39}[0-9])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])",
+    # AWS session tokens start with one of these base64 prefixes.
+    r"(?:FwoGZXIvYXdz|IQoJb3JpZ2lu)[A-Za-z0-9/+=]{20,}",
+    # Slack tokens and webhook URLs.
+    r"xox[abposre]-[A-Za-z0-9-]{8,}",
+    r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",
+    # GitHub tokens.
+    r"gh[pousr]_[A-Za-z0-9]{30,}",
+    r"github_pat_[A-Za-z0-9_]{40,}",
+    # Common vendor API keys (OpenAI-style sk-..., Stripe sk_live_...).
+    r"sk-(?:proj-|live-)?[A-Za-z0-9_-]{20,}",
+    r"sk_live_[A-Za-z0-9]{16,}",
+    # PEM private keys.
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+]
+CREDENTIAL_RE = re.compile("|".join(f"(?:{p})" for p in _PATTERNS))
+
+
+def looks_secret(text: str) -> bool:
+    """True when the text contains something shaped like a credential."""
+    return bool(CREDENTIAL_RE.search(text))
+
+
+class SecretMasker:
+    """Masks credential shapes and every value registered during a run."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+
+    def register(self, value: str | None) -> None:
+        if value and len(value) >= 6:
+            with self._lock:
+                self._values.add(value)
+
+    def mask(self, text: str) -> str:
+        with self._lock:
+            values = sorted(self._values, key=len, reverse=True)
+        for value in values:
+            text = text.replace(value, MASK)
+        return CREDENTIAL_RE.sub(MASK, text)
+
+    def mask_data(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, dict):
+            return {key: self.mask_data(child) for key, child in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.mask_data(child) for child in value]
+        return value
+
+
+class MaskingFilter(logging.Filter):
+    """A logging filter that rewrites each record's message with secrets masked."""
+
+    def __init__(self, masker: SecretMasker):
+        super().__init__("stanch-masking")
+        self.masker = masker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not take the log line with it
+            message = str(record.msg)
+        masked = self.masker.mask(message)
+        if masked != message or record.args:
+            record.msg, record.args = masked, ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.masker.mask(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def install_log_masking(masker: SecretMasker, logger_names: tuple[str, ...] = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "stanch")) -> None:
+    """Attach a masking filter to every handler of the named loggers (once per masker)."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        for target in (logger, *logger.handlers):
+            if not any(isinstance(f, MaskingFilter) and f.masker is masker for f in target.filters):
+                for old in [f for f in target.filters if isinstance(f, MaskingFilter)]:
+                    target.removeFilter(old)
+                target.addFilter(MaskingFilter(masker))
