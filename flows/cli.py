@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import sys
 import threading
@@ -355,7 +356,8 @@ def demo(
                     out.print(f"    [dim]demo approver {approver} answers: {decision}[/]")
                     answer_gate(run_id, data["gate"], approver, decision, "demo: exposure confirmed by on-call")
 
-                threading.Thread(target=answer, daemon=True).start()
+                context = contextvars.copy_context()
+                threading.Thread(target=context.run, args=(answer,), daemon=True).start()
 
         summary = run_playbook(
             "aws-access-key-compromise",

@@ -9,6 +9,7 @@ the flow does; Prefect's own pause timeout is set later, as a backstop only.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -179,7 +180,9 @@ def run_gate(
             return GateOutcome("timed_out", policy, text, decisions, sorted(approvals))
         n += 1
         key = pause_key(step.id, n)
-        timer = threading.Timer(remaining, _resume_at_deadline, (flow_run_id, key, step.id, log))
+        # The timer thread carries this context so it talks to the same Prefect API as the run.
+        context = contextvars.copy_context()
+        timer = threading.Timer(remaining, context.run, (_resume_at_deadline, flow_run_id, key, step.id, log))
         timer.daemon = True
         timer.start()
         try:

@@ -110,6 +110,8 @@ def parse_yaml(text: str, file: str = "<string>") -> tuple[Document, list[Proble
         what = exc.problem or "invalid YAML"
         if exc.context:
             what = f"{exc.context}, {what}"
+        if exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            what += f" (it started on line {exc.context_mark.line + 1})"
         raise YamlError(Problem(file, line, col, f"YAML syntax: {what}")) from None
     except yaml.YAMLError as exc:
         raise YamlError(Problem(file, 1, 1, f"YAML syntax: {exc}")) from None

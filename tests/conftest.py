@@ -1,0 +1,137 @@
+"""Session-wide real services: one Prefect API (the test harness), one moto server, one Slack stand-in."""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before anything imports Prefect: a private home and no telemetry (else "database is locked").
+_HOME = tempfile.mkdtemp(prefix="stanch-prefect-home-")
+os.environ["PREFECT_HOME"] = _HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("STANCH_CONFIG", None)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+PLAYBOOKS = ROOT / "playbooks"
+STANCH = str(Path(sys.executable).with_name("stanch"))
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A real Prefect API for the whole session (the harness takes ~11 s to start)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        url = PREFECT_API_URL.value()
+        os.environ["PREFECT_API_URL"] = url
+        yield url
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture(scope="session")
+def sandbox_session() -> Iterator[Any]:
+    from flows.sandbox import Sandbox
+
+    box = Sandbox().start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_session: Any) -> Any:
+    """The session's sandbox, emptied and seeded afresh for this test."""
+    sandbox_session.reset()
+    sandbox_session.activate()
+    return sandbox_session
+
+
+@dataclass
+class BackgroundRun:
+    """A playbook run on a thread, with its events in a queue."""
+
+    events: queue.Queue[tuple[str, dict[str, Any]]] = field(default_factory=queue.Queue)
+    run_id: str | None = None
+    summary: Any = None
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+
+    def wait_for(self, kind: str, timeout: float = 60, **match: Any) -> dict[str, Any]:
+        deadline_left = timeout
+        import time
+
+        start = time.monotonic()
+        while deadline_left > 0:
+            try:
+                got, data = self.events.get(timeout=min(1.0, deadline_left))
+            except queue.Empty:
+                if self.thread is not None and not self.thread.is_alive():
+                    raise AssertionError(f"the run ended before {kind}: {self.error or self.summary}") from None
+            else:
+                if got == kind and all(data.get(k) == v for k, v in match.items()):
+                    return data
+            deadline_left = timeout - (time.monotonic() - start)
+        raise AssertionError(f"no {kind} event within {timeout}s")
+
+    def wait_paused(self, timeout: float = 30) -> None:
+        """Until the flow run is Paused in the API (the gate has opened its pause)."""
+        import time
+
+        from prefect.client.orchestration import get_client
+
+        assert self.run_id
+        deadline = time.monotonic() + timeout
+        with get_client(sync_client=True) as client:
+            while time.monotonic() < deadline:
+                state = client.read_flow_run(self.run_id).state  # type: ignore[arg-type]
+                if state and state.is_paused():
+                    return
+                time.sleep(0.1)
+        raise AssertionError("the run did not pause")
+
+    def result(self, timeout: float = 90) -> Any:
+        assert self.thread is not None
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the run did not finish in time"
+        if self.error:
+            raise self.error
+        return self.summary
+
+
+def start_run(playbook: Any, inputs: dict[str, Any], **kwargs: Any) -> BackgroundRun:
+    from flows.runner import run_playbook
+
+    handle = BackgroundRun()
+
+    def observer(kind: str, data: dict[str, Any]) -> None:
+        if kind == "run_started":
+            handle.run_id = data["run_id"]
+        handle.events.put((kind, data))
+
+    def target() -> None:
+        try:
+            handle.summary = run_playbook(playbook, inputs, observer=observer, **kwargs)
+        except BaseException as exc:
+            handle.error = exc
+
+    handle.thread = threading.Thread(target=target, daemon=True)
+    handle.thread.start()
+    return handle
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env

@@ -1,0 +1,365 @@
+"""Playbooks run as Prefect flow runs against a real Prefect API and the sandbox (moto + Slack stand-in)."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+from uuid import UUID
+
+import pytest
+from conftest import STANCH, cli_env, start_run
+
+from flows.approvals import ApprovalError, answer_gate, open_gate
+from flows.launch import LaunchError
+from flows.model import Playbook
+from flows.runner import run_playbook
+from flows.validate import check_text
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+FLAGSHIP = "aws-access-key-compromise"
+
+
+def flow_run(run_id: str) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(run_id))
+
+
+def playbook(text: str) -> Playbook:
+    checked = check_text(text, "test.yaml")
+    assert checked.ok and checked.playbook is not None, [str(p) for p in checked.problems]
+    return checked.playbook
+
+
+def gated(
+    on_timeout: str = "reject",
+    timeout: str = "60s",
+    min_approvals: int = 1,
+    extra: str = "",
+    escalation: str = "",
+) -> Playbook:
+    """A playbook: deactivate a key behind a gate, then report; plus an independent step."""
+    return playbook(f"""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {{name: gate-test, title: Gate test, severity: high}}
+inputs:
+  access_key_id: {{type: string}}
+approvers:
+  oncall: [alice, bob, dana]
+  leads: [carol]
+steps:
+  - id: independent
+    phase: notify
+    uses: core.log
+    with: {{message: "independent of the gate"}}
+  - id: deactivate
+    phase: contain
+    uses: aws.iam.deactivate_access_key
+    approval:
+      from: oncall
+      timeout: {timeout}
+      min_approvals: {min_approvals}
+      on_timeout: {on_timeout}
+      {extra}
+    with: {{access_key_id: "${{{{ inputs.access_key_id }}}}"}}
+  - id: after
+    phase: notify
+    needs: [deactivate]
+    uses: core.log
+    with: {{message: "${{{{ steps.deactivate.outputs.detail }}}}"}}
+{escalation}""")
+
+
+def test_gate_pauses_cli_approve_resumes_and_key_becomes_inactive(sandbox: Any) -> None:
+    key = sandbox.keys["ci-deployer"][0]
+    run = start_run(FLAGSHIP, {"access_key_id": key, "user_name": "ci-deployer"}, launched_by="erin", sandbox=True)
+    opened = run.wait_for("gate_opened", gate="deactivate-key")
+    assert opened["min_approvals"] == 1 and "dana" in opened["members"]
+    run.wait_paused()
+    assert run.run_id is not None
+    assert open_gate(run.run_id) == ("deactivate-key", "Paused")
+    assert sandbox.key_states()[key] == "ci-deployer: Active", "nothing is deactivated before approval"
+    proc = subprocess.run(
+        [STANCH, "approve", run.run_id, "--gate", "deactivate-key", "--as", "alice", "--approve", "--reason", "confirmed leak"],
+        capture_output=True, text=True, timeout=90, env=cli_env(), check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "accepted" in proc.stdout
+    summary = run.result()
+    assert summary.state == "Completed", summary.message
+    assert sandbox.key_states()[key] == "ci-deployer: Inactive"
+    states = {s.id: s.state for s in summary.steps}
+    assert states == dict.fromkeys(["announce", "inventory", "deactivate-key", "verify", "report"], "completed")
+    assert next(s for s in summary.steps if s.id == "verify").outputs["active"] == 0
+    decision = summary.decisions()[0]
+    assert (decision.approver, decision.decision, decision.accepted, decision.channel) == ("alice", "approve", True, "cli")
+    # The flow run tells the truth, is named after the incident and carries the tags.
+    api_run = flow_run(run.run_id)
+    assert api_run.state.type.value == "COMPLETED"
+    assert api_run.name == summary.incident_id
+    assert {f"playbook:{FLAGSHIP}", "mode:live", f"incident:{summary.incident_id}", "trigger:manual"} <= set(api_run.tags)
+    # Slack got the announcement and the report in the incident channel.
+    texts = [m["text"] for m in sandbox.slack.messages("incident-response")]
+    assert len(texts) == 2 and key in texts[0] and "Inactive" in texts[1]
+    # The decision record is an artifact of the run.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(run.run_id)]))
+        )
+    by_key = {a.key: a for a in artifacts}
+    assert "alice" in by_key["gate-deactivate-key"].data and "confirmed leak" in by_key["gate-deactivate-key"].data
+    assert "| deactivate-key | contain | completed |" in by_key["run-summary"].data
+
+
+def test_rejected_gate_leaves_key_active_and_run_cancelled(sandbox: Any) -> None:
+    key = sandbox.keys["ci-deployer"][0]
+    run = start_run(FLAGSHIP, {"access_key_id": key, "user_name": "ci-deployer"}, launched_by="erin")
+    run.wait_for("gate_opened")
+    run.wait_paused()
+    verdict = answer_gate(run.run_id, "deactivate-key", "bob", "reject", "false positive: rotation job")
+    assert verdict.accepted is True
+    summary = run.result()
+    assert summary.state == "Cancelled"
+    assert "rejected by bob: false positive" in summary.message
+    states = {s.id: s.state for s in summary.steps}
+    assert states["deactivate-key"] == "rejected"
+    assert states["verify"] == states["report"] == "blocked"
+    assert sandbox.key_states()[key] == "ci-deployer: Active"
+    assert flow_run(summary.run_id).state.type.value == "CANCELLED"
+
+
+def test_outsider_is_refused_and_the_gate_keeps_waiting(sandbox: Any) -> None:
+    key = sandbox.keys["alice"][0]
+    run = start_run(gated(), {"access_key_id": key}, launched_by="erin")
+    run.wait_for("gate_opened")
+    run.wait_paused()
+    proc = subprocess.run(
+        [STANCH, "approve", run.run_id, "--gate", "deactivate", "--as", "mallory", "--approve", "--reason", "let me"],
+        capture_output=True, text=True, timeout=90, env=cli_env(), check=False,
+    )
+    assert proc.returncode == 1
+    assert "'mallory' is not in approver group oncall" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    run.wait_paused()  # still waiting
+    assert sandbox.key_states()[key] == "alice: Active"
+    with pytest.raises(ApprovalError, match="waiting at gate 'deactivate', not 'after'"):
+        answer_gate(run.run_id, "after", "bob", "approve", "wrong gate")
+    assert answer_gate(run.run_id, "deactivate", "bob", "approve", "ok").accepted
+    summary = run.result()
+    assert summary.state == "Completed"
+    decisions = summary.decisions()
+    assert [(d.approver, d.accepted) for d in decisions] == [("mallory", False), ("bob", True)]
+    assert sandbox.key_states()[key] == "alice: Inactive"
+
+
+def test_two_distinct_approvers_and_separation_of_duties(sandbox: Any) -> None:
+    key = sandbox.keys["alice"][0]
+    run = start_run(gated(min_approvals=2), {"access_key_id": key}, launched_by="alice")
+    run.wait_for("gate_opened")
+    run.wait_paused()
+    refused = answer_gate(run.run_id, "deactivate", "alice", "approve", "my own run")
+    assert refused.accepted is False and "launched this run" in refused.message
+    run.wait_paused()
+    first = answer_gate(run.run_id, "deactivate", "bob", "approve", "yes")
+    assert first.accepted and (first.approvals, first.needed) == (1, 2)
+    run.wait_paused()
+    twice = answer_gate(run.run_id, "deactivate", "bob", "approve", "yes again")
+    assert twice.accepted is False and "already approved" in twice.message
+    run.wait_paused()
+    assert sandbox.key_states()[key] == "alice: Active"
+    assert answer_gate(run.run_id, "deactivate", "dana", "approve", "agreed").accepted
+    summary = run.result()
+    assert summary.state == "Completed"
+    assert sandbox.key_states()[key] == "alice: Inactive"
+
+
+def test_on_timeout_reject_cancels_without_running_the_step(sandbox: Any) -> None:
+    key = sandbox.keys["alice"][0]
+    summary = run_playbook(gated(on_timeout="reject", timeout="2s"), {"access_key_id": key}, launched_by="erin")
+    assert summary.state == "Cancelled", summary.message
+    states = {s.id: s.state for s in summary.steps}
+    assert states == {"independent": "completed", "deactivate": "timed_out", "after": "blocked"}
+    assert "timed out" in summary.message
+    assert sandbox.key_states()[key] == "alice: Active"
+    assert flow_run(summary.run_id).state.type.value == "CANCELLED", "not Prefect's pause-timeout failure"
+    assert [d.decision for d in summary.decisions()] == ["timeout"]
+
+
+def test_on_timeout_continue_skips_the_step_and_completes(sandbox: Any) -> None:
+    key = sandbox.keys["alice"][0]
+    summary = run_playbook(gated(on_timeout="continue", timeout="2s"), {"access_key_id": key}, launched_by="erin")
+    assert summary.state == "Completed", summary.message
+    states = {s.id: s.state for s in summary.steps}
+    assert states == {"independent": "completed", "deactivate": "timed_out", "after": "blocked"}
+    assert "on_timeout: continue" in summary.message
+    assert sandbox.key_states()[key] == "alice: Active", "a timeout never approves"
+    assert flow_run(summary.run_id).state.type.value == "COMPLETED"
+
+
+def test_on_timeout_escalate_asks_the_second_group_then_rejects(sandbox: Any) -> None:
+    key = sandbox.keys["alice"][0]
+    pb = gated(on_timeout="escalate", timeout="2s", extra="escalate_to: leads\n      escalation_timeout: 2s")
+    run = start_run(pb, {"access_key_id": key}, launched_by="erin")
+    escalated = run.wait_for("gate_escalated")
+    assert escalated["group"] == "leads"
+    summary = run.result()
+    assert summary.state == "Cancelled"
+    assert "after escalation" in summary.message
+    assert sandbox.key_states()[key] == "alice: Active"
+
+
+def test_on_timeout_escalate_lets_the_escalation_group_approve(sandbox: Any) -> None:
+    key = sandbox.keys["alice"][0]
+    pb = gated(on_timeout="escalate", timeout="2s", extra="escalate_to: leads\n      escalation_timeout: 60s")
+    run = start_run(pb, {"access_key_id": key}, launched_by="erin")
+    run.wait_for("gate_opened")
+    run.wait_paused()
+    early = answer_gate(run.run_id, "deactivate", "carol", "approve", "before escalation")
+    assert early.accepted is False, "the escalation group may answer only after escalation"
+    run.wait_for("gate_escalated")
+    run.wait_paused()
+    assert answer_gate(run.run_id, "deactivate", "carol", "approve", "lead approves").accepted
+    summary = run.result()
+    assert summary.state == "Completed"
+    assert sandbox.key_states()[key] == "alice: Inactive"
+
+
+def test_dry_run_changes_nothing_and_posts_nothing(sandbox: Any) -> None:
+    key = sandbox.keys["ci-deployer"][0]
+    run = start_run(
+        FLAGSHIP, {"access_key_id": key, "user_name": "ci-deployer"}, launched_by="erin", dry_run=True
+    )
+    run.wait_for("gate_opened")
+    run.wait_paused()
+    assert answer_gate(run.run_id, "deactivate-key", "dana", "approve", "dry run").accepted
+    summary = run.result()
+    assert summary.state == "Completed"
+    step = next(s for s in summary.steps if s.id == "deactivate-key")
+    assert step.changed and step.outputs["dry_run"] and step.detail.startswith("would set")
+    assert sandbox.key_states()[key] == "ci-deployer: Active"
+    assert sandbox.slack.messages("incident-response") == []
+    assert "mode:dry-run" in flow_run(summary.run_id).tags
+
+
+def test_failed_step_fails_the_run_with_its_name_and_reason() -> None:
+    pb = playbook("""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {name: failing, title: Failing, severity: low}
+steps:
+  - {id: first, phase: review, uses: core.log, with: {message: start}}
+  - {id: broken, phase: contain, uses: core.fail, needs: [first], with: {message: "the API said no"}}
+  - {id: later, phase: notify, uses: core.log, needs: [broken], with: {message: never}}
+  - {id: side, phase: notify, uses: core.fail, on_failure: continue, with: {message: "side failure"}}
+""")
+    summary = run_playbook(pb, {}, launched_by="erin")
+    assert summary.state == "Failed"
+    assert summary.message == "step broken failed: ActionFailed: the API said no"
+    states = {s.id: s.state for s in summary.steps}
+    assert states == {"first": "completed", "broken": "failed", "later": "not_run", "side": "failed"}
+    api_run = flow_run(summary.run_id)
+    assert api_run.state.type.value == "FAILED"
+    assert "step broken failed" in api_run.state.message
+
+
+def test_for_each_maps_items_with_bounded_concurrency_and_keeps_order() -> None:
+    pb = playbook("""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {name: fan-out, title: Fan out, severity: low}
+inputs:
+  users: {type: array, items: {type: string}}
+steps:
+  - id: each
+    phase: review
+    uses: core.log
+    for_each: ${{ inputs.users }}
+    max_concurrency: 2
+    with: {message: "user ${{ index }}: ${{ item | upper }}"}
+  - id: total
+    phase: notify
+    uses: core.assert
+    needs: [each]
+    with:
+      condition: ${{ steps.each.outputs | length == 5 }}
+      message: five items expected
+""")
+    summary = run_playbook(pb, {"users": ["a", "b", "c", "d", "e"]}, launched_by="erin")
+    assert summary.state == "Completed", summary.message
+    each = next(s for s in summary.steps if s.id == "each")
+    assert each.items == 5
+    assert [o["message"] for o in each.outputs] == [f"user {i}: {u}" for i, u in enumerate("ABCDE")]
+
+
+def test_bad_inputs_stop_the_run_before_it_starts() -> None:
+    with pytest.raises(LaunchError) as info:
+        run_playbook(FLAGSHIP, {"access_key_id": "not-a-key", "colour": "red"}, launched_by="erin")
+    text = str(info.value)
+    assert "input 'colour' is not declared" in text
+    assert "input 'user_name' is required" in text
+    assert "input 'access_key_id': 'not-a-key' does not match" in text
+    with pytest.raises(LaunchError, match="looks like a credential"):
+        run_playbook(
+            FLAGSHIP,
+            {"access_key_id": "AKIAIOSFODNN7EXAMPLE", "user_name": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+        )
+
+
+def test_alert_fills_inputs_and_alert_text_is_never_rendered_twice(sandbox: Any) -> None:
+    import json
+
+    from conftest import FIXTURES
+
+    key = sandbox.keys["alice"][0]
+    alert = json.loads((FIXTURES / "alerts" / "aws-health-risk-credentials-exposed.json").read_text())
+    alert["detail"]["affectedEntities"][0]["entityValue"] = key
+    alert["detail"]["eventDescription"][0]["latestDescription"] = "${{ run.launched_by }} {{ 7*7 }}"
+    pb = playbook("""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {name: alert-test, title: Alert, severity: high}
+inputs:
+  access_key_id: {type: string}
+steps:
+  - id: echo
+    phase: review
+    uses: core.log
+    when: ${{ alert.confirmed }}
+    with:
+      message: "${{ alert.source }} ${{ inputs.access_key_id }} ${{ alert.raw.detail.eventDescription[0].latestDescription }}"
+""")
+    summary = run_playbook(pb, {}, alert=alert, launched_by="erin")
+    assert summary.state == "Completed"
+    message = summary.steps[0].outputs["message"]
+    assert message == f"aws.health {key} ${{{{ run.launched_by }}}} {{{{ 7*7 }}}}"
+
+
+def test_secret_values_never_reach_the_prefect_logs_or_records() -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    fake_secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    pb = playbook(f"""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {{name: leak-test, title: Leak, severity: low}}
+steps:
+  - {{id: say, phase: review, uses: core.log, with: {{message: "the secret is {fake_secret}"}}}}
+  - {{id: boom, phase: review, uses: core.fail, needs: [say], with: {{message: "failed with {fake_secret}"}}}}
+""")
+    summary = run_playbook(pb, {}, launched_by="erin")
+    assert summary.state == "Failed"
+    assert fake_secret not in summary.model_dump_json()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(summary.run_id)])))
+        api_run = client.read_flow_run(UUID(summary.run_id))
+    text = "\n".join(log.message for log in logs)
+    assert "the secret is ***" in text
+    assert fake_secret not in text
+    assert fake_secret not in (api_run.state.message or "")

@@ -1,0 +1,203 @@
+"""`stanch validate`: every problem, with file, line, column and YAML path; never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import FIXTURES, PLAYBOOKS, STANCH
+
+from flows.validate import check_file, check_text
+
+INVALID = FIXTURES / "invalid"
+
+# fixture -> (line, YAML path, words the message must contain)
+EXPECTED = {
+    "bad-yaml.yaml": (13, "", "it started on line 12"),
+    "duplicate-key.yaml": (13, "steps[0].with.message", "duplicate key 'message'"),
+    "unknown-action.yaml": (10, "steps[0].uses", "did you mean 'aws.iam.deactivate_access_key'"),
+    "unknown-need.yaml": (15, "steps[1].needs[1]", "needs unknown step 'frist-typo'"),
+    "cycle.yaml": (11, "steps[0].needs", "a -> c -> b -> a"),
+    "bad-expression.yaml": (14, "steps[0].with.message", "does not parse"),
+    "forward-reference.yaml": (14, "steps[0].with.message", "add 'inventory' to `needs`"),
+    "wrong-argument-type.yaml": (12, "steps[0].with.condition", "valid boolean"),
+    "gate-without-timeout.yaml": (13, "steps[0].approval.timeout", "a gate needs `timeout`"),
+    "unknown-approver-group.yaml": (14, "steps[0].approval.from", "unknown approver group 'on-call'"),
+}
+
+
+def test_every_invalid_fixture_has_an_expectation() -> None:
+    assert sorted(p.name for p in INVALID.glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_invalid_fixture_reports_its_one_problem_where_it_is(name: str) -> None:
+    line, path, words = EXPECTED[name]
+    checked = check_file(INVALID / name)
+    assert checked.playbook is None
+    assert len(checked.problems) == 1, [str(p) for p in checked.problems]
+    problem = checked.problems[0]
+    assert problem.line == line, str(problem)
+    assert problem.file.endswith(name)
+    from flows.loader import format_path
+
+    assert format_path(problem.path) == path, str(problem)
+    assert words in problem.message, str(problem)
+    rendered = str(problem)
+    assert rendered.startswith(f"{INVALID / name}:{line}:")
+    if path:
+        assert rendered.endswith(f"(at {path})")
+
+
+def test_validate_command_prints_every_problem_and_exits_1_without_traceback() -> None:
+    proc = subprocess.run(
+        [STANCH, "validate", str(INVALID)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert len(lines) == len(EXPECTED)
+    assert f"{len(EXPECTED)} problem(s) in {len(EXPECTED)} file(s)" in proc.stderr
+
+
+def test_validate_command_passes_the_shipped_playbooks() -> None:
+    proc = subprocess.run([STANCH, "validate", str(PLAYBOOKS)], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "aws-access-key-compromise.yaml: ok" in proc.stdout
+
+
+def test_validate_does_not_import_prefect_boto3_or_slack() -> None:
+    code = (
+        "import sys\n"
+        "from flows.validate import check_file\n"
+        f"assert check_file({str(PLAYBOOKS / 'aws-access-key-compromise.yaml')!r}).ok\n"
+        "heavy = [m for m in ('prefect', 'boto3', 'botocore', 'slack_sdk') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.strip() == ""
+
+
+def test_a_file_that_does_not_exist_is_a_problem_not_a_crash() -> None:
+    proc = subprocess.run(
+        [STANCH, "validate", "no/such/playbook.yaml"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 1
+    assert "no/such/playbook.yaml:1:1: cannot read the file" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+BASE = """\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {name: t, title: T, severity: low}
+"""
+
+
+def test_yaml_yes_no_and_dates_stay_strings() -> None:
+    checked = check_text(
+        BASE
+        + """\
+inputs:
+  answer: {type: string, default: no}
+  day: {type: string, default: 2024-01-01}
+steps:
+  - {id: s, phase: notify, uses: core.log, with: {message: yes}}
+""",
+        "t.yaml",
+    )
+    assert checked.ok, [str(p) for p in checked.problems]
+    pb = checked.playbook
+    assert pb is not None
+    assert pb.inputs["answer"]["default"] == "no"
+    assert pb.inputs["day"]["default"] == "2024-01-01"
+    assert pb.steps[0].with_["message"] == "yes"
+
+
+def test_many_problems_are_all_reported_in_line_order() -> None:
+    checked = check_text(
+        BASE
+        + """\
+approvers: {oncall: [alice]}
+steps:
+  - id: Bad_Id
+    phase: notify
+    uses: core.log
+    with: {message: hi, colour: red}
+  - id: two
+    phase: sideways
+    uses: core.nothing
+    needs: [ghost]
+    retries: "3"
+    approval: {from: nobody, timeout: 5 minutes}
+""",
+        "many.yaml",
+    )
+    messages = [f"{p.line}: {p.message}" for p in checked.problems]
+    joined = "\n".join(messages)
+    assert "a step id is a slug" in joined
+    assert "core.log has no argument 'colour'" in joined
+    assert "Input should be 'contain'" in joined
+    assert "unknown action 'core.nothing'" in joined
+    assert "needs unknown step 'ghost'" in joined
+    assert "unknown approver group 'nobody'" in joined
+    assert "'5 minutes' is not a duration" in joined
+    assert "valid integer" in joined
+    assert [p.line for p in checked.problems] == sorted(p.line for p in checked.problems)
+
+
+def test_missing_required_argument_and_unknown_run_field() -> None:
+    checked = check_text(
+        BASE
+        + """\
+steps:
+  - id: s
+    phase: contain
+    uses: aws.iam.deactivate_access_key
+    with:
+      user_name: "${{ run.who }}"
+""",
+        "m.yaml",
+    )
+    joined = "\n".join(str(p) for p in checked.problems)
+    assert "needs argument 'access_key_id' (at steps[0].with.access_key_id)" in joined
+    assert "run has the fields" in joined
+
+
+def test_item_outside_for_each_and_undeclared_input() -> None:
+    checked = check_text(
+        BASE
+        + """\
+steps:
+  - id: s
+    phase: notify
+    uses: core.log
+    with: {message: "${{ item }} ${{ inputs.nope }}"}
+""",
+        "i.yaml",
+    )
+    joined = "\n".join(str(p) for p in checked.problems)
+    assert "'item' is only defined in a step with for_each" in joined
+    assert "inputs.nope is not a declared input" in joined
+
+
+def test_escalation_needs_a_group_and_input_schema_must_be_valid() -> None:
+    checked = check_text(
+        BASE
+        + """\
+approvers: {oncall: [alice]}
+inputs:
+  count: {type: numberish}
+steps:
+  - id: s
+    phase: notify
+    uses: core.log
+    approval: {from: oncall, timeout: 1m, on_timeout: escalate}
+    with: {message: hi}
+""",
+        "e.yaml",
+    )
+    joined = "\n".join(str(p) for p in checked.problems)
+    assert "on_timeout: escalate needs `escalate_to`" in joined
+    assert "input 'count' is not a valid JSON Schema" in joined
