@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from integrations.masking import MASK, looks_secret, CREDENTIAL_RE
+from integrations.masking import CREDENTIAL_RE, MASK, looks_secret
 
 _KEY_RE = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
 

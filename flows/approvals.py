@@ -41,8 +41,8 @@ def open_gate(run_id: str | UUID) -> tuple[str | None, str]:
             raise ApprovalError(f"no flow run {run_id} on this Prefect server") from None
     state = flow_run.state
     if state is None or not state.is_paused():
-        return None, state.name if state else "unknown"
-    return gate_of(state.state_details.pause_key), state.name
+        return None, str(state.name) if state else "unknown"
+    return gate_of(state.state_details.pause_key), str(state.name)
 
 
 def answer_gate(

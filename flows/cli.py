@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -22,11 +22,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, emoji=False)
-err = Console(stderr=True, highlight=False, emoji=False)
+out = Console(highlight=False, emoji=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 
 InputOpt = Annotated[
-    list[str] | None, typer.Option("--input", "-i", help="An input as name=value (repeatable).", show_default=False)
+    list[str] | None,
+    typer.Option("--input", "-i", help="An input as name=value (repeatable).", show_default=False),
 ]
 AlertOpt = Annotated[
     Path | None, typer.Option("--alert", help="An alert JSON file (AWS Health, GuardDuty, GitHub, webhook).")
@@ -154,7 +155,8 @@ def plan(
     for n, item in enumerate(planned, 1):
         step = item.step
         mutates = " [yellow](changes things)[/]" if item.spec.mutates else ""
-        out.print(f"\n[bold]{n}. {escape(step.id)}[/] — {escape(step.display_name)} [{step.phase}]{mutates}")
+        phase = f"[{step.phase}]"
+        out.print(f"\n[bold]{n}. {escape(step.id)}[/] — {escape(step.display_name)} {escape(phase)}{mutates}")
         out.print(f"   uses {step.uses}: {escape(item.spec.description)}")
         if step.needs:
             out.print(f"   after {', '.join(step.needs)}")
@@ -251,9 +253,13 @@ def run(
     input: InputOpt = None,
     alert: AlertOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report changes without making them.")] = False,
-    sandbox: Annotated[bool, typer.Option("--sandbox", help="Run against the embedded simulated AWS and Slack.")] = False,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Run against the embedded simulated AWS and Slack.")
+    ] = False,
     incident_id: Annotated[str | None, typer.Option("--incident-id", help="Defaults to a new id.")] = None,
-    launched_by: Annotated[str | None, typer.Option("--as", help="Who launches (default: $STANCH_USER or login).")] = None,
+    launched_by: Annotated[
+        str | None, typer.Option("--as", help="Who launches (default: $STANCH_USER or login).")
+    ] = None,
 ) -> None:
     """Run a playbook as a Prefect flow run, with progress and a summary at the end."""
     from flows.launch import LaunchError
@@ -315,7 +321,8 @@ def approve(
     if not reason.strip():
         raise _fail("--reason is required: it goes into the decision record", 2)
     try:
-        verdict = answer_gate(run_id, gate, as_, "approve" if approve_ else "reject", reason)
+        decision: Literal["approve", "reject"] = "approve" if approve_ else "reject"
+        verdict = answer_gate(run_id, gate, as_, decision, reason)
     except ApprovalError as exc:
         raise _fail(str(exc)) from None
     if verdict.accepted is False:
@@ -352,7 +359,7 @@ def demo(
 
                 def answer() -> None:
                     time.sleep(1.0)
-                    decision = "reject" if reject else "approve"
+                    decision: Literal["approve", "reject"] = "reject" if reject else "approve"
                     out.print(f"    [dim]demo approver {approver} answers: {decision}[/]")
                     answer_gate(run_id, data["gate"], approver, decision, "demo: exposure confirmed by on-call")
 
@@ -375,7 +382,8 @@ def demo(
             if before[key_id] != after.get(key_id):
                 changes.add_row(key_id, before[key_id], after.get(key_id, "deleted"))
         out.print(changes if changes.row_count else "Nothing changed in the simulated account.")
-        assert box.slack is not None
+        if box.slack is None:
+            raise _fail("the sandbox has no Slack stand-in")
         out.print("\nSlack messages posted (sandbox #incident-response):")
         for message in box.slack.messages("incident-response"):
             out.print(f"  • {escape(message['text'])}")

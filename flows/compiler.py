@@ -24,7 +24,7 @@ def compile_playbook(playbook: Playbook) -> Any:
     ) -> Any:
         return execute_playbook(playbook, inputs, alert, mode, incident_id, trigger, launched_by, sandbox)
 
-    return flow(
+    return flow(  # type: ignore[call-overload]
         body,
         name=playbook.metadata.name,
         description=playbook.metadata.title,

@@ -58,7 +58,8 @@ class SecretRef(BaseModel):
             return str(sm.get_secret_value(SecretId=self.secretsmanager_arn)["SecretString"])
         from prefect.blocks.system import Secret
 
-        value = Secret.load(self.prefect_block).get()  # type: ignore[union-attr]
+        block: Any = Secret.load(str(self.prefect_block))
+        value = block.get()
         return str(value)
 
 
@@ -76,9 +77,7 @@ class SlackSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     token: SecretRef | None = Field(default_factory=lambda: SecretRef(env="STANCH_SLACK_TOKEN"))
-    signing_secret: SecretRef | None = Field(
-        default_factory=lambda: SecretRef(env="STANCH_SLACK_SIGNING_SECRET")
-    )
+    signing_secret: SecretRef | None = Field(default_factory=lambda: SecretRef(env="STANCH_SLACK_SIGNING_SECRET"))
     default_channel: str = "#incident-response"
     base_url: str = Field("https://slack.com/api/", description="Only changed for the sandbox or tests.")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -10,7 +12,15 @@ from flows.launch import LaunchError, new_incident_id, prepare
 from flows.runtime import execute_playbook
 
 
-@flow(name="stanch-playbook", flow_run_name="{playbook}", persist_result=False, log_prints=False)
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    name = Path(str(params.get("playbook", "playbook"))).stem
+    return f"{name}-{params.get('incident_id') or datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+@flow(name="stanch-playbook", flow_run_name=_run_name, persist_result=False, log_prints=False)
 def run_playbook_flow(
     playbook: str,
     inputs: dict[str, Any] | None = None,

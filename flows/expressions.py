@@ -58,8 +58,19 @@ class ExpressionError(ValueError):
     """An expression that cannot be parsed or evaluated; the message says which and why."""
 
 
+class _Environment(ImmutableSandboxedEnvironment):
+    """Mapping keys win over methods: `outputs.keys` is the `keys` output, never dict.keys."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict):
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _Environment(
         variable_start_string="${{",
         variable_end_string="}}",
         block_start_string="${%",
@@ -239,6 +250,8 @@ def evaluate_string(text: str, context: dict[str, Any]) -> Any:
                 raise ExpressionError(f"{text.strip()}: {value._undefined_message}")
             return value
         return _compiled_template(normalize(text)).render(**context)
+    except ExpressionError:
+        raise
     except UndefinedError as exc:
         raise ExpressionError(f"{text.strip()}: {exc.message}") from None
     except SecurityError as exc:

@@ -69,24 +69,26 @@ class Document:
         return Problem(self.file, line, col, message, tuple(path))
 
 
-class _Loader(yaml.SafeLoader):
+_DROPPED = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
+_BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+# libyaml's parser where the wheel has it (several times faster), else the pure-Python one.
+_Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
     """SafeLoader without YAML 1.1's implicit timestamps and yes/no booleans."""
 
-
-_DROPPED = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
 
 def _construct_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
     return loader.construct_scalar(node).lower() == "true"
 
 
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_RE, list("tTfF"))
 _Loader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
 # An explicit !!timestamp stays text too: a playbook has no use for datetime objects.
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
@@ -149,9 +151,7 @@ def _build(loader: _Loader, node: yaml.Node, path: PathT, doc: Document, problem
                 line, col = _mark(key_node)
                 first = doc.key_pos.get(child, (0, 0))[0]
                 problems.append(
-                    Problem(
-                        doc.file, line, col, f"duplicate key {key!r} (first defined on line {first})", child
-                    )
+                    Problem(doc.file, line, col, f"duplicate key {key!r} (first defined on line {first})", child)
                 )
                 continue
             doc.key_pos[child] = _mark(key_node)

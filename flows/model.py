@@ -140,16 +140,14 @@ class Playbook(_Strict):
         json_schema_extra={"$id": "https://stanch.dev/schema/stanch-v1.json"},
     )
 
-    apiVersion: Literal["stanch/v1"]  # noqa: N815 - the YAML key
+    apiVersion: Literal["stanch/v1"]
     kind: Literal["Playbook"]
     metadata: Metadata
     inputs: dict[InputName, dict[str, Any]] = Field(
         default_factory=dict,
         description="Named inputs, each a JSON Schema fragment; an input without `default` is required.",
     )
-    approvers: dict[Slug, list[str]] = Field(
-        default_factory=dict, description="Named groups of approver identities."
-    )
+    approvers: dict[Slug, list[str]] = Field(default_factory=dict, description="Named groups of approver identities.")
     steps: list[Step] = Field(min_length=1)
 
     def step(self, step_id: str) -> Step:

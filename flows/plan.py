@@ -111,8 +111,8 @@ def iam_policy(planned: list[PlannedStep]) -> dict[str, Any]:
                 by_resource.setdefault(resource, set()).add(permission.action)
     # Merge resources that need the same actions into one statement.
     by_actions: dict[tuple[str, ...], list[str]] = {}
-    for resource, actions in sorted(by_resource.items()):
-        by_actions.setdefault(tuple(sorted(actions)), []).append(resource)
+    for resource, names in sorted(by_resource.items()):
+        by_actions.setdefault(tuple(sorted(names)), []).append(resource)
     statements = []
     for i, (actions, resources) in enumerate(sorted(by_actions.items())):
         statements.append(
@@ -158,7 +158,7 @@ def mermaid(playbook: Playbook) -> str:
         if step.approval:
             gate = f"gate_{node(step.id)}"
             a = step.approval
-            text = f"approval: {a.from_} ×{a.min_approvals}<br/>timeout {a.timeout} → {a.on_timeout}"
+            text = f"approval: {a.from_} x{a.min_approvals}<br/>timeout {a.timeout} → {a.on_timeout}"
             lines.append(f'    {gate}{{{{"{_quote(text)}"}}}}')
             lines.append(f"    {gate} --> {target}")
             target = gate
@@ -182,7 +182,9 @@ def gate_summary(step: Step) -> str:
     a = step.approval
     if a is None:
         return ""
-    text = f"{a.min_approvals} approval(s) from {a.from_} within {duration_seconds(a.timeout)}s; on timeout {a.on_timeout}"
+    text = (
+        f"{a.min_approvals} approval(s) from {a.from_} within {duration_seconds(a.timeout)}s; on timeout {a.on_timeout}"
+    )
     if a.on_timeout == "escalate":
         text += f" to {a.escalate_to}"
     if a.separate_duties:

@@ -98,7 +98,7 @@ def _make_task(step: Step, spec: ActionSpec, ctx: ActionContext) -> Any:
             raise StepError(ctx.masker.mask(f"{type(exc).__name__}: {exc}")) from None
         return spec.outputs(result)
 
-    return task(
+    return task(  # type: ignore[call-overload]
         run_step,
         name=step.id,
         description=spec.description,
@@ -204,7 +204,7 @@ class Driver:
         return gated
 
     def _context(self, item: Any = None, index: int | None = None) -> dict[str, Any]:
-        context = dict(self.context)
+        context: dict[str, Any] = dict(self.context)
         context["steps"] = {sid: {"outputs": out} for sid, out in self.outputs.items()}
         if index is not None:
             context["item"] = item
@@ -214,6 +214,7 @@ class Driver:
     def _submit(self, step: Step, record: StepRecord) -> None:
         record.started_at = datetime.now(UTC)
         emit("step_started", step=step.id, name=step.display_name)
+        units: deque[tuple[int, Any]]
         try:
             if step.for_each is None:
                 args = expressions.evaluate(step.with_, self._context())
@@ -221,9 +222,7 @@ class Driver:
             else:
                 items = expressions.evaluate_string(step.for_each, self._context())
                 if not isinstance(items, list | tuple):
-                    raise expressions.ExpressionError(
-                        f"for_each must give a list, got {type(items).__name__}"
-                    )
+                    raise expressions.ExpressionError(f"for_each must give a list, got {type(items).__name__}")
                 units = deque(
                     (i, expressions.evaluate(step.with_, self._context(item, i))) for i, item in enumerate(items)
                 )
@@ -334,7 +333,8 @@ class Driver:
     def _open_gate(self, step: Step) -> None:
         record = self.records[step.id]
         approval = step.approval
-        assert approval is not None
+        if approval is None:  # _schedule queues only gated steps here
+            raise RuntimeError(f"step {step.id} has no gate")
         try:
             message = str(expressions.evaluate_string(approval.message, self._context())) if approval.message else ""
         except expressions.ExpressionError as exc:
@@ -365,7 +365,9 @@ class Driver:
         body = f"# Gate before `{step.id}`: {outcome.status}\n\n{outcome.message}\n\n"
         body += decisions_table(outcome.decisions)
         try:
-            create_markdown_artifact(key=f"gate-{step.id}", markdown=self.masker.mask(body), description=outcome.message)
+            create_markdown_artifact(
+                key=f"gate-{step.id}", markdown=self.masker.mask(body), description=outcome.message
+            )
         except Exception as exc:  # the decision stands in the run's records and logs regardless
             self.log.warning("could not write the gate artifact: %s", exc)
 

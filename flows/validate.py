@@ -6,6 +6,8 @@ This module is on `stanch validate`'s fast path: it must not import Prefect, bot
 from __future__ import annotations
 
 import difflib
+import functools
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,10 +126,9 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[PathT, bool]:
     node = data
     exists = True
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             path.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and exists:
@@ -154,8 +155,8 @@ def _schema_problems(doc: Document, exc: ValidationError) -> list[Problem]:
         if kind == "extra_forbidden":
             siblings = _allowed_fields(parent, doc.data)
             close = difflib.get_close_matches(str(name), siblings, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else (
-                f"; allowed: {', '.join(siblings)}" if siblings else ""
+            hint = (
+                f"; did you mean {close[0]!r}?" if close else (f"; allowed: {', '.join(siblings)}" if siblings else "")
             )
             problems.append(doc.problem(path, f"unknown field {name!r}{hint}"))
             continue
@@ -207,7 +208,7 @@ def _input_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
         if not isinstance(fragment, dict):
             continue
         try:
-            Draft202012Validator.check_schema(fragment)
+            _check_schema(json.dumps(fragment, sort_keys=True, default=str))
         except SchemaError as exc:
             where = ("inputs", name, *[str(p) for p in exc.path])
             problems.append(doc.problem(where, f"input {name!r} is not a valid JSON Schema: {exc.message}"))
@@ -220,6 +221,14 @@ def _input_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
                     doc.problem(("inputs", name, "default"), f"the default does not fit the input: {exc.message}")
                 )
     return problems
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_schema(fragment_json: str) -> None:
+    """Check one input fragment against the JSON Schema metaschema (cached: playbooks repeat them)."""
+    from jsonschema.validators import Draft202012Validator
+
+    Draft202012Validator.check_schema(json.loads(fragment_json))
 
 
 def check_inputs(playbook: Playbook, given: dict[str, Any]) -> list[str]:
@@ -276,7 +285,7 @@ def _graph_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
             )
         else:
             ids[step_id] = i
-    groups = data.get("approvers") if isinstance(data.get("approvers"), dict) else {}
+    groups: dict[str, Any] = data["approvers"] if isinstance(data.get("approvers"), dict) else {}
     for i, step in _steps(data):
         for j, need in enumerate(step.get("needs") or [] if isinstance(step.get("needs"), list) else []):
             if not isinstance(need, str):
@@ -370,7 +379,9 @@ def _action_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
         if not isinstance(args, dict):
             continue
         with_path: PathT = ("steps", i, "with") if "with" in step else ("steps", i)
-        dynamic = {k for k, v in args.items() if any(expressions.has_expression(s) for _, s in expressions.walk_strings(v))}
+        dynamic = {
+            k for k, v in args.items() if any(expressions.has_expression(s) for _, s in expressions.walk_strings(v))
+        }
         literal = {k: v for k, v in args.items() if k not in dynamic}
         try:
             spec.args_model.model_validate(literal)

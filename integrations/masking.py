@@ -12,7 +12,7 @@ MASK = "***"
 # Shapes of credentials. Access key ids (AKIA/ASIA...) are identifiers, not secrets: they stay visible.
 _PATTERNS = [
     # AWS secret access keys: 40 base64 characters mixing cases and digits.
-    r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+=]{0,39}[a-z])(?=[A-Za-z0-9/+=]{0,39}[A-Z])"
+    r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+=]{0,39}[a-z])(?=[A-Za-z0-9/+=]{0,39}[A-Z])"
     r"(?=[A-Za-z0-9/+=]{0,39}[0-9])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])",
     # AWS session tokens start with one of these base64 prefixes.
     r"(?:FwoGZXIvYXdz|IQoJb3JpZ2lu)[A-Za-z0-9/+=]{20,}",
@@ -86,7 +86,10 @@ class MaskingFilter(logging.Filter):
         return True
 
 
-def install_log_masking(masker: SecretMasker, logger_names: tuple[str, ...] = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "stanch")) -> None:
+def install_log_masking(
+    masker: SecretMasker,
+    logger_names: tuple[str, ...] = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "stanch"),
+) -> None:
     """Attach a masking filter to every handler of the named loggers (once per masker)."""
     for name in logger_names:
         logger = logging.getLogger(name)

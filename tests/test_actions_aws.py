@@ -21,7 +21,11 @@ def make_ctx(sandbox: Any, dry_run: bool) -> ActionContext:
         aws=AwsClients(region=sandbox.region, endpoint_url=sandbox.aws_endpoint),
         slack_factory=None,
         run=RunInfo(
-            id="test", playbook="t", incident_id="inc-test", mode="dry-run" if dry_run else "live", launched_by="t"
+            id="test",
+            playbook="t",
+            incident_id="inc-test",
+            mode="dry-run" if dry_run else "live",
+            launched_by="t",
         ),
         masker=SecretMasker(),
         logger=logging.getLogger("stanch.test"),

@@ -83,8 +83,23 @@ def test_gate_pauses_cli_approve_resumes_and_key_becomes_inactive(sandbox: Any) 
     assert open_gate(run.run_id) == ("deactivate-key", "Paused")
     assert sandbox.key_states()[key] == "ci-deployer: Active", "nothing is deactivated before approval"
     proc = subprocess.run(
-        [STANCH, "approve", run.run_id, "--gate", "deactivate-key", "--as", "alice", "--approve", "--reason", "confirmed leak"],
-        capture_output=True, text=True, timeout=90, env=cli_env(), check=False,
+        [
+            STANCH,
+            "approve",
+            run.run_id,
+            "--gate",
+            "deactivate-key",
+            "--as",
+            "alice",
+            "--approve",
+            "--reason",
+            "confirmed leak",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=cli_env(),
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "accepted" in proc.stdout
@@ -95,12 +110,19 @@ def test_gate_pauses_cli_approve_resumes_and_key_becomes_inactive(sandbox: Any) 
     assert states == dict.fromkeys(["announce", "inventory", "deactivate-key", "verify", "report"], "completed")
     assert next(s for s in summary.steps if s.id == "verify").outputs["active"] == 0
     decision = summary.decisions()[0]
-    assert (decision.approver, decision.decision, decision.accepted, decision.channel) == ("alice", "approve", True, "cli")
+    assert (decision.approver, decision.decision, decision.accepted, decision.channel) == (
+        "alice",
+        "approve",
+        True,
+        "cli",
+    )
     # The flow run tells the truth, is named after the incident and carries the tags.
     api_run = flow_run(run.run_id)
     assert api_run.state.type.value == "COMPLETED"
     assert api_run.name == summary.incident_id
-    assert {f"playbook:{FLAGSHIP}", "mode:live", f"incident:{summary.incident_id}", "trigger:manual"} <= set(api_run.tags)
+    assert {f"playbook:{FLAGSHIP}", "mode:live", f"incident:{summary.incident_id}", "trigger:manual"} <= set(
+        api_run.tags
+    )
     # Slack got the announcement and the report in the incident channel.
     texts = [m["text"] for m in sandbox.slack.messages("incident-response")]
     assert len(texts) == 2 and key in texts[0] and "Inactive" in texts[1]
@@ -140,8 +162,23 @@ def test_outsider_is_refused_and_the_gate_keeps_waiting(sandbox: Any) -> None:
     run.wait_for("gate_opened")
     run.wait_paused()
     proc = subprocess.run(
-        [STANCH, "approve", run.run_id, "--gate", "deactivate", "--as", "mallory", "--approve", "--reason", "let me"],
-        capture_output=True, text=True, timeout=90, env=cli_env(), check=False,
+        [
+            STANCH,
+            "approve",
+            run.run_id,
+            "--gate",
+            "deactivate",
+            "--as",
+            "mallory",
+            "--approve",
+            "--reason",
+            "let me",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=cli_env(),
+        check=False,
     )
     assert proc.returncode == 1
     assert "'mallory' is not in approver group oncall" in proc.stderr
@@ -232,9 +269,7 @@ def test_on_timeout_escalate_lets_the_escalation_group_approve(sandbox: Any) -> 
 
 def test_dry_run_changes_nothing_and_posts_nothing(sandbox: Any) -> None:
     key = sandbox.keys["ci-deployer"][0]
-    run = start_run(
-        FLAGSHIP, {"access_key_id": key, "user_name": "ci-deployer"}, launched_by="erin", dry_run=True
-    )
+    run = start_run(FLAGSHIP, {"access_key_id": key, "user_name": "ci-deployer"}, launched_by="erin", dry_run=True)
     run.wait_for("gate_opened")
     run.wait_paused()
     assert answer_gate(run.run_id, "deactivate-key", "dana", "approve", "dry run").accepted
@@ -307,7 +342,10 @@ def test_bad_inputs_stop_the_run_before_it_starts() -> None:
     with pytest.raises(LaunchError, match="looks like a credential"):
         run_playbook(
             FLAGSHIP,
-            {"access_key_id": "AKIAIOSFODNN7EXAMPLE", "user_name": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+            {
+                "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                "user_name": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            },
         )
 
 
@@ -332,7 +370,9 @@ steps:
     uses: core.log
     when: ${{ alert.confirmed }}
     with:
-      message: "${{ alert.source }} ${{ inputs.access_key_id }} ${{ alert.raw.detail.eventDescription[0].latestDescription }}"
+      message: >-
+        ${{ alert.source }} ${{ inputs.access_key_id }}
+        ${{ alert.raw.detail.eventDescription[0].latestDescription }}
 """)
     summary = run_playbook(pb, {}, alert=alert, launched_by="erin")
     assert summary.state == "Completed"

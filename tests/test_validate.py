@@ -51,9 +51,7 @@ def test_invalid_fixture_reports_its_one_problem_where_it_is(name: str) -> None:
 
 
 def test_validate_command_prints_every_problem_and_exits_1_without_traceback() -> None:
-    proc = subprocess.run(
-        [STANCH, "validate", str(INVALID)], capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = subprocess.run([STANCH, "validate", str(INVALID)], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]

@@ -62,11 +62,12 @@ class Sandbox:
 
     def environ(self) -> dict[str, str]:
         """The variables that point Stanch and boto3 at the sandbox (no real credential among them)."""
-        assert self.slack is not None
+        if self.slack is None:
+            raise RuntimeError("start() the sandbox first")
         return {
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's placeholder, not a credential
-            "AWS_SESSION_TOKEN": "testing",  # noqa: S105
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
             "AWS_DEFAULT_REGION": self.region,
             "STANCH_AWS__ENDPOINT_URL": self.aws_endpoint,
             "STANCH_AWS__REGION": self.region,
@@ -92,7 +93,7 @@ class Sandbox:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(
+        return boto3.client(  # type: ignore[call-overload]
             service,
             region_name=self.region,
             endpoint_url=self.aws_endpoint,

@@ -33,10 +33,13 @@ class Channel:
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
+SANDBOX_TOKEN = "xoxb-sandbox-0000-stand-in"  # noqa: S105 - accepted by the stand-in only
+
+
 class SlackStandIn:
     """Start with `start()`; point WebClient(base_url=standin.base_url, token=standin.token) at it."""
 
-    def __init__(self, token: str = "xoxb-sandbox-0000-stand-in", channels: tuple[str, ...] = ()):
+    def __init__(self, token: str = SANDBOX_TOKEN, channels: tuple[str, ...] = ()):
         self.token = token
         self.calls: list[Call] = []
         self.channels: dict[str, Channel] = {}
@@ -52,7 +55,8 @@ class SlackStandIn:
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "start() first"
+        if self._server is None:
+            raise RuntimeError("start() the stand-in first")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}/api/"
 
@@ -133,7 +137,12 @@ class SlackStandIn:
             retry_after = self._ratelimit.pop(0) if self._ratelimit else None
         if retry_after is not None:
             self._record(method, args, False, "ratelimited")
-            self._reply(request, {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(retry_after)})
+            self._reply(
+                request,
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(retry_after)},
+            )
             return
         if not token:
             self._finish(request, method, args, {"ok": False, "error": "not_authed"})
@@ -157,7 +166,10 @@ class SlackStandIn:
 
     @staticmethod
     def _reply(
-        request: BaseHTTPRequestHandler, body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+        request: BaseHTTPRequestHandler,
+        body: dict[str, Any],
+        status: int = 200,
+        headers: dict[str, str] | None = None,
     ) -> None:
         data = json.dumps(body).encode()
         request.send_response(status)
@@ -176,7 +188,13 @@ class SlackStandIn:
     # ------------------------------------------------------------ methods
 
     def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "url": "https://sandbox.slack.invalid/", "team": "Sandbox", "user": "stanch", "bot_id": "B0STANCH"}
+        return {
+            "ok": True,
+            "url": "https://sandbox.slack.invalid/",
+            "team": "Sandbox",
+            "user": "stanch",
+            "bot_id": "B0STANCH",
+        }
 
     def _api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(str(args.get("channel", "")))
@@ -187,7 +205,12 @@ class SlackStandIn:
         blocks = args.get("blocks")
         if isinstance(blocks, str):
             blocks = json.loads(blocks)
-        message = {"ts": self._ts(), "text": args.get("text", ""), "blocks": blocks, "thread_ts": args.get("thread_ts")}
+        message = {
+            "ts": self._ts(),
+            "text": args.get("text", ""),
+            "blocks": blocks,
+            "thread_ts": args.get("thread_ts"),
+        }
         with self._lock:
             channel.messages.append(message)
         return {"ok": True, "channel": channel.id, "ts": message["ts"], "message": message}

@@ -79,9 +79,7 @@ def list_access_keys(ctx: ActionContext, user_name: UserName) -> AccessKeyList:
                     last_used_region=used.get("Region") if used.get("Region") != "N/A" else None,
                 )
             )
-    return AccessKeyList(
-        user_name=user_name, keys=keys, active=sum(1 for k in keys if k.status == "Active")
-    )
+    return AccessKeyList(user_name=user_name, keys=keys, active=sum(1 for k in keys if k.status == "Active"))
 
 
 @action(
@@ -97,9 +95,7 @@ def list_access_keys(ctx: ActionContext, user_name: UserName) -> AccessKeyList:
 def deactivate_access_key(
     ctx: ActionContext,
     access_key_id: AccessKeyId,
-    user_name: Annotated[
-        UserName | None, Field(description="The key's user; found from the key when omitted.")
-    ] = None,
+    user_name: Annotated[UserName | None, Field(description="The key's user; found from the key when omitted.")] = None,
 ) -> KeyStatusChange:
     """Set an access key Inactive (reversible; the key stays for forensics and can be re-enabled)."""
     iam = ctx.aws.client("iam")

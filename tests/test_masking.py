@@ -1,0 +1,49 @@
+"""Secret hygiene: credential shapes and registered values are masked in text and logs."""
+
+from __future__ import annotations
+
+import logging
+
+from integrations.masking import MASK, MaskingFilter, SecretMasker, looks_secret
+
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def test_credential_shapes_are_found_and_identifiers_are_not() -> None:
+    assert looks_secret(f"secret={AWS_SECRET}")
+    assert looks_secret("xoxb-1234567890-abcdefghij")
+    assert looks_secret("ghp_" + "a1B2" * 9)
+    assert looks_secret("sk-proj-" + "Ab3" * 10)
+    assert not looks_secret("AKIAIOSFODNN7EXAMPLE")  # an access key id is an identifier
+    assert not looks_secret("da39a3ee5e6b4b0d3255bfef95601890afd80709")  # a SHA-1, not a key
+    assert not looks_secret("arn:aws:secretsmanager:us-east-1:123456789012:secret:vendors/acme-AbCdEf")
+
+
+def test_registered_values_are_masked_wherever_they_appear() -> None:
+    masker = SecretMasker()
+    masker.register("plain-looking-value-42")
+    assert masker.mask("got plain-looking-value-42 and " + AWS_SECRET) == f"got {MASK} and {MASK}"
+    assert masker.mask_data({"a": ["plain-looking-value-42"]}) == {"a": [MASK]}
+
+
+def test_logging_filter_masks_messages_arguments_and_tracebacks() -> None:
+    masker = SecretMasker()
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(MaskingFilter(masker))
+    logger = logging.getLogger("stanch.test.masking")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.warning("key %s", AWS_SECRET)
+    try:
+        raise ValueError(AWS_SECRET)
+    except ValueError:
+        logger.exception("boom")
+    assert records[0].getMessage() == f"key {MASK}"
+    assert AWS_SECRET not in (records[1].exc_text or "")
+    assert records[1].exc_info is None
