@@ -46,16 +46,18 @@ def sandbox_session() -> Iterator[Any]:
     from flows.sandbox import Sandbox
 
     box = Sandbox().start()
+    box.deactivate()  # each test that wants it points the environment at it
     yield box
     box.stop()
 
 
 @pytest.fixture
-def sandbox(sandbox_session: Any) -> Any:
-    """The session's sandbox, emptied and seeded afresh for this test."""
+def sandbox(sandbox_session: Any) -> Iterator[Any]:
+    """The session's sandbox, emptied and seeded afresh, pointed at for this test only."""
     sandbox_session.reset()
     sandbox_session.activate()
-    return sandbox_session
+    yield sandbox_session
+    sandbox_session.deactivate()
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Any
 from uuid import UUID
 
@@ -396,10 +397,14 @@ steps:
     summary = run_playbook(pb, {}, launched_by="erin")
     assert summary.state == "Failed"
     assert fake_secret not in summary.model_dump_json()
+    text = ""  # logs reach the API in batches: poll
+    deadline = time.monotonic() + 20
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(summary.run_id)])))
+        while "Step boom failed" not in text and time.monotonic() < deadline:
+            time.sleep(0.5)
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(summary.run_id)])))
+            text = "\n".join(log.message for log in logs)
         api_run = client.read_flow_run(UUID(summary.run_id))
-    text = "\n".join(log.message for log in logs)
     assert "the secret is ***" in text
     assert fake_secret not in text
     assert fake_secret not in (api_run.state.message or "")
