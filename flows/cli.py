@@ -260,10 +260,13 @@ def run(
     launched_by: Annotated[
         str | None, typer.Option("--as", help="Who launches (default: $STANCH_USER or login).")
     ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Prefect's own log lines.")] = False,
 ) -> None:
     """Run a playbook as a Prefect flow run, with progress and a summary at the end."""
     from flows.launch import LaunchError
 
+    if not verbose:
+        _quiet_prefect_console()
     pb = _load(playbook)
     values = _inputs(pb, input)
     raw_alert = _alert(alert)
@@ -340,6 +343,7 @@ def demo(
     from flows.runner import run_playbook
     from flows.sandbox import Sandbox
 
+    _quiet_prefect_console()
     out.rule("[bold]Stanch demo: a leaked AWS access key, in the sandbox")
     with Sandbox() as box:
         user = "ci-deployer"
@@ -390,12 +394,38 @@ def demo(
     raise typer.Exit(0 if summary.state == ("Cancelled" if reject else "Completed") else 1)
 
 
+def _quiet_prefect_console() -> None:
+    """Our progress lines replace Prefect's INFO console lines; warnings and errors still show.
+
+    Only the console handlers change: everything still goes to the Prefect API's run logs.
+    """
+    import logging
+
+    import prefect  # noqa: F401 - configures Prefect's logging
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.WARNING)
+
+
 def main() -> None:
+    import os
+
     try:
         app()
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("STANCH_DEBUG"):
+            raise
+        from integrations.masking import SecretMasker
+
+        err.print(f"[bold red]error:[/] {escape(SecretMasker().mask(f'{type(exc).__name__}: {exc}'))}")
+        err.print("[dim](set STANCH_DEBUG=1 to see where it happened)[/]")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -16,6 +17,10 @@ class Logged(ActionResult):
 
 class Asserted(ActionResult):
     passed: bool
+
+
+class Waited(ActionResult):
+    seconds: float
 
 
 class ActionFailed(Exception):
@@ -53,3 +58,14 @@ def assert_(
     if not condition:
         raise ActionFailed(ctx.masker.mask(message))
     return Asserted(passed=True)
+
+
+@action("core.wait", mutates=False, permissions=())
+def wait(
+    ctx: ActionContext,
+    seconds: Annotated[float, Field(ge=0, le=3600, description="How long to wait, in seconds.")],
+) -> Waited:
+    """Wait, for example for IAM's eventual consistency before verifying a change (skipped in dry-run)."""
+    if not ctx.dry_run:
+        time.sleep(seconds)
+    return Waited(seconds=0 if ctx.dry_run else seconds)

@@ -408,3 +408,27 @@ steps:
     assert "the secret is ***" in text
     assert fake_secret not in text
     assert fake_secret not in (api_run.state.message or "")
+
+
+def test_independent_steps_overlap_and_for_each_respects_max_concurrency() -> None:
+    pb = playbook("""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {name: timing, title: Timing, severity: low}
+steps:
+  - {id: a, phase: review, uses: core.wait, with: {seconds: 1}}
+  - {id: b, phase: review, uses: core.wait, with: {seconds: 1}}
+  - id: c
+    phase: review
+    uses: core.wait
+    needs: [a, b]
+    for_each: ${{ [1, 2, 3, 4] }}
+    max_concurrency: 2
+    with: {seconds: 0.6}
+""")
+    summary = run_playbook(pb, {}, launched_by="erin")
+    assert summary.state == "Completed", summary.message
+    a, b, c = summary.steps
+    assert a.started_at < b.finished_at and b.started_at < a.finished_at, "a and b ran at the same time"
+    assert c.started_at >= max(a.finished_at, b.finished_at)
+    assert 1.2 <= c.duration < 2.4, f"4 items of 0.6 s, 2 at a time: {c.duration:.2f}s"

@@ -26,6 +26,7 @@ class Sandbox:
     aws_endpoint: str = ""
     slack: SlackStandIn | None = None
     keys: dict[str, list[str]] = field(default_factory=dict)
+    cloudtrail_bucket: str | None = None
     _moto: Any = None
     _saved_env: dict[str, str | None] = field(default_factory=dict)
 
@@ -130,9 +131,33 @@ class Sandbox:
             for secret in spec["secrets"]:
                 tags = [{"Key": k, "Value": str(v)} for k, v in (secret.get("tags") or {}).items()]
                 sm.create_secret(Name=secret["name"], SecretString=secret["value"], Tags=tags)
+        trail = spec.get("cloudtrail")
+        if trail:
+            self._seed_cloudtrail(trail["bucket"], [Path(self.fixture).parent / f for f in trail.get("files", [])])
         if self.slack is not None:
             for name in spec.get("slack", {}).get("channels", []):
                 self.slack.add_channel(name)
+
+    def _seed_cloudtrail(self, bucket: str, files: list[Path]) -> None:
+        """Put CloudTrail-format files in S3 under AWSLogs/<account>/CloudTrail/<region>/<yyyy>/<mm>/<dd>/."""
+        import gzip
+        import json
+        from datetime import datetime
+
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        self.cloudtrail_bucket = bucket
+        for n, file in enumerate(files):
+            data = json.loads(file.read_text(encoding="utf-8"))
+            records = data["Records"] if isinstance(data, dict) else data
+            first = datetime.strptime(records[0]["eventTime"], "%Y-%m-%dT%H:%M:%SZ")
+            region = records[0].get("awsRegion", self.region)
+            key = (
+                f"AWSLogs/{ACCOUNT_ID}/CloudTrail/{region}/{first:%Y/%m/%d}/"
+                f"{ACCOUNT_ID}_CloudTrail_{region}_{first:%Y%m%dT%H%MZ}_sandbox{n:04d}.json.gz"
+            )
+            body = gzip.compress(json.dumps({"Records": records}).encode())
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
 
     def key_states(self) -> dict[str, str]:
         """Every access key's status in the simulated account: {key id: 'user: Active'}."""
