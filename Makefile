@@ -20,6 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
+	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/stanch demo
 
 test: $(STAMP) lint typecheck unit
