@@ -397,17 +397,12 @@ def demo(
 def _quiet_prefect_console() -> None:
     """Our progress lines replace Prefect's INFO console lines; warnings and errors still show.
 
-    Only the console handlers change: everything still goes to the Prefect API's run logs.
+    Only the console handler changes (through Prefect's logging override variables, read when Prefect
+    sets up logging): everything still goes to the Prefect API's run logs.
     """
-    import logging
+    import os
 
-    import prefect  # noqa: F401 - configures Prefect's logging
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(logging.WARNING)
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
 def main() -> None:
