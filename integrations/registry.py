@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-ACTION_MODULES = ("integrations.core", "integrations.aws.iam", "integrations.slack")
+ACTION_MODULES = (
+    "integrations.core",
+    "integrations.aws.iam",
+    "integrations.aws.ec2",
+    "integrations.aws.secrets",
+    "integrations.aws.cloudtrail",
+    "integrations.slack",
+)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +15,11 @@ from integrations.context import ActionContext, AwsClients, RunInfo
 from integrations.masking import SecretMasker
 
 # Mutating actions with a four-step test below (checked by test_standards).
-FOUR_STEP_COVERED = {"aws.iam.deactivate_access_key"}
+FOUR_STEP_COVERED = {
+    "aws.iam.deactivate_access_key",
+    "aws.iam.rotate_access_key",
+    "aws.iam.delete_access_key",
+}
 
 
 def make_ctx(sandbox: Any, dry_run: bool) -> ActionContext:
@@ -81,3 +87,159 @@ def test_list_access_keys_reports_status_age_and_last_use(sandbox: Any) -> None:
     assert all(k.status == "Active" and k.age_days == 0 for k in listed.keys)
     dumped = listed.model_dump_json()
     assert "SecretAccessKey" not in dumped
+
+
+FOUR_STEP_COVERED |= {
+    "aws.iam.quarantine_principal",
+    "aws.iam.lift_quarantine",
+    "aws.iam.revoke_sessions",
+    "aws.iam.disable_console_login",
+    "aws.iam.detach_policy",
+}
+
+ASSUME_EC2 = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+)
+
+
+def inline_policies(sandbox: Any, principal: str) -> list[str]:
+    kind, name = principal.split("/")
+    client = sandbox.client("iam")
+    if kind == "user":
+        return sorted(client.list_user_policies(UserName=name)["PolicyNames"])
+    return sorted(client.list_role_policies(RoleName=name)["PolicyNames"])
+
+
+@pytest.mark.parametrize("principal", ["user/alice", "role/app-role"])
+def test_quarantine_and_lift_four_steps(sandbox: Any, principal: str) -> None:
+    sandbox.client("iam").create_role(RoleName="app-role", AssumeRolePolicyDocument=ASSUME_EC2)
+    four_steps(
+        sandbox,
+        lambda ctx: iam.quarantine_principal(ctx, principal=principal),
+        lambda: inline_policies(sandbox, principal),
+    )
+    assert inline_policies(sandbox, principal) == ["StanchQuarantine"]
+    kind, name = principal.split("/")
+    client = sandbox.client("iam")
+    raw = (
+        client.get_user_policy(UserName=name, PolicyName="StanchQuarantine")
+        if kind == "user"
+        else client.get_role_policy(RoleName=name, PolicyName="StanchQuarantine")
+    )["PolicyDocument"]
+    document = raw if isinstance(raw, dict) else json.loads(raw)
+    assert document["Statement"][0] == {"Sid": "StanchQuarantine", "Effect": "Deny", "Action": "*", "Resource": "*"}
+    four_steps(
+        sandbox, lambda ctx: iam.lift_quarantine(ctx, principal=principal), lambda: inline_policies(sandbox, principal)
+    )
+    assert inline_policies(sandbox, principal) == []
+
+
+def test_quarantine_of_a_missing_principal_is_a_clear_error(sandbox: Any) -> None:
+    with pytest.raises(LookupError, match="IAM user 'ghost' does not exist"):
+        iam.quarantine_principal(make_ctx(sandbox, False), principal="arn:aws:iam::123456789012:user/ghost")
+
+
+def test_revoke_sessions_four_steps(sandbox: Any) -> None:
+    sandbox.client("iam").create_role(RoleName="app-role", AssumeRolePolicyDocument=ASSUME_EC2)
+    when = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+    four_steps(
+        sandbox,
+        lambda ctx: iam.revoke_sessions(ctx, principal="role/app-role", issued_before=when),
+        lambda: inline_policies(sandbox, "role/app-role"),
+    )
+    raw = sandbox.client("iam").get_role_policy(RoleName="app-role", PolicyName="AWSRevokeOlderSessions")
+    document = raw["PolicyDocument"] if isinstance(raw["PolicyDocument"], dict) else json.loads(raw["PolicyDocument"])
+    assert document["Statement"][0]["Condition"] == {"DateLessThan": {"aws:TokenIssueTime": "2026-11-26T03:00:00Z"}}
+    earlier = iam.revoke_sessions(
+        make_ctx(sandbox, False), principal="role/app-role", issued_before=when.replace(hour=1)
+    )
+    assert not earlier.changed, "an earlier cut-off is already covered"
+    later = iam.revoke_sessions(make_ctx(sandbox, False), principal="role/app-role")
+    assert later.changed and later.issued_before > when
+
+
+def test_disable_console_login_four_steps(sandbox: Any) -> None:
+    client = sandbox.client("iam")
+    client.create_login_profile(UserName="alice", Password="Sandbox-Only-Passw0rd!")
+
+    def has_login() -> bool:
+        try:
+            client.get_login_profile(UserName="alice")
+            return True
+        except client.exceptions.NoSuchEntityException:
+            return False
+
+    four_steps(sandbox, lambda ctx: iam.disable_console_login(ctx, user_name="alice"), has_login)
+    assert not has_login()
+
+
+def test_detach_policy_four_steps(sandbox: Any) -> None:
+    client = sandbox.client("iam")
+    arn = client.create_policy(
+        PolicyName="attacker-admin",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )["Policy"]["Arn"]
+    client.attach_user_policy(UserName="alice", PolicyArn=arn)
+
+    def attached() -> list[str]:
+        return [p["PolicyArn"] for p in client.list_attached_user_policies(UserName="alice")["AttachedPolicies"]]
+
+    four_steps(sandbox, lambda ctx: iam.detach_policy(ctx, principal="user/alice", policy_arn=arn), attached)
+    assert attached() == []
+
+
+FOUR_STEP_COVERED |= {"aws.ec2.isolate_instance", "aws.ec2.snapshot_volumes"}
+
+
+def launch_instance(sandbox: Any) -> tuple[str, list[str]]:
+    ec2 = sandbox.client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, SecurityGroupIds=[web])["Instances"][0]
+    groups = [g["GroupId"] for g in instance["SecurityGroups"]]
+    return instance["InstanceId"], groups
+
+
+def test_isolate_instance_four_steps_keeps_the_previous_groups(sandbox: Any) -> None:
+    instance_id, groups = launch_instance(sandbox)
+    ec2 = sandbox.client("ec2")
+
+    def current_groups() -> list[str]:
+        found = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        return [g["GroupId"] for g in found["SecurityGroups"]]
+
+    four_steps(sandbox, lambda ctx: iso(ctx, instance_id), current_groups)
+    result = iso(make_ctx(sandbox, False), instance_id)
+    assert result.previous_group_ids == groups
+    [isolation] = current_groups()
+    assert isolation == result.isolation_group_id
+    described = ec2.describe_security_groups(GroupIds=[isolation])["SecurityGroups"][0]
+    assert described["IpPermissions"] == [] and described["IpPermissionsEgress"] == []
+
+
+def iso(ctx: ActionContext, instance_id: str) -> Any:
+    from integrations.aws import ec2
+
+    return ec2.isolate_instance(ctx, instance_id=instance_id)
+
+
+def test_snapshot_volumes_four_steps_tagged_with_the_incident(sandbox: Any) -> None:
+    from integrations.aws import ec2 as ec2_actions
+
+    instance_id, _ = launch_instance(sandbox)
+    ec2 = sandbox.client("ec2")
+
+    def snapshots() -> list[str]:
+        found = ec2.describe_snapshots(
+            OwnerIds=["self"], Filters=[{"Name": "tag:stanch:incident", "Values": ["inc-test"]}]
+        )
+        return sorted(s["SnapshotId"] for s in found["Snapshots"])
+
+    four_steps(sandbox, lambda ctx: ec2_actions.snapshot_volumes(ctx, instance_id=instance_id), snapshots)
+    assert len(snapshots()) >= 1
