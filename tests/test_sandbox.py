@@ -12,8 +12,11 @@ def test_sandbox_is_seeded_with_users_keys_secrets_and_cloudtrail_files(sandbox:
     states = sandbox.key_states()
     assert sorted(sandbox.keys) == ["alice", "ci-deployer", "data-pipeline"]
     assert len(states) == 4 and all(s.endswith("Active") for s in states.values())
-    secret = sandbox.client("secretsmanager").describe_secret(SecretId="vendors/acme-ai/api-key")
+    sm = sandbox.client("secretsmanager")
+    secret = sm.describe_secret(SecretId="vendors/acme-ai/chat-service")
     assert {"Key": "vendor", "Value": "acme-ai"} in secret["Tags"]
+    value = json.loads(sm.get_secret_value(SecretId="vendors/acme-ai/chat-service")["SecretString"])
+    assert sandbox.vendor.is_active(value["api_key"]), "the stored vendor key works at the vendor"
     s3 = sandbox.client("s3")
     [obj] = s3.list_objects_v2(Bucket=sandbox.cloudtrail_bucket)["Contents"]
     assert re.fullmatch(

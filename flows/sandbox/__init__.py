@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from flows.sandbox.slack_api import SlackStandIn
+from flows.sandbox.vendor_api import VendorStandIn
 
 FIXTURE = Path(__file__).with_name("fixture.yaml")
 ACCOUNT_ID = "123456789012"
@@ -25,6 +26,7 @@ class Sandbox:
     region: str = "us-east-1"
     aws_endpoint: str = ""
     slack: SlackStandIn | None = None
+    vendor: VendorStandIn | None = None
     keys: dict[str, list[str]] = field(default_factory=dict)
     cloudtrail_bucket: str | None = None
     _moto: Any = None
@@ -43,6 +45,7 @@ class Sandbox:
         host, port = self._moto.get_host_and_port()
         self.aws_endpoint = f"http://{host}:{port}"
         self.slack = SlackStandIn(channels=tuple(spec.get("slack", {}).get("channels", ()))).start()
+        self.vendor = VendorStandIn().start()
         self.activate()
         self.seed(spec)
         return self
@@ -51,6 +54,8 @@ class Sandbox:
         self.deactivate()
         if self.slack is not None:
             self.slack.stop()
+        if self.vendor is not None:
+            self.vendor.stop()
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -76,6 +81,7 @@ class Sandbox:
             "STANCH_SLACK__BASE_URL": self.slack.base_url,
             "STANCH_SANDBOX_SLACK_TOKEN": self.slack.token,
             "STANCH_SLACK__TOKEN": '{"env": "STANCH_SANDBOX_SLACK_TOKEN"}',
+            "STANCH_SANDBOX_VENDOR_URL": self.vendor.base_url if self.vendor else "",
         }
 
     def activate(self) -> None:
@@ -111,6 +117,8 @@ class Sandbox:
             response.read()
         if self.slack is not None:
             self.slack.reset()
+        if self.vendor is not None:
+            self.vendor.reset()
         self.keys.clear()
         self.seed(self._spec())
 
@@ -131,12 +139,53 @@ class Sandbox:
             for secret in spec["secrets"]:
                 tags = [{"Key": k, "Value": str(v)} for k, v in (secret.get("tags") or {}).items()]
                 sm.create_secret(Name=secret["name"], SecretString=secret["value"], Tags=tags)
+        for vendor in spec.get("vendors", []):
+            self.seed_vendor(vendor["name"], vendor["prefix"], vendor.get("keys", []), vendor.get("manual", []))
         trail = spec.get("cloudtrail")
         if trail:
             self._seed_cloudtrail(trail["bucket"], [Path(self.fixture).parent / f for f in trail.get("files", [])])
         if self.slack is not None:
             for name in spec.get("slack", {}).get("channels", []):
                 self.slack.add_channel(name)
+
+    def seed_vendor(self, vendor: str, prefix: str, names: list[str], manual: tuple[str, ...] | list[str] = ()) -> None:
+        """One secret per vendor key, minted by the vendor stand-in, plus the admin token's secret."""
+        import json
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self.vendor is None:
+            raise RuntimeError("start() the sandbox first")
+        sm = self.client("secretsmanager")
+        sm.create_secret(
+            Name=f"{prefix}admin-token",
+            SecretString=self.vendor.admin_token,
+            Tags=[{"Key": "role", "Value": "vendor-admin"}],
+        )
+
+        def one(name: str) -> None:
+            key = self.vendor.mint(name)  # type: ignore[union-attr]
+            tags = [{"Key": "vendor", "Value": vendor}]
+            if name in manual:
+                tags.append({"Key": "rotation", "Value": "manual"})
+            sm.create_secret(
+                Name=f"{prefix}{name}",
+                SecretString=json.dumps({"api_key": key.api_key, "key_id": key.key_id}),
+                Tags=tags,
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, names))
+
+    def vendor_urls(self) -> dict[str, str]:
+        """The `with` arguments that point rotate_vendor_secret at the vendor stand-in."""
+        if self.vendor is None:
+            raise RuntimeError("start() the sandbox first")
+        base = self.vendor.base_url
+        return {
+            "mint_url": f"{base}/v1/keys",
+            "revoke_url": f"{base}/v1/keys/{{key_id}}/revoke",
+            "check_url": f"{base}/v1/check",
+        }
 
     def _seed_cloudtrail(self, bucket: str, files: list[Path]) -> None:
         """Put CloudTrail-format files in S3 under AWSLogs/<account>/CloudTrail/<region>/<yyyy>/<mm>/<dd>/."""
