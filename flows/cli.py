@@ -182,6 +182,108 @@ def graph(playbook: Annotated[str, typer.Argument(help="A playbook file or name.
     print(mermaid(_load(playbook)))
 
 
+@app.command("review-logs")
+def review_logs(
+    source: Annotated[
+        str, typer.Option("--source", help="A directory or file of CloudTrail logs, s3://bucket/prefix, or lookup.")
+    ],
+    access_key_id: Annotated[list[str], typer.Option("--access-key-id", help="A key to review (repeatable).")],
+    since: Annotated[str | None, typer.Option("--since", help="Start: 2024-11-30 or 2024-11-30T08:00:00Z.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="End of the window.")] = None,
+    format: Annotated[str, typer.Option("--format", help="table, json or markdown.")] = "table",
+    workers: Annotated[int | None, typer.Option("--workers", help="Threads reading files (default: every core).")] = None,
+) -> None:
+    """What did these keys do? Every CloudTrail event made with them and the keys derived from them."""
+    import re
+
+    from integrations.aws import cloudtrail
+
+    if format not in ("table", "json", "markdown"):
+        raise _fail(f"--format {format!r}: use table, json or markdown", 2)
+    bad = [k for k in access_key_id if not re.fullmatch(r"(AKIA|ASIA)[A-Z0-9]{12,124}", k)]
+    if bad:
+        raise _fail(f"--access-key-id {bad[0]!r} is not an access key id (AKIA... or ASIA...)", 2)
+    try:
+        start, end = cloudtrail.normalize_time(since), cloudtrail.normalize_time(until)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        if source == "lookup" or source.startswith("s3://"):
+            from flows.config import load_settings
+            from flows.runtime import aws_clients
+
+            clients = aws_clients(load_settings(), "review")
+            if source == "lookup":
+                report = cloudtrail.review(access_key_id, start, end, lookup=clients.client("cloudtrail"))
+            else:
+                scanner = cloudtrail.scanner_for(source, clients.client, start, end, workers)
+                report = cloudtrail.review(access_key_id, start, end, scanner=scanner)
+        else:
+            scanner = cloudtrail.Scanner(cloudtrail.local_units(Path(source)), workers=workers)
+            report = cloudtrail.review(access_key_id, start, end, scanner=scanner)
+    except FileNotFoundError as exc:
+        raise _fail(f"--source: {exc}") from None
+    if format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    elif format == "markdown":
+        print(review_markdown(report))
+    else:
+        print_review(report)
+
+
+def review_markdown(report: Any) -> str:
+    lines = [
+        f"# Activity of {', '.join(report.access_key_ids)}",
+        "",
+        f"{report.events_total} event(s) from {report.first_event or '-'} to {report.last_event or '-'}; "
+        f"{report.files_scanned} file(s), {report.bytes_scanned / 1e6:.1f} MB scanned in {report.seconds:.2f}s.",
+        "",
+    ]
+    if report.derived_keys:
+        lines += ["## Derived credentials", "", "| key | from | via | event |", "| --- | --- | --- | --- |"]
+        lines += [f"| {d.access_key_id} | {d.parent} | {d.via} | {d.event_id} |" for d in report.derived_keys]
+        lines.append("")
+    lines += ["## Source IPs", "", "| ip | events | first seen | last seen |", "| --- | --- | --- | --- |"]
+    lines += [f"| {s.ip} | {s.count} | {s.first_seen} | {s.last_seen} |" for s in report.source_ips]
+    for category, items in report.findings.items():
+        lines += [
+            "",
+            f"## {category.replace('_', ' ').capitalize()}",
+            "",
+            "| time | event | key | resources | error | event id |",
+        ]
+        lines.append("| --- | --- | --- | --- | --- | --- |")
+        for f in items:
+            lines.append(
+                f"| {f.event_time} | {f.event_name} | {f.access_key_id} | {', '.join(f.resources)} | "
+                f"{f.error_code or ''} | {f.event_id} |"
+            )
+    return "\n".join(lines)
+
+
+def print_review(report: Any) -> None:
+    out.print(
+        f"[bold]{report.events_total}[/] event(s) by {', '.join(report.access_key_ids)}"
+        f" ({report.files_scanned} files, {report.bytes_scanned / 1e6:.1f} MB in {report.seconds:.2f}s)"
+    )
+    if report.derived_keys:
+        table = Table("derived key", "from", "via", title="Derived credentials")
+        for d in report.derived_keys:
+            table.add_row(d.access_key_id, d.parent, d.via)
+        out.print(table)
+    ips = Table("source ip", "events", "first seen", "last seen", title="Source IPs")
+    for s in report.source_ips:
+        ips.add_row(s.ip, str(s.count), s.first_seen, s.last_seen)
+    out.print(ips)
+    findings = Table("category", "time", "event", "key", "resources", "error", title="Findings")
+    for category, items in report.findings.items():
+        for f in items:
+            findings.add_row(
+                category, f.event_time, f.event_name, f.access_key_id or "", ", ".join(f.resources), f.error_code or ""
+            )
+    out.print(findings)
+
+
 class _Progress:
     """Prints run events as they come."""
 
@@ -253,13 +355,9 @@ def run(
     input: InputOpt = None,
     alert: AlertOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report changes without making them.")] = False,
-    sandbox: Annotated[
-        bool, typer.Option("--sandbox", help="Run against the embedded simulated AWS and Slack.")
-    ] = False,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Run against the embedded simulated AWS and Slack.")] = False,
     incident_id: Annotated[str | None, typer.Option("--incident-id", help="Defaults to a new id.")] = None,
-    launched_by: Annotated[
-        str | None, typer.Option("--as", help="Who launches (default: $STANCH_USER or login).")
-    ] = None,
+    launched_by: Annotated[str | None, typer.Option("--as", help="Who launches (default: $STANCH_USER or login).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Prefect's own log lines.")] = False,
 ) -> None:
     """Run a playbook as a Prefect flow run, with progress and a summary at the end."""

@@ -152,11 +152,7 @@ def _chain(node: nodes.Node) -> tuple[str | int, ...] | None:
         if isinstance(node, nodes.Getattr):
             parts.append(node.attr)
             node = node.node
-        elif (
-            isinstance(node, nodes.Getitem)
-            and isinstance(node.arg, nodes.Const)
-            and isinstance(node.arg.value, str | int)
-        ):
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str | int):
             parts.append(node.arg.value)
             node = node.node
         elif isinstance(node, nodes.Name):

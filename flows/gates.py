@@ -222,9 +222,7 @@ def run_gate(
         )
 
 
-def _window(
-    group_names: tuple[str, ...], groups: dict[str, list[str]], seconds: int, escalated: bool = False
-) -> _Window:
+def _window(group_names: tuple[str, ...], groups: dict[str, list[str]], seconds: int, escalated: bool = False) -> _Window:
     allowed = frozenset(member for name in group_names for member in groups.get(name, []))
     return _Window(
         groups=group_names,

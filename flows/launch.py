@@ -57,8 +57,7 @@ def prepare(
     for name, value in given.items():
         if isinstance(value, str) and looks_secret(value):
             problems.append(
-                f"input {name!r} looks like a credential; pass a reference (a Secrets Manager ARN), "
-                "never a secret value"
+                f"input {name!r} looks like a credential; pass a reference (a Secrets Manager ARN), never a secret value"
             )
     if problems:
         raise LaunchError("the run was not started:\n" + "\n".join(f"  - {p}" for p in problems))

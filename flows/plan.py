@@ -182,9 +182,7 @@ def gate_summary(step: Step) -> str:
     a = step.approval
     if a is None:
         return ""
-    text = (
-        f"{a.min_approvals} approval(s) from {a.from_} within {duration_seconds(a.timeout)}s; on timeout {a.on_timeout}"
-    )
+    text = f"{a.min_approvals} approval(s) from {a.from_} within {duration_seconds(a.timeout)}s; on timeout {a.on_timeout}"
     if a.on_timeout == "escalate":
         text += f" to {a.escalate_to}"
     if a.separate_duties:

@@ -37,14 +37,19 @@ class StepError(Exception):
     """A step's failure, its message already masked of secrets."""
 
 
-def build_context(settings: Settings, run: RunInfo, masker: SecretMasker, logger: Any) -> ActionContext:
-    aws = AwsClients(
+def aws_clients(settings: Settings, session_label: str) -> AwsClients:
+    """AWS clients as the configuration says: the responder role when set, else the standard chain."""
+    return AwsClients(
         region=settings.aws.region,
         endpoint_url=settings.aws.endpoint_url,
         role_arn=settings.aws.role_arn,
         external_id=settings.aws.external_id,
-        session_name=f"stanch-{run.incident_id}"[:64],
+        session_name=f"stanch-{session_label}"[:64],
     )
+
+
+def build_context(settings: Settings, run: RunInfo, masker: SecretMasker, logger: Any) -> ActionContext:
+    aws = aws_clients(settings, run.incident_id)
     slack_factory = None
     token_ref = settings.slack.token
     if token_ref is not None:
@@ -87,9 +92,7 @@ def _make_task(step: Step, spec: ActionSpec, ctx: ActionContext) -> Any:
         try:
             validated = spec.args_model.model_validate(args)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
-            )
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
             raise StepError(ctx.masker.mask(f"arguments of {spec.key} after evaluation: {problems}")) from None
         kwargs = {name: getattr(validated, name) for name in spec.args_model.model_fields}
         try:
@@ -137,9 +140,7 @@ class Driver:
         self.masker = SecretMasker()
         install_log_masking(self.masker)
         self.ctx = build_context(settings, run, self.masker, logger)
-        self.records = {
-            s.id: StepRecord(id=s.id, name=s.display_name, phase=s.phase, uses=s.uses) for s in playbook.steps
-        }
+        self.records = {s.id: StepRecord(id=s.id, name=s.display_name, phase=s.phase, uses=s.uses) for s in playbook.steps}
         self.outputs: dict[str, Any] = {}
         self.context = {"inputs": inputs, "alert": alert or {}, "steps": {}, "run": run.as_context()}
         self.specs = {s.id: get_action(s.uses) for s in playbook.steps}
@@ -223,9 +224,7 @@ class Driver:
                 items = expressions.evaluate_string(step.for_each, self._context())
                 if not isinstance(items, list | tuple):
                     raise expressions.ExpressionError(f"for_each must give a list, got {type(items).__name__}")
-                units = deque(
-                    (i, expressions.evaluate(step.with_, self._context(item, i))) for i, item in enumerate(items)
-                )
+                units = deque((i, expressions.evaluate(step.with_, self._context(item, i))) for i, item in enumerate(items))
                 record.items = len(units)
         except expressions.ExpressionError as exc:
             self._fail(step, record, str(exc))
@@ -365,9 +364,7 @@ class Driver:
         body = f"# Gate before `{step.id}`: {outcome.status}\n\n{outcome.message}\n\n"
         body += decisions_table(outcome.decisions)
         try:
-            create_markdown_artifact(
-                key=f"gate-{step.id}", markdown=self.masker.mask(body), description=outcome.message
-            )
+            create_markdown_artifact(key=f"gate-{step.id}", markdown=self.masker.mask(body), description=outcome.message)
         except Exception as exc:  # the decision stands in the run's records and logs regardless
             self.log.warning("could not write the gate artifact: %s", exc)
 

@@ -155,9 +155,7 @@ def _schema_problems(doc: Document, exc: ValidationError) -> list[Problem]:
         if kind == "extra_forbidden":
             siblings = _allowed_fields(parent, doc.data)
             close = difflib.get_close_matches(str(name), siblings, n=1)
-            hint = (
-                f"; did you mean {close[0]!r}?" if close else (f"; allowed: {', '.join(siblings)}" if siblings else "")
-            )
+            hint = f"; did you mean {close[0]!r}?" if close else (f"; allowed: {', '.join(siblings)}" if siblings else "")
             problems.append(doc.problem(path, f"unknown field {name!r}{hint}"))
             continue
         if path in union_seen:
@@ -280,9 +278,7 @@ def _graph_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
         if not isinstance(step_id, str):
             continue
         if step_id in ids:
-            problems.append(
-                doc.problem(("steps", i, "id"), f"duplicate step id {step_id!r} (also steps[{ids[step_id]}])")
-            )
+            problems.append(doc.problem(("steps", i, "id"), f"duplicate step id {step_id!r} (also steps[{ids[step_id]}])"))
         else:
             ids[step_id] = i
     groups: dict[str, Any] = data["approvers"] if isinstance(data.get("approvers"), dict) else {}
@@ -379,9 +375,7 @@ def _action_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
         if not isinstance(args, dict):
             continue
         with_path: PathT = ("steps", i, "with") if "with" in step else ("steps", i)
-        dynamic = {
-            k for k, v in args.items() if any(expressions.has_expression(s) for _, s in expressions.walk_strings(v))
-        }
+        dynamic = {k for k, v in args.items() if any(expressions.has_expression(s) for _, s in expressions.walk_strings(v))}
         literal = {k: v for k, v in args.items() if k not in dynamic}
         try:
             spec.args_model.model_validate(literal)

@@ -95,9 +95,7 @@ class AwsClients:
             cached = self._clients.get(key)
         if cached is not None:
             return cached
-        client = self.session().client(
-            service, region_name=region, endpoint_url=self.endpoint_url, config=self._config()
-        )
+        client = self.session().client(service, region_name=region, endpoint_url=self.endpoint_url, config=self._config())
         with self._lock:
             self._clients[key] = client
         return client

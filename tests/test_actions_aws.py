@@ -153,9 +153,7 @@ def test_revoke_sessions_four_steps(sandbox: Any) -> None:
     raw = sandbox.client("iam").get_role_policy(RoleName="app-role", PolicyName="AWSRevokeOlderSessions")
     document = raw["PolicyDocument"] if isinstance(raw["PolicyDocument"], dict) else json.loads(raw["PolicyDocument"])
     assert document["Statement"][0]["Condition"] == {"DateLessThan": {"aws:TokenIssueTime": "2026-11-26T03:00:00Z"}}
-    earlier = iam.revoke_sessions(
-        make_ctx(sandbox, False), principal="role/app-role", issued_before=when.replace(hour=1)
-    )
+    earlier = iam.revoke_sessions(make_ctx(sandbox, False), principal="role/app-role", issued_before=when.replace(hour=1))
     assert not earlier.changed, "an earlier cut-off is already covered"
     later = iam.revoke_sessions(make_ctx(sandbox, False), principal="role/app-role")
     assert later.changed and later.issued_before > when
@@ -236,9 +234,7 @@ def test_snapshot_volumes_four_steps_tagged_with_the_incident(sandbox: Any) -> N
     ec2 = sandbox.client("ec2")
 
     def snapshots() -> list[str]:
-        found = ec2.describe_snapshots(
-            OwnerIds=["self"], Filters=[{"Name": "tag:stanch:incident", "Values": ["inc-test"]}]
-        )
+        found = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag:stanch:incident", "Values": ["inc-test"]}])
         return sorted(s["SnapshotId"] for s in found["Snapshots"])
 
     four_steps(sandbox, lambda ctx: ec2_actions.snapshot_volumes(ctx, instance_id=instance_id), snapshots)

@@ -23,9 +23,7 @@ def test_a_whole_expression_keeps_its_type_and_mixed_text_is_text() -> None:
 
 def test_dashed_step_ids_read_naturally() -> None:
     assert evaluate_string("${{ steps.find-key.outputs.active }}", CTX) == 2
-    assert (
-        normalize("${{ steps.find-key.outputs }} steps.find-key") == "${{ steps['find-key'].outputs }} steps.find-key"
-    )
+    assert normalize("${{ steps.find-key.outputs }} steps.find-key") == "${{ steps['find-key'].outputs }} steps.find-key"
     assert evaluate_string("${{ steps.find-key.outputs.keys | map(attribute='id') | list }}", CTX) == ["K1"]
 
 

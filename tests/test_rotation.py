@@ -41,9 +41,7 @@ def stages(sandbox: Any) -> list[str]:
 
 
 def rotate(sandbox: Any, old: str, dry_run: bool = False, **extra: Any) -> iam.Rotation:
-    return iam.rotate_access_key(
-        make_ctx(sandbox, dry_run), user_name=USER, secret_id=SECRET, access_key_id=old, **extra
-    )
+    return iam.rotate_access_key(make_ctx(sandbox, dry_run), user_name=USER, secret_id=SECRET, access_key_id=old, **extra)
 
 
 def assert_rotated(sandbox: Any, old: str) -> None:

@@ -121,9 +121,7 @@ def test_gate_pauses_cli_approve_resumes_and_key_becomes_inactive(sandbox: Any) 
     api_run = flow_run(run.run_id)
     assert api_run.state.type.value == "COMPLETED"
     assert api_run.name == summary.incident_id
-    assert {f"playbook:{FLAGSHIP}", "mode:live", f"incident:{summary.incident_id}", "trigger:manual"} <= set(
-        api_run.tags
-    )
+    assert {f"playbook:{FLAGSHIP}", "mode:live", f"incident:{summary.incident_id}", "trigger:manual"} <= set(api_run.tags)
     # Slack got the announcement and the report in the incident channel.
     texts = [m["text"] for m in sandbox.slack.messages("incident-response")]
     assert len(texts) == 2 and key in texts[0] and "Inactive" in texts[1]

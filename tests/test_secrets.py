@@ -103,9 +103,7 @@ def test_rotate_secret_with_its_lambda_four_steps(sandbox: Any) -> None:
     sm = sandbox.client("secretsmanager")
     sm.create_secret(Name="db/password", SecretString="sandbox-db-password")
     sm.rotate_secret(SecretId="db/password", RotationRules={"AutomaticallyAfterDays": 30})
-    pending = [
-        v for v, s in sm.describe_secret(SecretId="db/password")["VersionIdsToStages"].items() if "AWSPENDING" in s
-    ]
+    pending = [v for v, s in sm.describe_secret(SecretId="db/password")["VersionIdsToStages"].items() if "AWSPENDING" in s]
     for version in pending:  # the setup's own rotation request, finished
         sm.update_secret_version_stage(SecretId="db/password", VersionStage="AWSPENDING", RemoveFromVersionId=version)
 

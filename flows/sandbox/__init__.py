@@ -20,6 +20,12 @@ FIXTURE = Path(__file__).with_name("fixture.yaml")
 ACCOUNT_ID = "123456789012"
 
 
+def datetime_of(stamp: str) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
 @dataclass
 class Sandbox:
     fixture: Path = FIXTURE
@@ -29,6 +35,7 @@ class Sandbox:
     vendor: VendorStandIn | None = None
     keys: dict[str, list[str]] = field(default_factory=dict)
     cloudtrail_bucket: str | None = None
+    scenario: dict[str, str] = field(default_factory=dict)
     _moto: Any = None
     _saved_env: dict[str, str | None] = field(default_factory=dict)
 
@@ -144,6 +151,8 @@ class Sandbox:
         trail = spec.get("cloudtrail")
         if trail:
             self._seed_cloudtrail(trail["bucket"], [Path(self.fixture).parent / f for f in trail.get("files", [])])
+            if trail.get("scenario"):
+                self._seed_scenario(trail["bucket"], **trail["scenario"])
         if self.slack is not None:
             for name in spec.get("slack", {}).get("channels", []):
                 self.slack.add_channel(name)
@@ -207,6 +216,39 @@ class Sandbox:
             )
             body = gzip.compress(json.dumps({"Records": records}).encode())
             s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    def _seed_scenario(self, bucket: str, user: str, hours_ago: int = 3, noise: int = 1000) -> None:
+        """A leaked key's misuse among ordinary traffic, in the trail; its backdoor user exists in IAM."""
+        import gzip
+        import json
+        from datetime import timedelta
+
+        from flows.sandbox import trail
+
+        iam = self.client("iam")
+        iam.create_user(UserName=trail.BACKDOOR_USER)
+        backdoor = iam.create_access_key(UserName=trail.BACKDOOR_USER)["AccessKey"]["AccessKeyId"]
+        iam.create_login_profile(UserName=trail.BACKDOOR_USER, Password="Sandbox-Backdoor-Passw0rd!")  # noqa: S106
+        policy = iam.create_policy(
+            PolicyName=trail.BACKDOOR_POLICY,
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )["Policy"]["Arn"]
+        iam.attach_user_policy(UserName=trail.BACKDOOR_USER, PolicyArn=policy)
+        self.keys[trail.BACKDOOR_USER] = [backdoor]
+        start = trail.now_hour() - timedelta(hours=hours_ago)
+        story, made = trail.attack_story(self.keys[user][0], user, start + timedelta(minutes=7), backdoor_key=backdoor)
+        self.scenario = {"user": user, "key": self.keys[user][0], **made}
+        records = sorted(story + trail.noise(noise, start, timedelta(hours=hours_ago + 1)), key=lambda r: r["eventTime"])
+        s3 = self.client("s3")
+        by_slot: dict[Any, list[dict[str, Any]]] = {}
+        for item in records:  # one file per quarter hour, as CloudTrail delivers them
+            at = datetime_of(item["eventTime"])
+            by_slot.setdefault(at.replace(minute=at.minute - at.minute % 15, second=0), []).append(item)
+        for n, (slot, batch) in enumerate(sorted(by_slot.items())):
+            body = gzip.compress(json.dumps({"Records": batch}).encode())
+            s3.put_object(Bucket=bucket, Key=trail.object_key(slot, n=n), Body=body)
 
     def key_states(self) -> dict[str, str]:
         """Every access key's status in the simulated account: {key id: 'user: Active'}."""

@@ -72,9 +72,7 @@ class VendorStandIn:
 
     def mint(self, name: str) -> VendorKey:
         with self._lock:
-            key = VendorKey(
-                key_id=f"key_{secrets.token_hex(6)}", api_key=f"vk_sandbox_{secrets.token_hex(16)}", name=name
-            )
+            key = VendorKey(key_id=f"key_{secrets.token_hex(6)}", api_key=f"vk_sandbox_{secrets.token_hex(16)}", name=name)
             self.keys[key.key_id] = key
             return key
 

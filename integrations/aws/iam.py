@@ -466,9 +466,7 @@ def detach_policy(
     attached = {p["PolicyArn"] for page in pages for p in page["AttachedPolicies"]}
     base = {"principal": label, "policy_arn": policy_arn}
     if policy_arn not in attached:
-        return DetachChange(
-            changed=False, dry_run=ctx.dry_run, detail=f"{policy_arn} is not attached to {label}", **base
-        )
+        return DetachChange(changed=False, dry_run=ctx.dry_run, detail=f"{policy_arn} is not attached to {label}", **base)
     if ctx.dry_run:
         return DetachChange(changed=True, dry_run=True, detail=f"would detach {policy_arn} from {label}", **base)
     try:
@@ -713,9 +711,7 @@ def rotate_access_key(
             ctx.masker.register(new_pair["SecretAccessKey"])
             created_here = new_pair["AccessKeyId"]
             _boundary("created")
-            stored = sm.put_secret_value(
-                SecretId=secret_id, SecretString=json.dumps(new_pair), VersionStages=["AWSPENDING"]
-            )
+            stored = sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(new_pair), VersionStages=["AWSPENDING"])
             new_version = str(stored["VersionId"])
             _boundary("stored")
         _verify_key(ctx, user_name, new_pair, verify_attempts)

@@ -175,9 +175,7 @@ def rotate_vendor_secret(
     mint_url: Annotated[
         str | None, Field(description="The vendor's endpoint that creates a key; none means a person rotates it.")
     ] = None,
-    revoke_url: Annotated[
-        str | None, Field(description="Revokes a key; {key_id} is replaced by the old key's id.")
-    ] = None,
+    revoke_url: Annotated[str | None, Field(description="Revokes a key; {key_id} is replaced by the old key's id.")] = None,
     check_url: Annotated[str | None, Field(description="Answers 2xx when called with a working key.")] = None,
     admin_token_secret_id: Annotated[
         str | None, Field(description="The secret holding the vendor admin token used to mint and revoke.")

@@ -1,0 +1,235 @@
+"""CloudTrail records in the real format (modelled on the Stratus Red Team sample), for the sandbox, tests and bench.
+
+`attack_story` is what a leaked key typically does (mint session credentials, create a backdoor user with a
+key and admin rights, try to stop logging, read secrets, open a port, share a snapshot); `noise` is ordinary
+traffic from other keys, the haystack a review searches.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+ACCOUNT = "123456789012"
+ATTACKER_IP = "203.0.113.5"
+ATTACKER_UA = "aws-cli/2.15.0 Python/3.11.6 Linux/6.5.0 exe/x86_64.ubuntu.22"
+
+
+def _time(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record(
+    at: datetime,
+    name: str,
+    source: str,
+    key: str,
+    principal: str,
+    *,
+    params: dict[str, Any] | None = None,
+    response: dict[str, Any] | None = None,
+    error: str | None = None,
+    ip: str = ATTACKER_IP,
+    agent: str = ATTACKER_UA,
+    region: str = "us-east-1",
+    rng: random.Random | None = None,
+) -> dict[str, Any]:
+    rng = rng or random.Random()  # noqa: S311 - test data, not security
+    user = principal.rsplit("/", 1)[-1]
+    identity: dict[str, Any] = {
+        "type": "IAMUser" if key.startswith("AKIA") else "FederatedUser",
+        "principalId": "AIDA" + "".join(rng.choices(string.ascii_uppercase + string.digits, k=17)),
+        "arn": f"arn:aws:iam::{ACCOUNT}:user/{user}",
+        "accountId": ACCOUNT,
+        "accessKeyId": key,
+        "userName": user,
+    }
+    out: dict[str, Any] = {
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": _time(at),
+        "eventSource": source,
+        "eventName": name,
+        "awsRegion": region,
+        "sourceIPAddress": ip,
+        "userAgent": agent,
+        "requestParameters": params,
+        "responseElements": response,
+        "requestID": str(uuid.UUID(int=rng.getrandbits(128))),
+        "eventID": str(uuid.UUID(int=rng.getrandbits(128))),
+        "readOnly": name.startswith(("Get", "List", "Describe")),
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": ACCOUNT,
+        "eventCategory": "Management",
+    }
+    if error:
+        out["errorCode"] = error
+        out["errorMessage"] = f"User: {identity['arn']} is not authorized to perform this operation"
+        out["responseElements"] = None
+    return out
+
+
+def fake_key(prefix: str, rng: random.Random) -> str:
+    return prefix + "".join(rng.choices(string.ascii_uppercase + string.digits, k=16))
+
+
+BACKDOOR_USER = "svc-backup"
+BACKDOOR_POLICY = "backdoor-admin"
+
+
+def attack_story(
+    key: str, user: str, start: datetime, seed: int = 7, backdoor_key: str | None = None
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Records of a leaked key's misuse, and the ids it made ({'session_key', 'backdoor_key'})."""
+    rng = random.Random(seed)  # noqa: S311
+    session = fake_key("ASIA", rng)
+    backdoor = backdoor_key or fake_key("AKIA", rng)
+    me = f"user/{user}"
+    t = start
+    step = timedelta(minutes=3)
+    events = [
+        record(t, "GetCallerIdentity", "sts.amazonaws.com", key, me, rng=rng),
+        record(t + step, "ListBuckets", "s3.amazonaws.com", key, me, rng=rng),
+        record(
+            t + 2 * step,
+            "GetFederationToken",
+            "sts.amazonaws.com",
+            key,
+            me,
+            params={"name": "ops", "durationSeconds": 129600},
+            response={"credentials": {"accessKeyId": session, "sessionToken": "<redacted>", "expiration": "x"}},
+            rng=rng,
+        ),
+        record(t + 3 * step, "CreateUser", "iam.amazonaws.com", session, me, params={"userName": BACKDOOR_USER}, rng=rng),
+        record(
+            t + 4 * step,
+            "CreateAccessKey",
+            "iam.amazonaws.com",
+            session,
+            me,
+            params={"userName": BACKDOOR_USER},
+            response={"accessKey": {"accessKeyId": backdoor, "userName": BACKDOOR_USER, "status": "Active"}},
+            rng=rng,
+        ),
+        record(
+            t + 5 * step,
+            "AttachUserPolicy",
+            "iam.amazonaws.com",
+            session,
+            me,
+            params={"userName": BACKDOOR_USER, "policyArn": f"arn:aws:iam::{ACCOUNT}:policy/{BACKDOOR_POLICY}"},
+            rng=rng,
+        ),
+        record(
+            t + 6 * step,
+            "CreateLoginProfile",
+            "iam.amazonaws.com",
+            session,
+            me,
+            params={"userName": BACKDOOR_USER, "passwordResetRequired": False},
+            rng=rng,
+        ),
+        record(
+            t + 7 * step,
+            "StopLogging",
+            "cloudtrail.amazonaws.com",
+            key,
+            me,
+            params={"name": f"arn:aws:cloudtrail:us-east-1:{ACCOUNT}:trail/main"},
+            error="AccessDenied",
+            rng=rng,
+        ),
+        record(
+            t + 8 * step,
+            "GetSecretValue",
+            "secretsmanager.amazonaws.com",
+            key,
+            me,
+            params={"secretId": "prod/db/password"},
+            rng=rng,
+        ),
+        record(
+            t + 9 * step,
+            "AuthorizeSecurityGroupIngress",
+            "ec2.amazonaws.com",
+            session,
+            me,
+            params={
+                "groupId": "sg-0abc1234def567890",
+                "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 22}]},
+            },
+            rng=rng,
+        ),
+        record(
+            t + 10 * step,
+            "ModifySnapshotAttribute",
+            "ec2.amazonaws.com",
+            session,
+            me,
+            params={"snapshotId": "snap-0123456789abcdef0", "attributeType": "CREATE_VOLUME_PERMISSION"},
+            rng=rng,
+        ),
+        record(
+            t + 11 * step,
+            "ListBuckets",
+            "s3.amazonaws.com",
+            backdoor,
+            f"user/{BACKDOOR_USER}",
+            ip="198.51.100.23",
+            rng=rng,
+        ),
+    ]
+    return events, {"session_key": session, "backdoor_key": backdoor}
+
+
+_NOISE = [
+    ("DescribeInstances", "ec2.amazonaws.com"),
+    ("GetObject", "s3.amazonaws.com"),
+    ("PutObject", "s3.amazonaws.com"),
+    ("ListBuckets", "s3.amazonaws.com"),
+    ("AssumeRole", "sts.amazonaws.com"),
+    ("GetParameter", "ssm.amazonaws.com"),
+    ("Decrypt", "kms.amazonaws.com"),
+    ("DescribeLogGroups", "logs.amazonaws.com"),
+]
+
+
+def noise(count: int, start: datetime, span: timedelta, seed: int = 1, keys: int = 50) -> list[dict[str, Any]]:
+    """Ordinary traffic from `keys` other keys, spread over `span`, in time order."""
+    rng = random.Random(seed)  # noqa: S311
+    pool = [(fake_key("AKIA", rng), f"user/app-{i:03d}") for i in range(keys)]
+    step = span / max(count, 1)
+    out = []
+    for i in range(count):
+        key, who = pool[rng.randrange(keys)]
+        name, source = _NOISE[rng.randrange(len(_NOISE))]
+        out.append(
+            record(
+                start + step * i,
+                name,
+                source,
+                key,
+                who,
+                params={"bucketName": f"data-{rng.randrange(100)}", "key": f"objects/{rng.randrange(10**6)}.parquet"},
+                ip=f"10.0.{rng.randrange(256)}.{rng.randrange(256)}",
+                agent="aws-sdk-java/2.20.0 Linux/5.10 OpenJDK_64-Bit_Server_VM/17",
+                rng=rng,
+            )
+        )
+    return out
+
+
+def object_key(at: datetime, region: str = "us-east-1", n: int = 0) -> str:
+    """CloudTrail's S3 key for a file whose first record is at `at`."""
+    return (
+        f"AWSLogs/{ACCOUNT}/CloudTrail/{region}/{at:%Y/%m/%d}/"
+        f"{ACCOUNT}_CloudTrail_{region}_{at:%Y%m%dT%H%M}Z_{n:016x}.json.gz"
+    )
+
+
+def now_hour() -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -1,0 +1,163 @@
+"""Log review: events made with a key and its derived keys, from S3, local files and LookupEvents."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from conftest import FIXTURES, STANCH
+from test_actions_aws import make_ctx
+
+from flows.sandbox import trail
+from integrations.aws import cloudtrail
+
+STRATUS = FIXTURES / "cloudtrail" / "stratus-sts-federation-token.json"
+LEAKED = "AKIA6V1GNZTT65XQH36M"
+DERIVED = "ASIASTJKC5GCM7ZE6LUP"
+
+
+def test_the_reference_sample_yields_the_derived_federation_key() -> None:
+    scanner = cloudtrail.Scanner(cloudtrail.local_units(STRATUS))
+    report = cloudtrail.review([LEAKED], scanner=scanner)
+    assert report.events_total == 2
+    assert [(d.access_key_id, d.parent, d.via) for d in report.derived_keys] == [(DERIVED, LEAKED, "GetFederationToken")]
+    assert report.events_by_name == {"sts:GetFederationToken": 1, "sts:GetCallerIdentity": 1}
+    [finding] = report.findings["persistence"]
+    assert finding.event_id == "6e882b9d-2af8-4c67-b91f-aeac6a0e5e70"
+    assert report.source_ips[0].ip == "203.0.113.5" and report.source_ips[0].count == 2
+    assert "sessionToken" not in json.dumps(report.to_json())
+
+
+def test_sandbox_trail_in_s3_review_finds_the_attack_and_what_to_contain(sandbox: Any) -> None:
+    scenario = sandbox.scenario
+    report = cloudtrail.review_key_activity(
+        make_ctx(sandbox, False), access_key_ids=[scenario["key"]], source=f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/"
+    )
+    assert report.events_total == 12, "the attack's events only, none of the noise"
+    assert {d.access_key_id for d in report.derived_keys} == {scenario["session_key"], scenario["backdoor_key"]}
+    names = {c: sorted(f.event_name for f in items) for c, items in report.findings.items()}
+    assert names == {
+        "persistence": ["AttachUserPolicy", "CreateAccessKey", "CreateLoginProfile", "CreateUser", "GetFederationToken"],
+        "defense_evasion": ["StopLogging"],
+        "exfiltration": ["ModifySnapshotAttribute"],
+        "credential_access": ["GetSecretValue"],
+        "network_exposure": ["AuthorizeSecurityGroupIngress"],
+    }
+    [stop] = report.findings["defense_evasion"]
+    assert stop.error_code == "AccessDenied"
+    assert report.contain.users == [trail.BACKDOOR_USER]
+    assert [k.access_key_id for k in report.contain.access_keys] == [scenario["backdoor_key"]]
+    assert report.contain.login_profiles == [trail.BACKDOOR_USER]
+    assert report.contain.attached_policies == [
+        {
+            "principal": f"user/{trail.BACKDOOR_USER}",
+            "policy_arn": f"arn:aws:iam::123456789012:policy/{trail.BACKDOOR_POLICY}",
+        }
+    ]
+    assert [ip.ip for ip in report.source_ips] == ["203.0.113.5", "198.51.100.23"]
+    assert report.files_scanned > 10
+
+
+def test_the_window_limits_the_review(sandbox: Any) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report = cloudtrail.review_key_activity(
+        make_ctx(sandbox, False),
+        access_key_ids=[sandbox.scenario["key"]],
+        source=f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
+        since=later,
+    )
+    assert report.events_total == 0 and report.findings == {}
+
+
+def test_local_directories_of_gz_records_and_bare_arrays(tmp_path: Path) -> None:
+    start = datetime(2026, 11, 20, 9, tzinfo=UTC)
+    story, made = trail.attack_story("AKIAEXAMPLEEXPOSED01", "ci-deployer", start)
+    trail_dir = tmp_path / "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20"
+    trail_dir.mkdir(parents=True)
+    cloudtrail.write_corpus_file(trail_dir / "a.json.gz", story[:6] + trail.noise(200, start, timedelta(hours=1)))
+    (trail_dir / "b.json").write_text(json.dumps(story[6:]))  # a bare array, not gzipped
+    report = cloudtrail.review(
+        ["AKIAEXAMPLEEXPOSED01"], scanner=cloudtrail.Scanner(cloudtrail.local_units(tmp_path), workers=2)
+    )
+    assert report.events_total == 12
+    assert report.contain.users == ["svc-backup"]
+    windowed = cloudtrail.review(
+        ["AKIAEXAMPLEEXPOSED01"],
+        since=cloudtrail.normalize_time("2026-11-20T09:00:00Z"),
+        until=cloudtrail.normalize_time("2026-11-20T09:07:00Z"),
+        scanner=cloudtrail.Scanner(cloudtrail.local_units(tmp_path)),
+    )
+    assert [e for e in windowed.events_by_name] == ["sts:GetCallerIdentity", "s3:ListBuckets", "sts:GetFederationToken"]
+    assert made["session_key"] in {d.access_key_id for d in windowed.derived_keys}
+
+
+def test_lookup_events_pages_at_two_calls_a_second_and_follows_derived_keys() -> None:
+    records = json.loads(STRATUS.read_text())
+    client = boto3.client("cloudtrail", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+
+    def event(record: dict[str, Any]) -> dict[str, Any]:
+        return {"EventId": record["eventID"], "EventName": record["eventName"], "CloudTrailEvent": json.dumps(record)}
+
+    with Stubber(client) as stub:
+        base = {"LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": LEAKED}], "MaxResults": 50}
+        stub.add_response("lookup_events", {"Events": [], "NextToken": "page-2"}, base)
+        stub.add_response("lookup_events", {"Events": [event(records[0])]}, {**base, "NextToken": "page-2"})
+        derived = {"LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": DERIVED}], "MaxResults": 50}
+        stub.add_response("lookup_events", {"Events": [event(records[1])]}, derived)
+        started = time.monotonic()
+        report = cloudtrail.review([LEAKED], lookup=client)
+        elapsed = time.monotonic() - started
+        stub.assert_no_pending_responses()
+    assert report.events_total == 2
+    assert [d.access_key_id for d in report.derived_keys] == [DERIVED]
+    assert elapsed >= 0.9, "three calls at most two a second"
+
+
+def test_review_logs_command_formats_and_errors(tmp_path: Path) -> None:
+    shutil.copy(STRATUS, tmp_path / "one.json")
+    with gzip.open(tmp_path / "two.json.gz", "wt") as handle:
+        json.dump({"Records": []}, handle)
+    run = ["review-logs", "--source", str(tmp_path), "--access-key-id", LEAKED]
+    as_json = subprocess.run([STANCH, *run, "--format", "json"], capture_output=True, text=True, timeout=60, check=True)
+    report = json.loads(as_json.stdout)
+    assert report["schema"] == "stanch.review/v1"
+    assert report["events_total"] == 2 and report["files_scanned"] == 2
+    assert set(report) >= {"derived_keys", "source_ips", "findings", "contain", "events_by_name", "error_codes"}
+    as_md = subprocess.run([STANCH, *run, "--format", "markdown"], capture_output=True, text=True, timeout=60, check=True)
+    assert "## Persistence" in as_md.stdout and "| 203.0.113.5 | 2 |" in as_md.stdout
+    table = subprocess.run([STANCH, *run], capture_output=True, text=True, timeout=60, check=True)
+    assert "Derived credentials" in table.stdout
+    missing = subprocess.run(
+        [STANCH, "review-logs", "--source", str(tmp_path / "nope"), "--access-key-id", LEAKED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 1 and "no such file or directory" in missing.stderr and "Traceback" not in missing.stderr
+    bad = subprocess.run(
+        [STANCH, "review-logs", "--source", str(tmp_path), "--access-key-id", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "is not an access key id" in bad.stderr
+    bad_time = subprocess.run(
+        [STANCH, *run, "--since", "yesterday"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert bad_time.returncode == 2 and "'yesterday' is not a time" in bad_time.stderr
+
+
+@pytest.mark.parametrize("value", ["2024-11-30", "2024-11-30T08:43:17Z", "2024-11-30T09:43:17+01:00"])
+def test_times_are_normalised_to_cloudtrail_form(value: str) -> None:
+    assert cloudtrail.normalize_time(value) in ("2024-11-30T00:00:00Z", "2024-11-30T08:43:17Z")
