@@ -254,6 +254,31 @@ def _records(raw: bytes) -> list[dict[str, Any]]:
     return [r for r in records if isinstance(r, dict)]
 
 
+_CHUNK = 1 << 16
+
+
+def _search(data: bytes, needles: tuple[bytes, ...]) -> tuple[int, bool]:
+    """(decompressed size, whether any needle occurs), inflating in small pieces.
+
+    Small pieces keep memory bounded and are faster than one big inflate (no output reallocations); zlib
+    frees the GIL while it inflates, so threads use every core.
+    """
+    if data[:2] != b"\x1f\x8b":
+        return len(data), any(n in data for n in needles)
+    inflater = zlib.decompressobj(47)
+    keep = max(len(n) for n in needles) - 1 if needles else 0
+    tail = b""
+    size = 0
+    for offset in range(0, len(data), _CHUNK):
+        piece = inflater.decompress(data[offset : offset + _CHUNK])
+        size += len(piece)
+        window = tail + piece if tail else piece
+        if any(n in window for n in needles):
+            return size, True
+        tail = window[-keep:] if keep else b""
+    return size, False
+
+
 def _decompress(raw: bytes) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         return zlib.decompress(raw, 47)  # gzip; releases the GIL while it inflates
@@ -294,10 +319,15 @@ def _public_response(response: Any) -> dict[str, Any]:
 
 
 class Scanner:
-    """Scans units for events made with a set of keys, on a thread pool (decompression frees the GIL)."""
+    """Scans units for events made with a set of keys, following derived keys as it meets them.
+
+    Files are read in time order (CloudTrail's names sort by time) on a thread pool; decompression frees the
+    GIL, so every core works. A key derived in one file is searched for in every later file; the few files
+    already in flight when it was found are searched again for it afterwards.
+    """
 
     def __init__(self, units: list[Unit], s3_factory: Any = None, workers: int | None = None):
-        self.units = units
+        self.units = sorted(units, key=lambda u: (u.day or "", u.path))
         self.s3_factory = s3_factory
         self.workers = workers or os.cpu_count() or 1
         self.files_scanned = 0
@@ -315,17 +345,17 @@ class Scanner:
             s3 = self._local.s3 = self.s3_factory()
         return bytes(s3.get_object(Bucket=unit.bucket, Key=unit.path)["Body"].read())
 
-    def _scan_one(
-        self, unit: Unit, needles: tuple[bytes, ...], keys: frozenset[str], since: str | None, until: str | None
-    ) -> list[dict[str, Any]]:
-        raw = _decompress(self._read(unit))
+    def _scan_one(self, unit: Unit, keys: frozenset[str], since: str | None, until: str | None) -> list[dict[str, Any]]:
+        data = self._read(unit)
+        size, hit = _search(data, tuple(k.encode() for k in keys))
         with self._lock:
-            if unit not in self._seen:  # a second pass (derived keys) reads a file again; count it once
+            if unit not in self._seen:  # a file searched again for a late key counts once
                 self._seen.add(unit)
                 self.files_scanned += 1
-                self.bytes_scanned += len(raw)
-        if not any(needle in raw for needle in needles):
+                self.bytes_scanned += size
+        if not hit:
             return []
+        raw = _decompress(data)
         hits = []
         for record in _records(raw):
             key = (record.get("userIdentity") or {}).get("accessKeyId")
@@ -337,17 +367,58 @@ class Scanner:
             hits.append(_slim(record))
         return hits
 
-    def scan(
-        self, keys: Iterable[str], since: str | None, until: str | None, from_day: str | None = None
-    ) -> list[dict[str, Any]]:
-        wanted = frozenset(keys)
-        needles = tuple(k.encode() for k in wanted)
-        units = [u for u in self.units if from_day is None or u.day is None or u.day >= from_day]
+    def scan(self, keys: Iterable[str], since: str | None, until: str | None) -> list[dict[str, Any]]:
+        """Every event made with `keys` or with keys they derived (GetSessionToken, CreateAccessKey...)."""
+        wanted: set[str] = set(keys)
+        found_day: dict[str, str] = {}  # derived key -> the day it was made
+        used: dict[Unit, frozenset[str]] = {}
+        hits: list[dict[str, Any]] = []
+
+        def work(unit: Unit) -> None:
+            with self._lock:
+                snapshot = frozenset(wanted)
+                used[unit] = snapshot
+            batch = self._scan_one(unit, snapshot, since, until)
+            with self._lock:
+                hits.extend(batch)
+                for event in batch:
+                    child = _child_key(event)
+                    if child and child not in wanted:
+                        wanted.add(child)
+                        found_day[child] = _day(event["eventTime"]) or ""
+
+        self._run(work, self.units)
+        # Files read while a key was still unknown, dated on or after the day it was made, are read again.
+        while True:
+            with self._lock:
+                late = {
+                    unit: frozenset(k for k in wanted - seen if unit.day is None or unit.day >= found_day.get(k, ""))
+                    for unit, seen in used.items()
+                }
+            todo = [(unit, missing) for unit, missing in late.items() if missing]
+            if not todo:
+                break
+            for unit, missing in todo:
+                with self._lock:
+                    used[unit] = used[unit] | missing
+                batch = self._scan_one(unit, missing, since, until)
+                with self._lock:
+                    hits.extend(batch)
+                    for event in batch:
+                        child = _child_key(event)
+                        if child and child not in wanted:
+                            wanted.add(child)
+                            found_day[child] = _day(event["eventTime"]) or ""
+        return hits
+
+    def _run(self, work: Any, units: list[Unit]) -> None:
         if len(units) <= 2 or self.workers == 1:
-            return [hit for unit in units for hit in self._scan_one(unit, needles, wanted, since, until)]
+            for unit in units:
+                work(unit)
+            return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="stanch-review") as pool:
-            results = pool.map(lambda u: self._scan_one(u, needles, wanted, since, until), units, chunksize=4)
-            return [hit for batch in results for hit in batch]
+            for _ in pool.map(work, units):
+                pass
 
 
 class Pacer:
@@ -533,6 +604,32 @@ def analyse(
     )
 
 
+def _child_key(event: dict[str, Any]) -> str | None:
+    """A key this event made: temporary credentials, or a new access key."""
+    made = _created_key(event)
+    return made.access_key_id if made else _derived(event)
+
+
+def derivations(events: list[dict[str, Any]], keys: Iterable[str]) -> list[DerivedKey]:
+    """The keys made by the reviewed keys (and by those, in turn), in time order."""
+    known = set(keys)
+    out: list[DerivedKey] = []
+    for event in sorted(events, key=lambda e: (e["eventTime"], e["eventID"])):
+        child = _child_key(event)
+        if child and child not in known and event["accessKeyId"] in known:
+            known.add(child)
+            out.append(
+                DerivedKey(
+                    access_key_id=child,
+                    parent=event["accessKeyId"],
+                    via=event["eventName"],
+                    event_id=event["eventID"],
+                    event_time=event["eventTime"],
+                )
+            )
+    return out
+
+
 def review(
     keys: list[str],
     since: str | None = None,
@@ -542,46 +639,23 @@ def review(
 ) -> Review:
     """Every event made with `keys` (and the keys derived from them) in [since, until], analysed."""
     start = time.monotonic()
-    known = set(keys)
-    todo = set(keys)
     events: dict[str, dict[str, Any]] = {}
-    derived: list[DerivedKey] = []
-    from_day: str | None = None
-    pacer = Pacer()
-    while todo:
-        if scanner is not None:
-            hits = scanner.scan(todo, since, until, from_day)
-        else:
-            hits = list(lookup_events(lookup, todo, since, until, pacer))
-        fresh = []
-        for event in hits:
-            if event["eventID"] not in events:
-                events[event["eventID"]] = event
-                fresh.append(event)
-        todo = set()
-        for event in sorted(fresh, key=lambda e: e["eventTime"]):
-            child = _derived(event)
-            made = _created_key(event)
-            via = event["eventName"]
-            if made:
-                child = made.access_key_id
-            if child and child not in known:
-                known.add(child)
-                todo.add(child)
-                derived.append(
-                    DerivedKey(
-                        access_key_id=child,
-                        parent=event["accessKeyId"],
-                        via=via,
-                        event_id=event["eventID"],
-                        event_time=event["eventTime"],
-                    )
-                )
-                day = _day(event["eventTime"])
-                from_day = day if from_day is None or (day and day < from_day) else from_day
+    if scanner is not None:
+        for event in scanner.scan(keys, since, until):
+            events.setdefault(event["eventID"], event)
+    else:
+        asked: set[str] = set()
+        todo = set(keys)
+        pacer = Pacer()
+        while todo:
+            asked |= todo
+            for event in lookup_events(lookup, todo, since, until, pacer):
+                events.setdefault(event["eventID"], event)
+            todo = {d.access_key_id for d in derivations(list(events.values()), keys)} - asked
+    found = list(events.values())
     files = scanner.files_scanned if scanner else 0
     size = scanner.bytes_scanned if scanner else 0
-    return analyse(list(events.values()), sorted(keys), derived, since, until, files, size, time.monotonic() - start)
+    return analyse(found, sorted(keys), derivations(found, keys), since, until, files, size, time.monotonic() - start)
 
 
 def scanner_for(source: str, ctx_client: Any, since: str | None, until: str | None, workers: int | None = None) -> Scanner:
