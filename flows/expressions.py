@@ -206,8 +206,8 @@ def _check_reference(ref: tuple[str | int, ...], scope: Scope) -> list[str]:
     if root == "run" and (len(ref) < 2 or ref[1] not in RUN_FIELDS):
         return [f"run has the fields {', '.join(RUN_FIELDS)}"]
     if root == "steps":
-        if len(ref) < 3 or ref[2] != "outputs":
-            return ["refer to a step's results as steps.<id>.outputs"]
+        if len(ref) < 3 or ref[2] not in ("outputs", "state"):
+            return ["refer to a step's results as steps.<id>.outputs (or its state as steps.<id>.state)"]
         step_id = str(ref[1])
         if step_id not in scope.earlier_steps:
             if step_id in scope.all_steps:

@@ -120,6 +120,11 @@ class Step(_Strict):
     retry_delay: Duration = "5s"
     timeout: Duration | None = None
     on_failure: Literal["abort", "continue"] = "abort"
+    always: bool = Field(
+        False,
+        description="Run even when a step it needs failed, was rejected or was blocked (a final report). "
+        "Not after an abort.",
+    )
     approval: Approval | None = None
 
     _durations = field_validator("retry_delay", "timeout")(_check_duration)

@@ -185,7 +185,7 @@ class Driver:
                 self._finish(record, "not_run", reason=self.abort_reason)
                 continue
             blocked = [n for n in needs if n.state in _BLOCKING_STATES]
-            if blocked:
+            if blocked and not step.always:
                 first = blocked[0]
                 self._finish(record, "blocked", reason=f"needs {first.id}, which is {first.state}")
                 continue
@@ -206,7 +206,11 @@ class Driver:
 
     def _context(self, item: Any = None, index: int | None = None) -> dict[str, Any]:
         context: dict[str, Any] = dict(self.context)
-        context["steps"] = {sid: {"outputs": out} for sid, out in self.outputs.items()}
+        context["steps"] = {
+            sid: {"outputs": self.outputs.get(sid, {}), "state": record.state}
+            for sid, record in self.records.items()
+            if record.state != "pending" or sid in self.outputs
+        }
         if index is not None:
             context["item"] = item
             context["index"] = index

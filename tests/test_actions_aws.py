@@ -14,13 +14,6 @@ from integrations.aws import iam
 from integrations.context import ActionContext, AwsClients, RunInfo
 from integrations.masking import SecretMasker
 
-# Mutating actions with a four-step test below (checked by test_standards).
-FOUR_STEP_COVERED = {
-    "aws.iam.deactivate_access_key",
-    "aws.iam.rotate_access_key",
-    "aws.iam.delete_access_key",
-}
-
 
 def make_ctx(sandbox: Any, dry_run: bool) -> ActionContext:
     return ActionContext(
@@ -89,14 +82,6 @@ def test_list_access_keys_reports_status_age_and_last_use(sandbox: Any) -> None:
     assert "SecretAccessKey" not in dumped
 
 
-FOUR_STEP_COVERED |= {
-    "aws.iam.quarantine_principal",
-    "aws.iam.lift_quarantine",
-    "aws.iam.revoke_sessions",
-    "aws.iam.disable_console_login",
-    "aws.iam.detach_policy",
-}
-
 ASSUME_EC2 = json.dumps(
     {
         "Version": "2012-10-17",
@@ -114,7 +99,7 @@ def inline_policies(sandbox: Any, principal: str) -> list[str]:
 
 
 @pytest.mark.parametrize("principal", ["user/alice", "role/app-role"])
-def test_quarantine_and_lift_four_steps(sandbox: Any, principal: str) -> None:
+def test_quarantine_principal_and_lift_quarantine_four_steps(sandbox: Any, principal: str) -> None:
     sandbox.client("iam").create_role(RoleName="app-role", AssumeRolePolicyDocument=ASSUME_EC2)
     four_steps(
         sandbox,
@@ -189,9 +174,6 @@ def test_detach_policy_four_steps(sandbox: Any) -> None:
 
     four_steps(sandbox, lambda ctx: iam.detach_policy(ctx, principal="user/alice", policy_arn=arn), attached)
     assert attached() == []
-
-
-FOUR_STEP_COVERED |= {"aws.ec2.isolate_instance", "aws.ec2.snapshot_volumes"}
 
 
 def launch_instance(sandbox: Any) -> tuple[str, list[str]]:

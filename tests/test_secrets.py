@@ -6,11 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from test_actions_aws import FOUR_STEP_COVERED, four_steps, make_ctx
+from test_actions_aws import four_steps, make_ctx
 
 from integrations.aws import secrets
 
-FOUR_STEP_COVERED |= {"aws.secrets.rotate_vendor_secret", "aws.secrets.rotate_secret"}
 PREFIX = "vendors/acme-ai/"
 ADMIN = f"{PREFIX}admin-token"
 

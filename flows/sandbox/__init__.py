@@ -20,6 +20,12 @@ FIXTURE = Path(__file__).with_name("fixture.yaml")
 ACCOUNT_ID = "123456789012"
 
 
+_EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
 def datetime_of(stamp: str) -> Any:
     from datetime import UTC, datetime
 
@@ -133,14 +139,22 @@ class Sandbox:
         return yaml.safe_load(Path(self.fixture).read_text(encoding="utf-8")) or {}
 
     def seed(self, spec: dict[str, Any]) -> None:
+        import json
+
         iam = self.client("iam")
         for user in spec.get("users", []):
             tags = [{"Key": k, "Value": str(v)} for k, v in (user.get("tags") or {}).items()]
             iam.create_user(UserName=user["name"], Tags=tags)
             self.keys[user["name"]] = []
-            for _ in range(int(user.get("keys", 0))):
+            for n in range(int(user.get("keys", 0))):
                 created = iam.create_access_key(UserName=user["name"])["AccessKey"]
-                self.keys[user["name"]].append(created["AccessKeyId"])  # the secret is dropped here
+                self.keys[user["name"]].append(created["AccessKeyId"])
+                if n == 0 and user.get("secret"):  # a workload's key lives in Secrets Manager...
+                    pair = {"AccessKeyId": created["AccessKeyId"], "SecretAccessKey": created["SecretAccessKey"]}
+                    self.client("secretsmanager").create_secret(
+                        Name=user["secret"], SecretString=json.dumps(pair), Tags=[{"Key": "workload", "Value": user["name"]}]
+                    )
+                # ...and nowhere else: the sandbox keeps no secret key
         if spec.get("secrets"):
             sm = self.client("secretsmanager")
             for secret in spec["secrets"]:
@@ -217,7 +231,7 @@ class Sandbox:
             body = gzip.compress(json.dumps({"Records": records}).encode())
             s3.put_object(Bucket=bucket, Key=key, Body=body)
 
-    def _seed_scenario(self, bucket: str, user: str, hours_ago: int = 3, noise: int = 1000) -> None:
+    def _seed_scenario(self, bucket: str, user: str, hours_ago: int = 3, noise: int = 1000, role: str = "") -> None:
         """A leaked key's misuse among ordinary traffic, in the trail; its backdoor user exists in IAM."""
         import gzip
         import json
@@ -240,6 +254,10 @@ class Sandbox:
         start = trail.now_hour() - timedelta(hours=hours_ago)
         story, made = trail.attack_story(self.keys[user][0], user, start + timedelta(minutes=7), backdoor_key=backdoor)
         self.scenario = {"user": user, "key": self.keys[user][0], **made}
+        if role:
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(_EC2_TRUST))
+            story += trail.role_story(role, start + timedelta(minutes=50))
+            self.scenario["role"] = role
         records = sorted(story + trail.noise(noise, start, timedelta(hours=hours_ago + 1)), key=lambda r: r["eventTime"])
         s3 = self.client("s3")
         by_slot: dict[Any, list[dict[str, Any]]] = {}

@@ -38,15 +38,27 @@ def record(
     rng: random.Random | None = None,
 ) -> dict[str, Any]:
     rng = rng or random.Random()  # noqa: S311 - test data, not security
-    user = principal.rsplit("/", 1)[-1]
+    kind, _, who = principal.partition("/")
     identity: dict[str, Any] = {
         "type": "IAMUser" if key.startswith("AKIA") else "FederatedUser",
         "principalId": "AIDA" + "".join(rng.choices(string.ascii_uppercase + string.digits, k=17)),
-        "arn": f"arn:aws:iam::{ACCOUNT}:user/{user}",
+        "arn": f"arn:aws:iam::{ACCOUNT}:user/{who}",
         "accountId": ACCOUNT,
         "accessKeyId": key,
-        "userName": user,
+        "userName": who,
     }
+    if kind == "assumed-role":  # assumed-role/ROLE/SESSION
+        role, _, session = who.partition("/")
+        identity = {
+            "type": "AssumedRole",
+            "principalId": f"AROA{rng.getrandbits(64):016X}:{session}",
+            "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}",
+            "accountId": ACCOUNT,
+            "accessKeyId": key,
+            "sessionContext": {
+                "sessionIssuer": {"type": "Role", "arn": f"arn:aws:iam::{ACCOUNT}:role/{role}", "userName": role}
+            },
+        }
     out: dict[str, Any] = {
         "eventVersion": "1.08",
         "userIdentity": identity,
@@ -184,6 +196,38 @@ def attack_story(
         ),
     ]
     return events, {"session_key": session, "backdoor_key": backdoor}
+
+
+def role_story(role: str, start: datetime, seed: int = 11) -> list[dict[str, Any]]:
+    """Records of a role's stolen session: reads secrets, opens a bucket to the world."""
+    rng = random.Random(seed)  # noqa: S311
+    session = fake_key("ASIA", rng)
+    who = f"assumed-role/{role}/i-0a1b2c3d4e5f67890"
+    step = timedelta(minutes=4)
+    return [
+        record(start, "GetCallerIdentity", "sts.amazonaws.com", session, who, ip="192.0.2.44", rng=rng),
+        record(start + step, "ListBuckets", "s3.amazonaws.com", session, who, ip="192.0.2.44", rng=rng),
+        record(
+            start + 2 * step,
+            "GetSecretValue",
+            "secretsmanager.amazonaws.com",
+            session,
+            who,
+            params={"secretId": "prod/api/signing-key"},
+            ip="192.0.2.44",
+            rng=rng,
+        ),
+        record(
+            start + 3 * step,
+            "PutBucketPolicy",
+            "s3.amazonaws.com",
+            session,
+            who,
+            params={"bucketName": "customer-exports", "policy": "{...Principal: *...}"},
+            ip="192.0.2.44",
+            rng=rng,
+        ),
+    ]
 
 
 _NOISE = [

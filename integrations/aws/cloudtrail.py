@@ -114,7 +114,11 @@ _DATE_IN_KEY = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/")
 
 AccessKeyIds = Annotated[
     list[Annotated[str, Field(pattern=r"^(AKIA|ASIA)[A-Z0-9]{12,124}$")]],
-    Field(min_length=1, description="The access key ids to review."),
+    Field(description="The access key ids to review."),
+]
+Principals = Annotated[
+    list[Annotated[str, Field(pattern=r"^(role|user)/[\w+=,.@-]{1,64}$")]],
+    Field(description="role/NAME (every session of the role) or user/NAME, reviewed like keys."),
 ]
 
 
@@ -170,6 +174,7 @@ class Review(ActionResult):
 
     schema_: str = Field(SCHEMA, alias="schema")
     access_key_ids: list[str]
+    principals: list[str] = Field(default_factory=list)
     derived_keys: list[DerivedKey]
     since: str | None
     until: str | None
@@ -318,6 +323,30 @@ def _public_response(response: Any) -> dict[str, Any]:
     return out
 
 
+def _needle(target: str) -> bytes:
+    """What a file must contain to hold events of a target: a key id, role/NAME or user/NAME."""
+    kind, _, name = target.partition("/")
+    if kind == "role":
+        return f"assumed-role/{name}/".encode()
+    if kind == "user":
+        return f':user/{name}"'.encode()
+    return target.encode()
+
+
+def _is_ours(identity: dict[str, Any], targets: frozenset[str] | set[str]) -> bool:
+    """Whether an event's caller is one of the targets (a key id, or the sessions of role/NAME, or user/NAME)."""
+    if identity.get("accessKeyId") in targets:
+        return True
+    arn = identity.get("arn") or identity.get("principal") or ""
+    if not arn:
+        return False
+    for target in targets:
+        kind, _, name = target.partition("/")
+        if (kind == "role" and f":assumed-role/{name}/" in arn) or (kind == "user" and arn.endswith(f":user/{name}")):
+            return True
+    return False
+
+
 class Scanner:
     """Scans units for events made with a set of keys, following derived keys as it meets them.
 
@@ -347,7 +376,7 @@ class Scanner:
 
     def _scan_one(self, unit: Unit, keys: frozenset[str], since: str | None, until: str | None) -> list[dict[str, Any]]:
         data = self._read(unit)
-        size, hit = _search(data, tuple(k.encode() for k in keys))
+        size, hit = _search(data, tuple(_needle(k) for k in keys))
         with self._lock:
             if unit not in self._seen:  # a file searched again for a late key counts once
                 self._seen.add(unit)
@@ -358,8 +387,7 @@ class Scanner:
         raw = _decompress(data)
         hits = []
         for record in _records(raw):
-            key = (record.get("userIdentity") or {}).get("accessKeyId")
-            if key not in keys:
+            if not _is_ours(record.get("userIdentity") or {}, keys):
                 continue
             stamp = record.get("eventTime", "")
             if (since and stamp < since) or (until and stamp > until):
@@ -584,7 +612,8 @@ def analyse(
     contain.login_profiles = sorted(set(contain.login_profiles))
     contain.roles = sorted(set(contain.roles))
     return Review(
-        access_key_ids=asked,
+        access_key_ids=[a for a in asked if "/" not in a],
+        principals=[a for a in asked if "/" in a],
         derived_keys=derived,
         since=since,
         until=until,
@@ -611,12 +640,12 @@ def _child_key(event: dict[str, Any]) -> str | None:
 
 
 def derivations(events: list[dict[str, Any]], keys: Iterable[str]) -> list[DerivedKey]:
-    """The keys made by the reviewed keys (and by those, in turn), in time order."""
+    """The keys made by the reviewed keys or principals (and by those, in turn), in time order."""
     known = set(keys)
     out: list[DerivedKey] = []
     for event in sorted(events, key=lambda e: (e["eventTime"], e["eventID"])):
         child = _child_key(event)
-        if child and child not in known and event["accessKeyId"] in known:
+        if child and child not in known and _is_ours(event, known):
             known.add(child)
             out.append(
                 DerivedKey(
@@ -631,7 +660,7 @@ def derivations(events: list[dict[str, Any]], keys: Iterable[str]) -> list[Deriv
 
 
 def review(
-    keys: list[str],
+    keys: list[str],  # access key ids, and role/NAME or user/NAME for every session of a principal
     since: str | None = None,
     until: str | None = None,
     scanner: Scanner | None = None,
@@ -644,6 +673,8 @@ def review(
         for event in scanner.scan(keys, since, until):
             events.setdefault(event["eventID"], event)
     else:
+        if any("/" in k for k in keys):
+            raise ValueError("reviewing a role's or user's sessions needs the CloudTrail files (s3:// or a directory)")
         asked: set[str] = set()
         todo = set(keys)
         pacer = Pacer()
@@ -675,20 +706,24 @@ def scanner_for(source: str, ctx_client: Any, since: str | None, until: str | No
 )
 def review_key_activity(
     ctx: ActionContext,
-    access_key_ids: AccessKeyIds,
     source: Annotated[
         str,
         Field(description="s3://bucket/prefix of CloudTrail files, a local directory, or `lookup` for LookupEvents."),
     ],
+    access_key_ids: AccessKeyIds = [],  # noqa: B006 - pydantic copies defaults
+    principals: Principals = [],  # noqa: B006
     since: Annotated[str | None, Field(description="Start of the window (2024-11-30 or ISO time).")] = None,
     until: Annotated[str | None, Field(description="End of the window.")] = None,
     region: Annotated[str | None, Field(description="LookupEvents region; defaults to the configured one.")] = None,
 ) -> Review:
-    """Review what keys did in CloudTrail (following derived credentials): counts, IPs, findings, what to contain."""
+    """Review what keys (or a role's sessions) did in CloudTrail, following derived credentials."""
+    targets = [*access_key_ids, *principals]
+    if not targets:
+        raise ValueError("name at least one access key id or principal to review")
     start, end = normalize_time(since), normalize_time(until)
     if source == "lookup":
-        return review(access_key_ids, start, end, lookup=ctx.aws.client("cloudtrail", region))
-    return review(access_key_ids, start, end, scanner=scanner_for(source, ctx.aws.client, start, end))
+        return review(targets, start, end, lookup=ctx.aws.client("cloudtrail", region))
+    return review(targets, start, end, scanner=scanner_for(source, ctx.aws.client, start, end))
 
 
 def write_corpus_file(path: Path, records: list[dict[str, Any]]) -> None:
