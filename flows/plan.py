@@ -136,10 +136,12 @@ def _fill(template: str, item: PlannedStep) -> list[str]:
     out = template
     for name in names:
         value = item.args.get(name)
-        if name in item.dynamic or value is None or item.step.for_each is not None:
+        if name in item.dynamic or value in (None, "") or item.step.for_each is not None:
             value = "*"
+        elif str(value).startswith("arn:") and template.startswith("arn:"):
+            return [str(value)]  # the argument is the resource's ARN itself
         out = out.replace("{" + name + "}", str(value))
-    return [out]
+    return [out.replace("**", "*")]
 
 
 def mermaid(playbook: Playbook) -> str:

@@ -26,10 +26,12 @@ from flows.gates import GateOutcome, run_gate
 from flows.model import Playbook, Step, duration_seconds
 from flows.observe import emit
 from flows.records import RunSummary, StepRecord
+from integrations.aws import error_code
 from integrations.context import ActionContext, AwsClients, RunInfo
 from integrations.masking import SecretMasker, install_log_masking
 from integrations.registry import ActionSpec, get_action
 
+_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess")
 _BLOCKING_STATES = ("failed", "blocked", "rejected", "timed_out", "not_run")
 
 
@@ -98,7 +100,13 @@ def _make_task(step: Step, spec: ActionSpec, ctx: ActionContext) -> Any:
         try:
             result = spec.func(step_ctx, **kwargs)
         except Exception as exc:
-            raise StepError(ctx.masker.mask(f"{type(exc).__name__}: {exc}")) from None
+            message = f"{type(exc).__name__}: {exc}"
+            if error_code(exc) in _DENIED:
+                message += (
+                    " (the responder lacks this permission: give its role the policy "
+                    "`stanch plan PLAYBOOK --iam-policy` prints)"
+                )
+            raise StepError(ctx.masker.mask(message)) from None
         return spec.outputs(result)
 
     return task(  # type: ignore[call-overload]
@@ -275,7 +283,7 @@ class Driver:
                     self._fail(step, record, message)
                     continue
                 record.failed_items.append(unit.index)
-                self.item_results[step.id][unit.index] = None
+                self.item_results[step.id][unit.index] = {"failed": True, "error": message}
                 self.log.error("Step %s item %d failed: %s", step.id, unit.index, message)
                 record.reason = f"item {unit.index}: {message}"
             if record.state != "pending":
@@ -306,7 +314,8 @@ class Driver:
         else:
             outputs = self._item_outputs(step.id)
             record.changed = any(isinstance(o, dict) and o.get("changed") for o in outputs)
-            record.detail = f"{len(outputs)} item(s), {sum(1 for o in outputs if o and o.get('changed'))} changed"
+            changed = sum(1 for o in outputs if isinstance(o, dict) and o.get("changed"))
+            record.detail = f"{len(outputs)} item(s), {changed} changed"
         self.outputs[step.id] = outputs
         record.outputs = outputs
         self._finish(record, "completed")

@@ -40,11 +40,13 @@ def test_plan_works_offline_and_shows_arguments_calls_and_gates() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "3. deactivate-key — Deactivate the exposed key [contain] (changes things)" in out
+    assert "deactivate-approved — Deactivate the key (anomaly; a person decides) [contain] (changes things)" in out
+    assert "when ${{ not (inputs.confirmed or (alert.confirmed | default(false))) }} -> True" in out
     assert f"access_key_id = {KEY}" in out
     assert "gate: 1 approval(s) from security-oncall within 900s; on timeout escalate to security-leads" in out
     assert "calls iam:GetAccessKeyLastUsed, iam:ListAccessKeys, iam:UpdateAccessKey" in out
-    assert "steps['deactivate-key'].outputs.detail" in out and "(at run time)" in out
+    assert "for each item of ${{ steps.review.outputs.contain.users }}" in out
+    assert "steps['deactivate-now'].outputs.detail" in out and "(at run time)" in out
 
 
 def test_plan_iam_policy_is_least_privilege_for_the_playbook() -> None:
@@ -60,9 +62,22 @@ def test_plan_iam_policy_is_least_privilege_for_the_playbook() -> None:
     assert proc.returncode == 0, proc.stderr
     policy = json.loads(proc.stdout)
     assert policy["Version"] == "2012-10-17"
-    [statement] = policy["Statement"]
-    assert statement["Resource"] == "arn:aws:iam::*:user/ci-deployer"
-    assert statement["Action"] == ["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:UpdateAccessKey"]
+    by_resource = {
+        r: sorted([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        for s in policy["Statement"]
+        for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+    }
+    # The exposed user's own key operations are scoped to that user...
+    assert {"iam:UpdateAccessKey", "iam:ListAccessKeys", "iam:CreateAccessKey"} <= set(
+        by_resource["arn:aws:iam::*:user/ci-deployer"]
+    )
+    # ...what the attacker created is known only at run time, so those are scoped to users...
+    assert "iam:PutUserPolicy" in by_resource["arn:aws:iam::*:user/*"]
+    assert "iam:DeleteLoginProfile" in by_resource["arn:aws:iam::*:user/*"]
+    # ...and nothing asks for write access to anything else.
+    every = {a for actions in by_resource.values() for a in actions}
+    assert not [a for a in every if a.split(":")[0] not in ("iam", "s3", "cloudtrail", "sts", "secretsmanager")]
+    assert "iam:CreateUser" not in every and "iam:*" not in every
 
 
 def test_plan_fills_inputs_from_an_alert() -> None:
@@ -90,7 +105,7 @@ def test_graph_is_a_mermaid_flowchart_with_the_gate() -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "flowchart TD"
-    assert "    gate_deactivate_key --> deactivate_key" in lines
-    assert "    announce --> gate_deactivate_key" in lines
-    assert "    inventory --> gate_deactivate_key" in lines
-    assert "    deactivate_key --> verify" in lines
+    assert "    gate_deactivate_approved --> deactivate_approved" in lines
+    assert any(line.startswith("    inventory -- ") and line.endswith("--> gate_deactivate_approved") for line in lines)
+    assert "    approve_containment --> quarantine_created_users" in lines
+    assert "    review --> gate_approve_containment" not in lines, "a conditional edge carries its condition"

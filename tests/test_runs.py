@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import STANCH, cli_env, start_run
+from conftest import FIXTURES, STANCH, cli_env, start_run
 
 from flows.approvals import ApprovalError, answer_gate, open_gate
 from flows.launch import LaunchError
@@ -18,7 +18,7 @@ from flows.validate import check_text
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-FLAGSHIP = "aws-access-key-compromise"
+FLAGSHIP = str(FIXTURES / "playbooks" / "gated-deactivation.yaml")  # notify, gate, deactivate, verify, report
 
 
 def flow_run(run_id: str) -> Any:
@@ -121,7 +121,9 @@ def test_gate_pauses_cli_approve_resumes_and_key_becomes_inactive(sandbox: Any) 
     api_run = flow_run(run.run_id)
     assert api_run.state.type.value == "COMPLETED"
     assert api_run.name == summary.incident_id
-    assert {f"playbook:{FLAGSHIP}", "mode:live", f"incident:{summary.incident_id}", "trigger:manual"} <= set(api_run.tags)
+    assert {"playbook:gated-deactivation", "mode:live", f"incident:{summary.incident_id}", "trigger:manual"} <= set(
+        api_run.tags
+    )
     # Slack got the announcement and the report in the incident channel.
     texts = [m["text"] for m in sandbox.slack.messages("incident-response")]
     assert len(texts) == 2 and key in texts[0] and "Inactive" in texts[1]

@@ -582,10 +582,10 @@ def _verify_key(ctx: ActionContext, user_name: str, pair: dict[str, str], attemp
         Permission("iam:ListUserTags", "arn:aws:iam::*:user/{user_name}"),
         Permission("iam:TagUser", "arn:aws:iam::*:user/{user_name}"),
         Permission("iam:UntagUser", "arn:aws:iam::*:user/{user_name}"),
-        Permission("secretsmanager:GetSecretValue", "{secret_id}"),
-        Permission("secretsmanager:PutSecretValue", "{secret_id}"),
-        Permission("secretsmanager:UpdateSecretVersionStage", "{secret_id}"),
-        Permission("secretsmanager:DescribeSecret", "{secret_id}"),
+        Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        Permission("secretsmanager:PutSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        Permission("secretsmanager:UpdateSecretVersionStage", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        Permission("secretsmanager:DescribeSecret", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
         Permission("sts:GetCallerIdentity", "*"),
     ],
     calls=[
@@ -772,7 +772,7 @@ class KeyDeletion(Change):
         Permission("iam:GetAccessKeyLastUsed", "arn:aws:iam::*:user/{user_name}"),
         Permission("iam:ListAccessKeys", "arn:aws:iam::*:user/{user_name}"),
         Permission("iam:DeleteAccessKey", "arn:aws:iam::*:user/{user_name}"),
-        Permission("secretsmanager:GetSecretValue", "{secret_id}"),
+        Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
     ],
     calls=["iam:ListAccessKeys", "secretsmanager:GetSecretValue", "iam:DeleteAccessKey"],
 )

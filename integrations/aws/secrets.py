@@ -154,12 +154,12 @@ class VendorRotation(Change):
     "aws.secrets.rotate_vendor_secret",
     mutates=True,
     permissions=[
-        Permission("secretsmanager:DescribeSecret", "{secret_id}"),
-        Permission("secretsmanager:GetSecretValue", "{secret_id}"),
-        Permission("secretsmanager:PutSecretValue", "{secret_id}"),
-        Permission("secretsmanager:UpdateSecretVersionStage", "{secret_id}"),
-        Permission("secretsmanager:TagResource", "{secret_id}"),
-        Permission("secretsmanager:GetSecretValue", "{admin_token_secret_id}"),
+        Permission("secretsmanager:DescribeSecret", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        Permission("secretsmanager:PutSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        Permission("secretsmanager:UpdateSecretVersionStage", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        Permission("secretsmanager:TagResource", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{admin_token_secret_id}*"),
     ],
     calls=[
         "POST mint_url (vendor)",
@@ -290,8 +290,8 @@ class VersionCheck(ActionResult):
     "aws.secrets.verify_rotation",
     mutates=False,
     permissions=[
-        Permission("secretsmanager:DescribeSecret", "{secret_id}"),
-        Permission("secretsmanager:GetSecretValue", "{secret_id}"),
+        Permission("secretsmanager:DescribeSecret", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
     ],
     calls=["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "GET check_url (vendor)"],
 )
@@ -325,8 +325,8 @@ class LambdaRotation(Change):
     "aws.secrets.rotate_secret",
     mutates=True,
     permissions=[
-        Permission("secretsmanager:DescribeSecret", "{secret_id}"),
-        Permission("secretsmanager:RotateSecret", "{secret_id}"),
+        Permission("secretsmanager:DescribeSecret", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        Permission("secretsmanager:RotateSecret", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
         Permission("lambda:InvokeFunction", "*"),
     ],
     calls=["secretsmanager:DescribeSecret", "secretsmanager:RotateSecret"],

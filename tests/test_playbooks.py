@@ -1,0 +1,188 @@
+"""The shipped playbooks, end to end in the sandbox, against a real Prefect API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import FIXTURES, BackgroundRun, start_run
+
+from flows.approvals import answer_gate
+from flows.sandbox import trail
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def answer(run: BackgroundRun, gate: str, decision: str = "approve", who: str = "dana") -> None:
+    run.wait_for("gate_opened", timeout=90, gate=gate)
+    run.wait_paused()
+    verdict = answer_gate(run.run_id, gate, who, decision, f"test: {decision}")  # type: ignore[arg-type]
+    assert verdict.accepted, verdict.message
+
+
+def alert(name: str, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / "alerts" / name).read_text())
+    return data
+
+
+def states(summary: Any) -> dict[str, str]:
+    return {s.id: s.state for s in summary.steps}
+
+
+def iam_state(sandbox: Any) -> dict[str, Any]:
+    iam = sandbox.client("iam")
+    backdoor = trail.BACKDOOR_USER
+    return {
+        "keys": sandbox.key_states(),
+        "backdoor_inline": iam.list_user_policies(UserName=backdoor)["PolicyNames"],
+        "backdoor_attached": [
+            p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=backdoor)["AttachedPolicies"]
+        ],
+        "backdoor_login": bool(_login(iam, backdoor)),
+    }
+
+
+def _login(iam: Any, user: str) -> Any:
+    try:
+        return iam.get_login_profile(UserName=user)
+    except iam.exceptions.NoSuchEntityException:
+        return None
+
+
+def test_leaked_key_confirmed_by_aws_health_is_contained_reviewed_cleaned_up_and_rotated(sandbox: Any) -> None:
+    key = sandbox.scenario["key"]
+    health = alert("aws-health-risk-credentials-exposed.json")
+    health["detail"]["affectedEntities"][0]["entityValue"] = key
+    before = iam_state(sandbox)
+    assert before["backdoor_login"] and before["backdoor_attached"]
+    run = start_run(
+        "aws-access-key-compromise",
+        {
+            "user_name": "ci-deployer",
+            "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
+            "secret_id": "workloads/ci-deployer/aws",
+        },
+        alert=health,
+        launched_by="erin",
+        sandbox=True,
+    )
+    answer(run, "approve-containment")
+    answer(run, "rotate-key")
+    summary = run.result(timeout=120)
+    assert summary.state == "Completed", summary.message
+    got = states(summary)
+    assert got["deactivate-now"] == "completed", "a confirmed exposure is contained at once, without a gate"
+    assert got["deactivate-approved"] == "skipped"
+    assert all(got[s] == "completed" for s in got if s != "deactivate-approved"), got
+    after = iam_state(sandbox)
+    backdoor_key = sandbox.scenario["backdoor_key"]
+    assert after["keys"][key] == "ci-deployer: Inactive"
+    assert after["keys"][backdoor_key] == f"{trail.BACKDOOR_USER}: Inactive"
+    assert after["backdoor_inline"] == ["StanchQuarantine"]
+    assert after["backdoor_attached"] == [] and not after["backdoor_login"]
+    stored = json.loads(
+        sandbox.client("secretsmanager").get_secret_value(SecretId="workloads/ci-deployer/aws", VersionStage="AWSCURRENT")[
+            "SecretString"
+        ]
+    )
+    assert stored["AccessKeyId"] != key and after["keys"][stored["AccessKeyId"]] == "ci-deployer: Active"
+    review = next(s for s in summary.steps if s.id == "review").outputs
+    assert review["events_total"] == 12 and review["contain"]["users"] == [trail.BACKDOOR_USER]
+    messages = [m["text"] for m in sandbox.slack.messages("incident-response")]
+    assert len(messages) == 2
+    assert "aws.health" in messages[0]
+    report = messages[1]
+    for words in (
+        "set " + key,
+        "12 event(s)",
+        "203.0.113.5",
+        "persistence",
+        "Contained: 1 user(s), 1 key(s)",
+        "Rotation: ci-deployer: new key",
+    ):
+        assert words in report, (words, report)
+    assert stored["SecretAccessKey"] not in json.dumps(summary.model_dump(mode="json"))
+
+
+def test_an_anomaly_waits_for_a_person_and_rejections_leave_everything_in_place(sandbox: Any) -> None:
+    key = sandbox.scenario["key"]
+    finding = alert("guardduty-iam-anomalous-behavior.json")
+    finding["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = key
+    before = iam_state(sandbox)
+    run = start_run(
+        "aws-access-key-compromise",
+        {"trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/"},
+        alert=finding,
+        launched_by="erin",
+    )
+    answer(run, "deactivate-approved", "reject", who="bob")
+    answer(run, "approve-containment", "reject", who="bob")
+    summary = run.result(timeout=120)
+    assert summary.state == "Cancelled"
+    got = states(summary)
+    assert got["deactivate-now"] == "skipped" and got["deactivate-approved"] == "rejected"
+    assert got["rotate-key"] == "blocked" and got["quarantine-created-users"] == "blocked"
+    assert got["report"] == "completed", "the report goes out whatever happened"
+    assert iam_state(sandbox) == before
+    report = sandbox.slack.messages("incident-response")[-1]["text"]
+    assert "Key: not deactivated" in report and "Contained: 0 user(s)" in report
+
+
+def test_vendor_breach_rotates_every_key_and_reports_what_waits_and_what_failed(sandbox: Any) -> None:
+    sm = sandbox.client("secretsmanager")
+    # A fourth key the vendor no longer knows: its revocation fails, and the report says so.
+    sm.create_secret(
+        Name="vendors/acme-ai/legacy",
+        SecretString=json.dumps({"api_key": "vk_sandbox_forgotten", "key_id": "key_gone"}),
+        Tags=[{"Key": "vendor", "Value": "acme-ai"}],
+    )
+    old = {
+        name: json.loads(sm.get_secret_value(SecretId=f"vendors/acme-ai/{name}", VersionStage="AWSCURRENT")["SecretString"])
+        for name in ("chat-service", "batch-jobs", "ci-pipeline")
+    }
+    run = start_run(
+        "vendor-breach-key-rotation",
+        {"vendor": "acme-ai", "admin_token_secret_id": "vendors/acme-ai/admin-token", **sandbox.vendor_urls()},
+        launched_by="erin",
+    )
+    run.wait_for("gate_opened", gate="manual-rotation", timeout=90)
+    fresh = sandbox.vendor.mint("ci-pipeline")  # the person's part: a new key at the vendor, into the secret
+    sm.put_secret_value(
+        SecretId="vendors/acme-ai/ci-pipeline", SecretString=json.dumps({"api_key": fresh.api_key, "key_id": fresh.key_id})
+    )
+    run.wait_paused()
+    assert answer_gate(run.run_id, "manual-rotation", "dana", "approve", "done at the console").accepted
+    answer(run, "confirm-revoked")
+    summary = run.result(timeout=120)
+    assert summary.state == "Completed", summary.message
+    assert "step rotate failed (on_failure: continue): 1 of 4 items failed" in summary.message
+    for name in ("chat-service", "batch-jobs"):
+        new = json.loads(sm.get_secret_value(SecretId=f"vendors/acme-ai/{name}", VersionStage="AWSCURRENT")["SecretString"])
+        assert new["key_id"] != old[name]["key_id"] and sandbox.vendor.is_active(new["api_key"])
+        assert not sandbox.vendor.is_active(old[name]["api_key"])
+    report = sandbox.slack.messages("incident-response")[-1]["text"]
+    assert "Rotated (2): vendors/acme-ai/batch-jobs, vendors/acme-ai/chat-service" in report
+    assert "By hand (1 verified): vendors/acme-ai/ci-pipeline (completed)" in report
+    assert "Failed (1):" in report and "404" in report
+    for value in (*[v["api_key"] for v in old.values()], fresh.api_key):
+        assert value not in report
+
+
+def test_role_sessions_are_revoked_and_their_activity_reviewed(sandbox: Any) -> None:
+    role = sandbox.scenario["role"]
+    run = start_run(
+        "iam-role-session-revocation",
+        {"role_name": role, "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/"},
+        launched_by="erin",
+    )
+    answer(run, "revoke")
+    summary = run.result(timeout=120)
+    assert summary.state == "Completed", summary.message
+    policies = sandbox.client("iam").list_role_policies(RoleName=role)["PolicyNames"]
+    assert policies == ["AWSRevokeOlderSessions"]
+    review = next(s for s in summary.steps if s.id == "review").outputs
+    assert review["principals"] == [f"role/{role}"] and review["events_total"] == 4
+    assert [f["event_name"] for f in review["findings"]["exfiltration"]] == ["PutBucketPolicy"]
+    report = sandbox.slack.messages("incident-response")[-1]["text"]
+    assert "revoked sessions of role/app-deployer" in report and "192.0.2.44" in report and "exfiltration" in report
