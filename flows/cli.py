@@ -433,10 +433,10 @@ def approve(
 
 @app.command()
 def demo(
-    approver: Annotated[str, typer.Option(help="The demo approver who answers the gate.")] = "dana",
+    approver: Annotated[str, typer.Option(help="The demo approver who answers every gate.")] = "dana",
     reject: Annotated[bool, typer.Option("--reject", help="Have the demo approver reject instead.")] = False,
 ) -> None:
-    """Run the flagship playbook in the sandbox, with the gate answered by a named demo approver."""
+    """The flagship playbook on the sandbox: an AWS Health alert, gates answered by a named demo approver."""
     from flows.approvals import answer_gate
     from flows.runner import run_playbook
     from flows.sandbox import Sandbox
@@ -444,14 +444,17 @@ def demo(
     _quiet_prefect_console()
     out.rule("[bold]Stanch demo: a leaked AWS access key, in the sandbox")
     with Sandbox() as box:
-        user = "ci-deployer"
-        key = box.keys[user][0]
-        before = box.key_states()
-        table = Table("access key", "user: status", title="Simulated account before")
-        for key_id, state in sorted(before.items()):
-            table.add_row(key_id, state)
-        out.print(table)
-        out.print(f"Access key [bold]{key}[/] of [bold]{user}[/] was found in a public repository.\n")
+        user = box.scenario["user"]
+        key = box.scenario["key"]
+        alert_path = Path(__file__).parent / "sandbox" / "alerts" / "aws-health-risk-credentials-exposed.json"
+        alert = json.loads(alert_path.read_text(encoding="utf-8"))
+        alert["detail"]["affectedEntities"][0]["entityValue"] = key
+        before = box.snapshot()
+        out.print(
+            f"AWS Health reports access key [bold]{key}[/] of [bold]{user}[/] exposed (AWS_RISK_CREDENTIALS_EXPOSED).\n"
+            f"Hidden in the simulated CloudTrail: what an attacker did with it. "
+            f"Demo approver [bold]{approver}[/] answers every gate.\n"
+        )
         progress = _Progress(out)
 
         def observer(kind: str, data: dict[str, Any]) -> None:
@@ -463,26 +466,39 @@ def demo(
                     time.sleep(1.0)
                     decision: Literal["approve", "reject"] = "reject" if reject else "approve"
                     out.print(f"    [dim]demo approver {approver} answers: {decision}[/]")
-                    answer_gate(run_id, data["gate"], approver, decision, "demo: exposure confirmed by on-call")
+                    answer_gate(run_id, data["gate"], approver, decision, "demo: reviewed by on-call")
 
                 context = contextvars.copy_context()
                 threading.Thread(target=context.run, args=(answer,), daemon=True).start()
 
         summary = run_playbook(
             "aws-access-key-compromise",
-            {"access_key_id": key, "user_name": user},
-            incident_id=None,
+            {
+                "user_name": user,
+                "trail_source": f"s3://{box.cloudtrail_bucket}/AWSLogs/",
+                "secret_id": "workloads/ci-deployer/aws",
+            },
+            alert=alert,
             launched_by="stanch-demo",
             trigger="demo",
             sandbox=True,
             observer=observer,
         )
         print_summary(summary)
-        after = box.key_states()
-        changes = Table("access key", "before", "after", title="What changed in the simulated account")
-        for key_id in sorted(before):
-            if before[key_id] != after.get(key_id):
-                changes.add_row(key_id, before[key_id], after.get(key_id, "deleted"))
+        review = next((s.outputs for s in summary.steps if s.id == "review" and s.outputs), None)
+        if review:
+            findings = Table("category", "event", "key", "resources", "error", title="What the review found")
+            for category, items in review["findings"].items():
+                for f in items:
+                    findings.add_row(
+                        category, f["event_name"], f["access_key_id"], ", ".join(f["resources"]), f["error_code"] or ""
+                    )
+            out.print(findings)
+        after = box.snapshot()
+        changes = Table("resource", "before", "after", title="What changed in the simulated account")
+        for name in sorted(set(before) | set(after)):
+            if before.get(name) != after.get(name):
+                changes.add_row(name, before.get(name, "-"), after.get(name, "deleted"))
         out.print(changes if changes.row_count else "Nothing changed in the simulated account.")
         if box.slack is None:
             raise _fail("the sandbox has no Slack stand-in")

@@ -268,6 +268,35 @@ class Sandbox:
             body = gzip.compress(json.dumps({"Records": batch}).encode())
             s3.put_object(Bucket=bucket, Key=trail.object_key(slot, n=n), Body=body)
 
+    def snapshot(self) -> dict[str, str]:
+        """A readable picture of the simulated account: keys, per-user policies and logins, secret versions."""
+        iam = self.client("iam")
+        state = {f"key {k}": v for k, v in self.key_states().items()}
+        for page in iam.get_paginator("list_users").paginate():
+            for user in page["Users"]:
+                name = user["UserName"]
+                inline = iam.list_user_policies(UserName=name)["PolicyNames"]
+                attached = [p["PolicyName"] for p in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]]
+                try:
+                    iam.get_login_profile(UserName=name)
+                    login = "console login"
+                except iam.exceptions.NoSuchEntityException:
+                    login = "no console login"
+                state[f"user {name}"] = "; ".join(
+                    [login, f"inline: {', '.join(inline) or '-'}", f"attached: {', '.join(attached) or '-'}"]
+                )
+        for page in iam.get_paginator("list_roles").paginate():
+            for role in page["Roles"]:
+                inline = iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]
+                state[f"role {role['RoleName']}"] = f"inline: {', '.join(inline) or '-'}"
+        sm = self.client("secretsmanager")
+        for page in sm.get_paginator("list_secrets").paginate():
+            for secret in page["SecretList"]:
+                versions = sm.describe_secret(SecretId=secret["ARN"]).get("VersionIdsToStages", {})
+                current = next((v for v, s in versions.items() if "AWSCURRENT" in s), "")
+                state[f"secret {secret['Name']}"] = f"{len(versions)} version(s), current {current[:8]}"
+        return state
+
     def key_states(self) -> dict[str, str]:
         """Every access key's status in the simulated account: {key id: 'user: Active'}."""
         iam = self.client("iam")
