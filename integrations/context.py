@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from integrations.masking import SecretMasker
 
@@ -55,6 +55,9 @@ class AwsClients:
     external_id: str | None = None
     session_name: str = "stanch"
     max_attempts: int = 8
+    # (event name, handler) pairs registered on every session: the seam for fault injection in tests
+    # and tabletop exercises (for example throttling), never for changing what an action does.
+    event_hooks: ClassVar[list[tuple[str, Callable[..., Any]]]] = []
     _session: Any = field(default=None, init=False, repr=False)
     _clients: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -85,6 +88,8 @@ class AwsClients:
                         aws_session_token=creds["SessionToken"],
                         region_name=self.region,
                     )
+                for event, handler in self.event_hooks:
+                    base.events.register(event, handler)
                 self._session = base
             return self._session
 
