@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as wait_futures
@@ -84,48 +85,77 @@ def build_context(settings: Settings, run: RunInfo, masker: SecretMasker, logger
     )
 
 
-def _make_task(step: Step, spec: ActionSpec, ctx: ActionContext) -> Any:
+# A fan-out larger than this runs several items per Prefect task (about 8 tasks per concurrent slot), so
+# that Prefect's per-task cost (~10 ms of CPU) stays small beside the work; each item keeps its own
+# outcome, retries and error, and the concurrency is unchanged.
+CHUNK_ABOVE = 64
+
+
+def _call_action(step: Step, spec: ActionSpec, ctx: ActionContext, args: dict[str, Any], logger: Any) -> dict[str, Any]:
+    step_ctx = dataclasses.replace(ctx, logger=logger)
+    try:
+        validated = spec.args_model.model_validate(args)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise StepError(ctx.masker.mask(f"arguments of {spec.key} after evaluation: {problems}")) from None
+    kwargs = {name: getattr(validated, name) for name in spec.args_model.model_fields}
+    try:
+        result = spec.func(step_ctx, **kwargs)
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        if error_code(exc) in _DENIED:
+            message += (
+                " (the responder lacks this permission: give its role the policy `stanch plan PLAYBOOK --iam-policy` prints)"
+            )
+        raise StepError(ctx.masker.mask(message)) from None
+    return spec.outputs(result)
+
+
+def _make_tasks(step: Step, spec: ActionSpec, ctx: ActionContext) -> tuple[Any, Any]:
+    """(a task for one item, a task for a chunk of items) for a step."""
+    import time
+
     from prefect import task
     from prefect.cache_policies import NO_CACHE
     from prefect.logging import get_run_logger
 
     def run_step(args: dict[str, Any]) -> dict[str, Any]:
-        step_ctx = dataclasses.replace(ctx, logger=get_run_logger())
-        try:
-            validated = spec.args_model.model_validate(args)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
-            raise StepError(ctx.masker.mask(f"arguments of {spec.key} after evaluation: {problems}")) from None
-        kwargs = {name: getattr(validated, name) for name in spec.args_model.model_fields}
-        try:
-            result = spec.func(step_ctx, **kwargs)
-        except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            if error_code(exc) in _DENIED:
-                message += (
-                    " (the responder lacks this permission: give its role the policy "
-                    "`stanch plan PLAYBOOK --iam-policy` prints)"
-                )
-            raise StepError(ctx.masker.mask(message)) from None
-        return spec.outputs(result)
+        return _call_action(step, spec, ctx, args, get_run_logger())
 
-    return task(  # type: ignore[call-overload]
+    def run_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+        logger = get_run_logger()
+        done: list[tuple[int, dict[str, Any]]] = []
+        for index, args in chunk:
+            for attempt in range(step.retries + 1):
+                try:
+                    done.append((index, _call_action(step, spec, ctx, args, logger)))
+                    break
+                except StepError as exc:
+                    if attempt == step.retries:
+                        logger.error("Item %d failed: %s", index, exc)
+                        done.append((index, {"failed": True, "error": str(exc)}))
+                    else:
+                        time.sleep(duration_seconds(step.retry_delay))
+        return done
+
+    common = {"persist_result": False, "cache_policy": NO_CACHE, "log_prints": False, "description": spec.description}
+    one = task(  # type: ignore[call-overload]
         run_step,
         name=step.id,
-        description=spec.description,
         retries=step.retries,
         retry_delay_seconds=duration_seconds(step.retry_delay),
         timeout_seconds=duration_seconds(step.timeout) if step.timeout is not None else None,
-        persist_result=False,
-        cache_policy=NO_CACHE,
-        log_prints=False,
+        **common,
     )
+    chunked = task(run_chunk, name=step.id, **common)  # type: ignore[call-overload]
+    return one, chunked
 
 
 @dataclasses.dataclass
 class _Unit:
     step_id: str
-    index: int | None
+    index: int | None  # None: the step's only run; else the item (or, for a chunk, its first item)
+    chunk: list[int] | None = None
 
 
 class Driver:
@@ -152,10 +182,10 @@ class Driver:
         self.outputs: dict[str, Any] = {}
         self.context = {"inputs": inputs, "alert": alert or {}, "steps": {}, "run": run.as_context()}
         self.specs = {s.id: get_action(s.uses) for s in playbook.steps}
-        self.tasks = {s.id: _make_task(s, self.specs[s.id], self.ctx) for s in playbook.steps}
+        self.tasks = {s.id: _make_tasks(s, self.specs[s.id], self.ctx) for s in playbook.steps}
         self.approved: set[str] = set()
         self.running: dict[Any, _Unit] = {}
-        self.queued: dict[str, deque[tuple[int, dict[str, Any]]]] = {}
+        self.queued: dict[str, deque[tuple[int, Any]]] = {}
         self.item_results: dict[str, dict[int, Any]] = {}
         self.abort_reason: str | None = None
         self.cancel_reasons: list[str] = []
@@ -236,8 +266,13 @@ class Driver:
                 items = expressions.evaluate_string(step.for_each, self._context())
                 if not isinstance(items, list | tuple):
                     raise expressions.ExpressionError(f"for_each must give a list, got {type(items).__name__}")
-                units = deque((i, expressions.evaluate(step.with_, self._context(item, i))) for i, item in enumerate(items))
-                record.items = len(units)
+                evaluated = [(i, expressions.evaluate(step.with_, self._context(item, i))) for i, item in enumerate(items)]
+                record.items = len(evaluated)
+                if len(evaluated) > CHUNK_ABOVE:
+                    size = math.ceil(len(evaluated) / (step.max_concurrency * 8))
+                    units = deque((-2, evaluated[i : i + size]) for i in range(0, len(evaluated), size))
+                else:
+                    units = deque(evaluated)
         except expressions.ExpressionError as exc:
             self._fail(step, record, str(exc))
             return
@@ -254,11 +289,14 @@ class Driver:
         if not units:
             return
         index, args = units.popleft()
-        task = self.tasks[step.id]
-        if index >= 0:
-            task = task.with_options(task_run_name=f"{step.id}[{index}]")
-        future = task.submit(args)
-        self.running[future] = _Unit(step.id, None if index < 0 else index)
+        one, chunked = self.tasks[step.id]
+        if index == -2:  # a chunk of items
+            indices = [i for i, _ in args]
+            task = chunked.with_options(task_run_name=f"{step.id}[{indices[0]}-{indices[-1]}]")
+            self.running[task.submit(args)] = _Unit(step.id, indices[0], indices)
+            return
+        task = one if index < 0 else one.with_options(task_run_name=f"{step.id}[{index}]")
+        self.running[task.submit(args)] = _Unit(step.id, None if index < 0 else index)
 
     def _wait_one(self) -> None:
         by_wrapped = {f.wrapped_future: f for f in self.running}
@@ -270,7 +308,13 @@ class Driver:
             record = self.records[unit.step_id]
             future.wait()
             state = future.state
-            if state.is_completed():
+            if state.is_completed() and unit.chunk is not None:
+                for index, output in future.result():
+                    self.item_results[step.id][index] = output
+                    if isinstance(output, dict) and output.get("failed"):
+                        record.failed_items.append(index)
+                        record.reason = f"item {index}: {output.get('error')}"
+            elif state.is_completed():
                 self.item_results[step.id][unit.index if unit.index is not None else -1] = future.result()
             else:
                 message = self.masker.mask(state.message or "failed")
@@ -282,8 +326,9 @@ class Driver:
                     self.queued[step.id].clear()
                     self._fail(step, record, message)
                     continue
-                record.failed_items.append(unit.index)
-                self.item_results[step.id][unit.index] = {"failed": True, "error": message}
+                for index in unit.chunk or [unit.index]:
+                    record.failed_items.append(index)
+                    self.item_results[step.id][index] = {"failed": True, "error": message}
                 self.log.error("Step %s item %d failed: %s", step.id, unit.index, message)
                 record.reason = f"item {unit.index}: {message}"
             if record.state != "pending":
@@ -291,10 +336,12 @@ class Driver:
             self._submit_next(step)
             if not self.queued[step.id] and not any(u.step_id == step.id for u in self.running.values()):
                 if record.failed_items:
+                    first = min(record.failed_items)
+                    error = self.item_results[step.id][first].get("error")
                     self._fail(
                         step,
                         record,
-                        f"{len(record.failed_items)} of {record.items} items failed; first: {record.reason}",
+                        f"{len(record.failed_items)} of {record.items} items failed; first: item {first}: {error}",
                         outputs=self._item_outputs(step.id),
                     )
                 else:

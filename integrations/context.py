@@ -117,6 +117,18 @@ class ActionContext:
     logger: logging.Logger | logging.LoggerAdapter[Any]
     slack_default_channel: str = "#incident-response"
     _slack: Any = field(default=None, init=False, repr=False)
+    # init fields, so dataclasses.replace (a step's own logger) shares them with the run's context
+    shared_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    shared_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
+        """A value computed once per run and shared by its steps (held in memory only, never persisted)."""
+        with self.shared_lock:
+            if key in self.shared_cache:
+                return self.shared_cache[key]
+        value = make()
+        with self.shared_lock:
+            return self.shared_cache.setdefault(key, value)
 
     @property
     def dry_run(self) -> bool:

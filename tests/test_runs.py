@@ -432,3 +432,43 @@ steps:
     assert a.started_at < b.finished_at and b.started_at < a.finished_at, "a and b ran at the same time"
     assert c.started_at >= max(a.finished_at, b.finished_at)
     assert 1.2 <= c.duration < 2.4, f"4 items of 0.6 s, 2 at a time: {c.duration:.2f}s"
+
+
+def test_a_large_fan_out_runs_in_chunks_and_keeps_each_items_outcome() -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    pb = playbook("""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {name: big-fan-out, title: Big fan-out, severity: low}
+inputs:
+  values: {type: array, items: {type: integer}}
+steps:
+  - id: check
+    phase: review
+    uses: core.assert
+    for_each: ${{ inputs.values }}
+    max_concurrency: 2
+    on_failure: continue
+    with: {condition: "${{ item % 50 != 7 }}", message: "item ${{ index }} is bad"}
+  - id: after
+    phase: notify
+    needs: [check]
+    always: true
+    uses: core.log
+    with: {message: "${{ steps.check.outputs | selectattr('failed', 'defined') | list | length }} failed"}
+""")
+    summary = run_playbook(pb, {"values": list(range(100))}, launched_by="erin")
+    check, after = summary.steps
+    assert check.state == "failed" and check.items == 100
+    assert sorted(check.failed_items) == [7, 57]
+    assert check.outputs[7] == {"failed": True, "error": "ActionFailed: item 7 is bad"}
+    assert check.outputs[8] == {"passed": True}
+    assert after.outputs["message"] == "2 failed"
+    assert summary.state == "Completed" and "2 of 100 items failed; first: item 7:" in summary.message
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(summary.run_id)])))
+    names = sorted(r.name for r in runs if r.name.startswith("check"))
+    assert len(names) == 15, names  # chunks of ceil(100 / (2 slots x 8)) = 7 items
+    assert "check[0-6]" in names

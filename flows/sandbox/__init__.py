@@ -20,6 +20,40 @@ FIXTURE = Path(__file__).with_name("fixture.yaml")
 ACCOUNT_ID = "123456789012"
 
 
+class _MotoProcess:
+    """moto's server in a child process on a free loopback port."""
+
+    def start(self) -> _MotoProcess:
+        import socket
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(  # noqa: S603 - our interpreter, fixed arguments
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=1):  # noqa: S310
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("moto's server did not start within 30 s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
 _EC2_TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
@@ -42,6 +76,7 @@ class Sandbox:
     keys: dict[str, list[str]] = field(default_factory=dict)
     cloudtrail_bucket: str | None = None
     scenario: dict[str, str] = field(default_factory=dict)
+    separate_process: bool = False  # serve moto from its own process (loads that share one GIL badly)
     _moto: Any = None
     _saved_env: dict[str, str | None] = field(default_factory=dict)
 
@@ -53,10 +88,14 @@ class Sandbox:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log is noise here
         spec = self._spec()
         self.region = spec.get("region", self.region)
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._moto.start()
-        host, port = self._moto.get_host_and_port()
-        self.aws_endpoint = f"http://{host}:{port}"
+        if self.separate_process:
+            self._moto = _MotoProcess().start()
+            self.aws_endpoint = self._moto.endpoint
+        else:
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._moto.start()
+            host, port = self._moto.get_host_and_port()
+            self.aws_endpoint = f"http://{host}:{port}"
         self.slack = SlackStandIn(channels=tuple(spec.get("slack", {}).get("channels", ()))).start()
         self.vendor = VendorStandIn().start()
         self.activate()

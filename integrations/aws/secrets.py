@@ -135,8 +135,13 @@ def _secret_value(ctx: ActionContext, secret_id: str, **selector: str) -> dict[s
 
 
 def _admin_token(ctx: ActionContext, secret_id: str) -> str:
-    sm = ctx.aws.client("secretsmanager")
-    token = str(sm.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["SecretString"])
+    """The vendor admin token, read once per run (a fan-out over hundreds of keys shares it)."""
+
+    def read() -> str:
+        sm = ctx.aws.client("secretsmanager")
+        return str(sm.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["SecretString"])
+
+    token = ctx.cached(("vendor-admin-token", secret_id), read)
     ctx.masker.register(token)
     return token
 
