@@ -37,6 +37,8 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/validate_speed.py
+	$(BIN)/python bench/review_speed.py
+	$(BIN)/python bench/fanout_speed.py
 
 schema: $(STAMP)
 	$(BIN)/stanch schema > playbooks/schema.json
