@@ -11,9 +11,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from flows.sandbox.loopback import LoopbackServer, reply
 
 
 @dataclass
@@ -45,8 +47,7 @@ class SlackStandIn:
         self.channels: dict[str, Channel] = {}
         self._lock = threading.Lock()
         self._ratelimit: list[int] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = LoopbackServer(self._handle, "slack-stand-in")
         self._seq = 0
         for name in channels or ("incident-response",):
             self.add_channel(name)
@@ -55,35 +56,14 @@ class SlackStandIn:
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("start() the stand-in first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/api/"
+        return f"{self._http.url}/api/"
 
     def start(self) -> SlackStandIn:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                standin._handle(self)
-
-            def do_GET(self) -> None:
-                standin._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="slack-stand-in")
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._http.stop()
 
     def reset(self) -> None:
         with self._lock:
@@ -137,12 +117,7 @@ class SlackStandIn:
             retry_after = self._ratelimit.pop(0) if self._ratelimit else None
         if retry_after is not None:
             self._record(method, args, False, "ratelimited")
-            self._reply(
-                request,
-                {"ok": False, "error": "ratelimited"},
-                status=429,
-                headers={"Retry-After": str(retry_after)},
-            )
+            reply(request, 429, {"ok": False, "error": "ratelimited"}, headers={"Retry-After": str(retry_after)})
             return
         if not token:
             self._finish(request, method, args, {"ok": False, "error": "not_authed"})
@@ -158,27 +133,11 @@ class SlackStandIn:
 
     def _finish(self, request: BaseHTTPRequestHandler, method: str, args: dict[str, Any], body: dict[str, Any]) -> None:
         self._record(method, args, bool(body.get("ok")), body.get("error"))
-        self._reply(request, body)
+        reply(request, 200, body)
 
     def _record(self, method: str, args: dict[str, Any], ok: bool, error: str | None) -> None:
         with self._lock:
             self.calls.append(Call(method, args, ok, error))
-
-    @staticmethod
-    def _reply(
-        request: BaseHTTPRequestHandler,
-        body: dict[str, Any],
-        status: int = 200,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json; charset=utf-8")
-        request.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            request.send_header(key, value)
-        request.end_headers()
-        request.wfile.write(data)
 
     def _ts(self) -> str:
         with self._lock:

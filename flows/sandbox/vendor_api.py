@@ -10,8 +10,9 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+
+from flows.sandbox.loopback import LoopbackServer, reply
 
 SANDBOX_ADMIN_TOKEN = "vendor-admin-sandbox-token"  # noqa: S105 - accepted by the stand-in only
 
@@ -31,38 +32,22 @@ class VendorStandIn:
     calls: list[tuple[str, str]] = field(default_factory=list)
     _idempotent: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
+
+    _http: LoopbackServer | None = None
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("start() the stand-in first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        if self._http is None:
+            raise RuntimeError("start() the vendor stand-in first")
+        return self._http.url
 
     def start(self) -> VendorStandIn:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                standin._handle(self)
-
-            def do_POST(self) -> None:
-                standin._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="vendor-stand-in").start()
+        self._http = LoopbackServer(self._handle, "vendor-stand-in").start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._http is not None:
+            self._http.stop()
 
     def reset(self) -> None:
         with self._lock:
@@ -88,10 +73,10 @@ class VendorStandIn:
         with self._lock:
             self.calls.append((request.command, path))
         if request.command == "GET" and path == "/v1/check":
-            self._reply(request, 200 if self.is_active(token) else 401, {"ok": self.is_active(token)})
+            reply(request, 200 if self.is_active(token) else 401, {"ok": self.is_active(token)})
             return
         if token != self.admin_token:
-            self._reply(request, 401, {"error": "invalid admin token"})
+            reply(request, 401, {"error": "invalid admin token"})
             return
         if request.command == "POST" and path == "/v1/keys":
             idem = request.headers.get("Idempotency-Key")
@@ -101,7 +86,7 @@ class VendorStandIn:
             if idem:
                 with self._lock:
                     self._idempotent[idem] = key.key_id
-            self._reply(request, 201, {"key_id": key.key_id, "api_key": key.api_key})
+            reply(request, 201, {"key_id": key.key_id, "api_key": key.api_key})
             return
         parts = path.strip("/").split("/")
         if request.command == "POST" and len(parts) == 4 and parts[:2] == ["v1", "keys"] and parts[3] == "revoke":
@@ -109,15 +94,6 @@ class VendorStandIn:
                 revoked = self.keys.get(parts[2])
                 if revoked is not None:
                     revoked.active = False
-            self._reply(request, 200 if revoked else 404, {"revoked": bool(revoked)})
+            reply(request, 200 if revoked else 404, {"revoked": bool(revoked)})
             return
-        self._reply(request, 404, {"error": "no such endpoint"})
-
-    @staticmethod
-    def _reply(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        reply(request, 404, {"error": "no such endpoint"})

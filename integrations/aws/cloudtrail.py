@@ -402,11 +402,7 @@ class Scanner:
         used: dict[Unit, frozenset[str]] = {}
         hits: list[dict[str, Any]] = []
 
-        def work(unit: Unit) -> None:
-            with self._lock:
-                snapshot = frozenset(wanted)
-                used[unit] = snapshot
-            batch = self._scan_one(unit, snapshot, since, until)
+        def absorb(batch: list[dict[str, Any]]) -> None:
             with self._lock:
                 hits.extend(batch)
                 for event in batch:
@@ -414,6 +410,12 @@ class Scanner:
                     if child and child not in wanted:
                         wanted.add(child)
                         found_day[child] = _day(event["eventTime"]) or ""
+
+        def work(unit: Unit) -> None:
+            with self._lock:
+                snapshot = frozenset(wanted)
+                used[unit] = snapshot
+            absorb(self._scan_one(unit, snapshot, since, until))
 
         self._run(work, self.units)
         # Files read while a key was still unknown, dated on or after the day it was made, are read again.
@@ -429,14 +431,7 @@ class Scanner:
             for unit, missing in todo:
                 with self._lock:
                     used[unit] = used[unit] | missing
-                batch = self._scan_one(unit, missing, since, until)
-                with self._lock:
-                    hits.extend(batch)
-                    for event in batch:
-                        child = _child_key(event)
-                        if child and child not in wanted:
-                            wanted.add(child)
-                            found_day[child] = _day(event["eventTime"]) or ""
+                absorb(self._scan_one(unit, missing, since, until))
         return hits
 
     def _run(self, work: Any, units: list[Unit]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -252,32 +253,15 @@ def quarantine_principal(ctx: ActionContext, principal: Principal) -> PolicyChan
     """Deny everything to a user or role with an inline policy (lift it with aws.iam.lift_quarantine)."""
     kind, name = parse_principal(principal)
     _exists(ctx, kind, name)
-    current = _get_inline(ctx, kind, name, QUARANTINE_POLICY)
     label = f"{kind}/{name}"
-    if current is not None:
-        return PolicyChange(
-            changed=False,
-            dry_run=ctx.dry_run,
-            detail=f"{label} is already quarantined",
-            principal=label,
-            policy_name=QUARANTINE_POLICY,
-        )
+    result = functools.partial(PolicyChange, dry_run=ctx.dry_run, principal=label, policy_name=QUARANTINE_POLICY)
+    if _get_inline(ctx, kind, name, QUARANTINE_POLICY) is not None:
+        return result(changed=False, detail=f"{label} is already quarantined")
     if ctx.dry_run:
-        return PolicyChange(
-            changed=True,
-            dry_run=True,
-            detail=f"would attach deny-all policy {QUARANTINE_POLICY} to {label}",
-            principal=label,
-            policy_name=QUARANTINE_POLICY,
-        )
+        return result(changed=True, detail=f"would attach deny-all policy {QUARANTINE_POLICY} to {label}")
     _put_inline(ctx, kind, name, QUARANTINE_POLICY, _quarantine_document(ctx.run.incident_id))
     ctx.logger.info("Quarantined %s with inline policy %s", label, QUARANTINE_POLICY)
-    return PolicyChange(
-        changed=True,
-        detail=f"attached deny-all policy {QUARANTINE_POLICY} to {label}",
-        principal=label,
-        policy_name=QUARANTINE_POLICY,
-    )
+    return result(changed=True, detail=f"attached deny-all policy {QUARANTINE_POLICY} to {label}")
 
 
 @action(
@@ -295,22 +279,11 @@ def lift_quarantine(ctx: ActionContext, principal: Principal) -> PolicyChange:
     """Remove Stanch's quarantine policy from a user or role after recovery."""
     kind, name = parse_principal(principal)
     label = f"{kind}/{name}"
+    result = functools.partial(PolicyChange, dry_run=ctx.dry_run, principal=label, policy_name=QUARANTINE_POLICY)
     if _get_inline(ctx, kind, name, QUARANTINE_POLICY) is None:
-        return PolicyChange(
-            changed=False,
-            dry_run=ctx.dry_run,
-            detail=f"{label} is not quarantined",
-            principal=label,
-            policy_name=QUARANTINE_POLICY,
-        )
+        return result(changed=False, detail=f"{label} is not quarantined")
     if ctx.dry_run:
-        return PolicyChange(
-            changed=True,
-            dry_run=True,
-            detail=f"would remove {QUARANTINE_POLICY} from {label}",
-            principal=label,
-            policy_name=QUARANTINE_POLICY,
-        )
+        return result(changed=True, detail=f"would remove {QUARANTINE_POLICY} from {label}")
     iam = ctx.aws.client("iam")
     try:
         if kind == "user":
@@ -320,9 +293,7 @@ def lift_quarantine(ctx: ActionContext, principal: Principal) -> PolicyChange:
     except Exception as exc:
         if error_code(exc) != "NoSuchEntity":  # removed by someone else meanwhile: the goal is met
             raise
-    return PolicyChange(
-        changed=True, detail=f"removed {QUARANTINE_POLICY} from {label}", principal=label, policy_name=QUARANTINE_POLICY
-    )
+    return result(changed=True, detail=f"removed {QUARANTINE_POLICY} from {label}")
 
 
 class SessionRevocation(PolicyChange):
@@ -372,30 +343,16 @@ def revoke_sessions(
     before = (issued_before or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     label = f"{kind}/{name}"
     current = _revoked_before(_get_inline(ctx, kind, name, REVOKE_POLICY))
-    base = {"principal": label, "policy_name": REVOKE_POLICY}
+    result = functools.partial(SessionRevocation, dry_run=ctx.dry_run, principal=label, policy_name=REVOKE_POLICY)
     if current is not None and current >= before:
-        return SessionRevocation(
-            changed=False,
-            dry_run=ctx.dry_run,
-            issued_before=current,
-            detail=f"sessions of {label} issued before {current:%Y-%m-%dT%H:%M:%SZ} are already revoked",
-            **base,
-        )
+        detail = f"sessions of {label} issued before {current:%Y-%m-%dT%H:%M:%SZ} are already revoked"
+        return result(changed=False, issued_before=current, detail=detail)
     if ctx.dry_run:
-        return SessionRevocation(
-            changed=True,
-            dry_run=True,
-            issued_before=before,
-            detail=f"would revoke sessions of {label} issued before {before:%Y-%m-%dT%H:%M:%SZ}",
-            **base,
-        )
+        detail = f"would revoke sessions of {label} issued before {before:%Y-%m-%dT%H:%M:%SZ}"
+        return result(changed=True, issued_before=before, detail=detail)
     _put_inline(ctx, kind, name, REVOKE_POLICY, _revoke_document(before))
-    return SessionRevocation(
-        changed=True,
-        issued_before=before,
-        detail=f"revoked sessions of {label} issued before {before:%Y-%m-%dT%H:%M:%SZ}",
-        **base,
-    )
+    detail = f"revoked sessions of {label} issued before {before:%Y-%m-%dT%H:%M:%SZ}"
+    return result(changed=True, issued_before=before, detail=detail)
 
 
 class LoginProfileChange(Change):
