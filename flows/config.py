@@ -63,6 +63,13 @@ class SecretRef(BaseModel):
         return str(value)
 
 
+class AwsAccount(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role_arn: str = Field(description="The responder role to assume in that account.")
+    external_id: str | None = None
+
+
 class AwsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,6 +78,9 @@ class AwsSettings(BaseModel):
     role_arn: str | None = Field(None, description="The responder role to assume; never the exposed principal.")
     external_id: str | None = None
     endpoint_url: str | None = Field(None, description="Only for the sandbox or a local AWS stand-in.")
+    accounts: dict[str, AwsAccount] = Field(
+        default_factory=dict, description="Other accounts a step may name (`aws: {account: ...}`), by account id."
+    )
 
 
 class SlackSettings(BaseModel):

@@ -106,6 +106,15 @@ class Approval(_Strict):
         return self
 
 
+class AwsTarget(_Strict):
+    """Where a step's AWS calls go, when not the installation's default account and region."""
+
+    account: str | None = Field(
+        None, pattern=r"^\d{12}$", description="An account configured under aws.accounts (its responder role)."
+    )
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
 class Step(_Strict):
     id: Slug
     name: str | None = None
@@ -126,6 +135,7 @@ class Step(_Strict):
         "Not after an abort.",
     )
     approval: Approval | None = None
+    aws: AwsTarget | None = Field(None, description="This step's AWS account and region, when not the default.")
 
     _durations = field_validator("retry_delay", "timeout")(_check_duration)
 

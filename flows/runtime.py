@@ -40,19 +40,27 @@ class StepError(Exception):
     """A step's failure, its message already masked of secrets."""
 
 
-def aws_clients(settings: Settings, session_label: str) -> AwsClients:
-    """AWS clients as the configuration says: the responder role when set, else the standard chain."""
+def aws_clients(settings: Settings, session_label: str, account: str | None = None, region: str | None = None) -> AwsClients:
+    """AWS clients as the configuration says: the responder role when set (the named account's when given),
+    else the standard chain. The session name carries the run id, so CloudTrail ties calls to the run."""
+    role_arn, external_id = settings.aws.role_arn, settings.aws.external_id
+    if account is not None:
+        target = settings.aws.accounts.get(account)
+        if target is None:
+            known = ", ".join(sorted(settings.aws.accounts)) or "none"
+            raise StepError(f"account {account} is not configured under aws.accounts (configured: {known})")
+        role_arn, external_id = target.role_arn, target.external_id
     return AwsClients(
-        region=settings.aws.region,
+        region=region or settings.aws.region,
         endpoint_url=settings.aws.endpoint_url,
-        role_arn=settings.aws.role_arn,
-        external_id=settings.aws.external_id,
+        role_arn=role_arn,
+        external_id=external_id,
         session_name=f"stanch-{session_label}"[:64],
     )
 
 
 def build_context(settings: Settings, run: RunInfo, masker: SecretMasker, logger: Any) -> ActionContext:
-    aws = aws_clients(settings, run.incident_id)
+    aws = aws_clients(settings, run.id)
     slack_factory = None
     token_ref = settings.slack.token
     if token_ref is not None:
@@ -182,7 +190,9 @@ class Driver:
         self.outputs: dict[str, Any] = {}
         self.context = {"inputs": inputs, "alert": alert or {}, "steps": {}, "run": run.as_context()}
         self.specs = {s.id: get_action(s.uses) for s in playbook.steps}
-        self.tasks = {s.id: _make_tasks(s, self.specs[s.id], self.ctx) for s in playbook.steps}
+        self.settings = settings
+        self.bad_targets: dict[str, str] = {}
+        self.tasks = {s.id: _make_tasks(s, self.specs[s.id], self._step_context(s)) for s in playbook.steps}
         self.approved: set[str] = set()
         self.running: dict[Any, _Unit] = {}
         self.queued: dict[str, deque[tuple[int, Any]]] = {}
@@ -190,6 +200,18 @@ class Driver:
         self.abort_reason: str | None = None
         self.cancel_reasons: list[str] = []
         self.notes: list[str] = []
+
+    def _step_context(self, step: Step) -> ActionContext:
+        """The run's context, with the step's own AWS account and region when it names them."""
+        if step.aws is None:
+            return self.ctx
+        try:
+            aws = aws_clients(self.settings, self.run.id, step.aws.account, step.aws.region)
+        except StepError as exc:
+            self.log.error("Step %s: %s", step.id, exc)
+            aws = AwsClients(region="invalid-account")  # the step fails when it runs, with the reason below
+            self.bad_targets[step.id] = str(exc)
+        return dataclasses.replace(self.ctx, aws=aws)
 
     # ---------------------------------------------------------------- scheduling
 
@@ -257,6 +279,9 @@ class Driver:
     def _submit(self, step: Step, record: StepRecord) -> None:
         record.started_at = datetime.now(UTC)
         emit("step_started", step=step.id, name=step.display_name)
+        if step.id in self.bad_targets:
+            self._fail(step, record, self.bad_targets[step.id])
+            return
         units: deque[tuple[int, Any]]
         try:
             if step.for_each is None:

@@ -221,3 +221,38 @@ def test_snapshot_volumes_four_steps_tagged_with_the_incident(sandbox: Any) -> N
 
     four_steps(sandbox, lambda ctx: ec2_actions.snapshot_volumes(ctx, instance_id=instance_id), snapshots)
     assert len(snapshots()) >= 1
+
+
+def test_the_responder_role_is_assumed_with_the_run_id_in_its_session_name(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.config import Settings
+
+    monkeypatch.delenv("STANCH_AWS__ROLE_ARN")  # the sandbox's "no role" would override the settings below
+    from flows.runtime import aws_clients
+
+    iam = sandbox.client("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    role = iam.create_role(RoleName="stanch-responder", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    settings = Settings(
+        aws={
+            "endpoint_url": sandbox.aws_endpoint,
+            "role_arn": role,
+            "external_id": "stanch",
+            "accounts": {"210987654321": {"role_arn": "arn:aws:iam::210987654321:role/stanch-responder"}},
+        }
+    )
+    clients = aws_clients(settings, "0b6f3b1e-run")
+    arn = clients.client("sts").get_caller_identity()["Arn"]
+    assert arn == "arn:aws:sts::123456789012:assumed-role/stanch-responder/stanch-0b6f3b1e-run"
+    other = aws_clients(settings, "0b6f3b1e-run", account="210987654321", region="eu-west-1")
+    assert other.role_arn == "arn:aws:iam::210987654321:role/stanch-responder" and other.region == "eu-west-1"
+    from flows.runtime import StepError
+
+    with pytest.raises(StepError, match=r"account 111111111111 is not configured under aws\.accounts"):
+        aws_clients(settings, "run", account="111111111111")

@@ -49,6 +49,8 @@ class SlackStandIn:
         self._ratelimit: list[int] = []
         self._http = LoopbackServer(self._handle, "slack-stand-in")
         self._seq = 0
+        self.uploads: dict[str, bytes] = {}
+        self.files: dict[str, dict[str, Any]] = {}
         for name in channels or ("incident-response",):
             self.add_channel(name)
 
@@ -100,6 +102,12 @@ class SlackStandIn:
         return next((c for c in self.channels.values() if c.name == name), None)
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        if request.path.startswith("/upload/"):  # the upload URL files.getUploadURLExternal hands out
+            length = int(request.headers.get("Content-Length") or 0)
+            with self._lock:
+                self.uploads[request.path.removeprefix("/upload/")] = request.rfile.read(length)
+            reply(request, 200, {"ok": True})
+            return
         method = request.path.split("/api/", 1)[-1].split("?", 1)[0]
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length) if length else b""
@@ -191,3 +199,65 @@ class SlackStandIn:
         with self._lock:
             channels = [{"id": c.id, "name": c.name, "topic": {"value": c.topic}} for c in self.channels.values()]
         return {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}
+
+    def _api_conversations_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = str(args.get("name", ""))
+        if not name or name != name.lower() or " " in name or len(name) > 80:
+            return {"ok": False, "error": "invalid_name_specials"}
+        if self._channel(name) is not None:
+            return {"ok": False, "error": "name_taken"}
+        channel = self.add_channel(name)
+        return {"ok": True, "channel": {"id": channel.id, "name": channel.name}}
+
+    def _api_conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(str(args.get("channel", "")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        return {"ok": True, "channel": {"id": channel.id, "name": channel.name, "topic": {"value": channel.topic}}}
+
+    def _api_conversations_setTopic(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(str(args.get("channel", "")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        channel.topic = str(args.get("topic", ""))
+        return {"ok": True, "channel": {"id": channel.id, "topic": {"value": channel.topic}}}
+
+    def _api_conversations_invite(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(str(args.get("channel", "")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        users = [u for u in str(args.get("users", "")).split(",") if u]
+        if not users:
+            return {"ok": False, "error": "no_user"}
+        new = [u for u in users if u not in channel.members]
+        if not new:
+            return {"ok": False, "error": "already_in_channel"}
+        channel.members.extend(new)
+        return {"ok": True, "channel": {"id": channel.id}}
+
+    def _api_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("filename") or not args.get("length"):
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{len(self.files) + len(self.uploads) + 1:08d}"
+        return {"ok": True, "upload_url": f"{self._http.url}/upload/{file_id}", "file_id": file_id}
+
+    def _api_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = json.loads(args.get("files") or "[]")
+        channel = self._channel(str(args.get("channel_id", ""))) if args.get("channel_id") else None
+        if args.get("channel_id") and channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        done = []
+        for item in files:
+            with self._lock:
+                data = self.uploads.pop(item["id"], None)
+            if data is None:
+                return {"ok": False, "error": "file_not_found"}
+            record = {
+                "id": item["id"],
+                "title": item.get("title", ""),
+                "content": data,
+                "channel": channel.id if channel else None,
+            }
+            self.files[item["id"]] = record
+            done.append({"id": item["id"], "title": record["title"]})
+        return {"ok": True, "files": done}
