@@ -54,8 +54,15 @@ def answer_gate(
     channel: str = "cli",
     signature: str | None = None,
     wait_seconds: float = 15.0,
+    signer: bytes | None = None,
+    sign: bool = True,
 ) -> Verdict:
-    """Send one answer to the gate `gate` of a paused run and wait for the gate's verdict."""
+    """Send one answer to the gate `gate` of a paused run and wait for the gate's verdict.
+
+    The caller has verified who `approver` is (a signed Slack click, a CLI token, the demo's own approver);
+    the answer is signed with the approval key (`signer`, else the configured one) so the run can check it.
+    `sign=False` sends it unsigned, as anything typed into Prefect's own Resume form would be.
+    """
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
@@ -85,6 +92,13 @@ def answer_gate(
         "reason": reason,
         "channel": channel,
     }
+    if signature is None and sign:
+        from flows.config import load_settings, signing_key
+        from flows.signing import sign_decision
+
+        signer = signer or signing_key(load_settings())
+        if signer is not None:
+            signature = sign_decision(signer, str(run_uuid), gate, decision, approver)
     if signature is not None:
         run_input["signature"] = signature
     try:

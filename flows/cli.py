@@ -413,22 +413,56 @@ def approve(
     approve_: Annotated[bool, typer.Option("--approve", help="Approve the step.")] = False,
     reject: Annotated[bool, typer.Option("--reject", help="Reject the step.")] = False,
     reason: Annotated[str, typer.Option("--reason", help="Why; kept in the decision record.")] = "",
+    service: Annotated[
+        str | None, typer.Option("--service", help="The approval service (default from the configuration).")
+    ] = None,
 ) -> None:
-    """Answer a gate of a paused run."""
-    from flows.approvals import ApprovalError, answer_gate
+    """Answer a gate through the approval service, with your token ($STANCH_APPROVER_TOKEN)."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    from flows.config import ConfigError, load_settings
 
     if approve_ == reject:
         raise _fail("say --approve or --reject (one of them)", 2)
     if not reason.strip():
         raise _fail("--reason is required: it goes into the decision record", 2)
+    token = os.environ.get("STANCH_APPROVER_TOKEN", "")
+    if not token:
+        raise _fail("set STANCH_APPROVER_TOKEN to your approver token (its SHA-256 is in the configuration)", 2)
     try:
-        decision: Literal["approve", "reject"] = "approve" if approve_ else "reject"
-        verdict = answer_gate(run_id, gate, as_, decision, reason)
-    except ApprovalError as exc:
+        url = (service or load_settings().approvals.service_url).rstrip("/") + "/approve"
+    except ConfigError as exc:
         raise _fail(str(exc)) from None
-    if verdict.accepted is False:
-        raise _fail(verdict.message)
-    out.print(verdict.message)
+    body = json.dumps(
+        {"run_id": run_id, "gate": gate, "approver": as_, "decision": "approve" if approve_ else "reject", "reason": reason}
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310 - the configured approval service
+        url, data=body, method="POST", headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            result = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("message", exc.reason)
+        raise _fail(f"the approval service refused: {detail}") from None
+    except urllib.error.URLError as exc:
+        raise _fail(f"cannot reach the approval service at {url}: {exc.reason} (is `stanch serve` running?)") from None
+    if not result.get("accepted"):
+        raise _fail(result.get("message", "the answer was not accepted"))
+    out.print(result.get("message", "accepted"))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8480,
+) -> None:
+    """Run the approval service: Slack interactions, `stanch approve`, and /healthz."""
+    from flows.service import serve as run_service
+
+    run_service(host, port)
 
 
 @app.command()

@@ -89,7 +89,24 @@ class SlackSettings(BaseModel):
     token: SecretRef | None = Field(default_factory=lambda: SecretRef(env="STANCH_SLACK_TOKEN"))
     signing_secret: SecretRef | None = Field(default_factory=lambda: SecretRef(env="STANCH_SLACK_SIGNING_SECRET"))
     default_channel: str = "#incident-response"
+    incident_channel: str | None = Field(None, description="Where each run's incident thread goes; the default channel.")
+    incident_thread: bool = Field(True, description="Keep an incident thread per run (when a token is configured).")
     base_url: str = Field("https://slack.com/api/", description="Only changed for the sandbox or tests.")
+
+
+class ApprovalSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    signing_key: SecretRef | None = Field(
+        default_factory=lambda: SecretRef(env="STANCH_APPROVAL_KEY"),
+        description="The key the approval service signs decisions with; the runner checks them with it.",
+    )
+    service_url: str = Field("http://127.0.0.1:8480", description="Where `stanch approve` sends answers.")
+    allow_unsigned: bool = Field(
+        False, description="Development only: accept unsigned answers, and only when AWS is the local sandbox."
+    )
+    channel: str | None = Field(None, description="Where gates ask for approval; the incident channel by default.")
+    escalation_channel: str | None = Field(None, description="Where escalations go; the approval channel by default.")
 
 
 class ApproverIdentity(BaseModel):
@@ -108,6 +125,7 @@ class Settings(BaseSettings):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     approvers: dict[str, ApproverIdentity] = Field(default_factory=dict)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     playbook_dirs: list[str] = Field(default_factory=list)
     ui_url: str | None = Field(None, description="Prefect UI base URL for links; from PREFECT_UI_URL if unset.")
 
@@ -132,6 +150,25 @@ class Settings(BaseSettings):
                     "only ({env: VAR}, {secretsmanager_arn: ...} or {prefect_block: ...})"
                 )
         return self
+
+
+def signing_key(settings: Settings) -> bytes | None:
+    """The approval signing key, when one is configured and set."""
+    ref = settings.approvals.signing_key
+    value = ref.resolve() if ref is not None and not ref.secretsmanager_arn else None
+    if ref is not None and ref.secretsmanager_arn:
+        import boto3
+
+        value = ref.resolve(lambda service: boto3.client(service, endpoint_url=settings.aws.endpoint_url))
+    return value.encode() if value else None
+
+
+def is_local_sandbox(settings: Settings) -> bool:
+    """True when AWS is the local sandbox (a loopback endpoint), never a real account."""
+    from urllib.parse import urlparse
+
+    host = urlparse(settings.aws.endpoint_url or "").hostname
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def _strings(value: Any, path: str = "") -> list[tuple[str, str]]:

@@ -78,7 +78,18 @@ class _Window:
     escalated: bool = False
 
 
-def _resume_at_deadline(flow_run_id: UUID, key: str, gate: str, log: logging.Logger | Any) -> None:
+@dataclass
+class Verification:
+    """How a gate checks who answered: the key the approval service signs with, the nonces already used."""
+
+    key: bytes | None
+    allow_unsigned: bool = False
+    seen: set[str] = field(default_factory=set)
+
+
+def _resume_at_deadline(
+    flow_run_id: UUID, key: str, gate: str, log: logging.Logger | Any, signer: bytes | None = None
+) -> None:
     """Answer the gate with a timeout if it is still paused at `key` (runs on a timer thread)."""
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
@@ -88,6 +99,8 @@ def _resume_at_deadline(flow_run_id: UUID, key: str, gate: str, log: logging.Log
             state = client.read_flow_run(flow_run_id).state
         if not (state and state.is_paused() and state.state_details.pause_key == key):
             return
+        from flows.signing import sign_decision
+
         resume_flow_run(
             flow_run_id,
             run_input={
@@ -96,6 +109,7 @@ def _resume_at_deadline(flow_run_id: UUID, key: str, gate: str, log: logging.Log
                 "approver": "stanch",
                 "reason": "the gate's deadline passed",
                 "channel": TIMER_CHANNEL,
+                "signature": sign_decision(signer, str(flow_run_id), gate, "timeout", "stanch") if signer else None,
             },
         )
     except Exception as exc:  # the run may have been answered in the same instant
@@ -120,7 +134,9 @@ def run_gate(
     flow_run_id: UUID,
     message: str,
     log: logging.Logger | Any,
+    verification: Verification,
     pause: Callable[..., GateAnswer] | None = None,
+    notify: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> GateOutcome:
     """Hold the run at the gate before `step` until it is approved, rejected or times out."""
     from prefect.flow_runs import pause_flow_run
@@ -132,7 +148,16 @@ def run_gate(
     approvals: dict[str, DecisionRecord] = {}
     decisions: list[DecisionRecord] = []
     n = 0
-    emit(
+
+    def tell(kind: str, **data: Any) -> None:
+        emit(kind, **data)
+        if notify is not None:
+            try:
+                notify(kind, data)
+            except Exception as exc:  # telling people must not stop the gate
+                log.warning("gate notification failed: %s", exc)
+
+    tell(
         "gate_opened",
         gate=step.id,
         step=step.display_name,
@@ -167,7 +192,13 @@ def run_gate(
                     ", ".join(sorted(groups.get(escalate_to, []))),
                     window.deadline_at.strftime("%H:%M:%S"),
                 )
-                emit("gate_escalated", gate=step.id, group=escalate_to, deadline=window.deadline_at)
+                tell(
+                    "gate_escalated",
+                    gate=step.id,
+                    group=escalate_to,
+                    members=sorted(groups.get(escalate_to, [])),
+                    deadline=window.deadline_at,
+                )
                 continue
             policy = "reject" if window.escalated or approval.on_timeout != "continue" else "continue"
             text = (
@@ -182,7 +213,9 @@ def run_gate(
         key = pause_key(step.id, n)
         # The timer thread carries this context so it talks to the same Prefect API as the run.
         context = contextvars.copy_context()
-        timer = threading.Timer(remaining, context.run, (_resume_at_deadline, flow_run_id, key, step.id, log))
+        timer = threading.Timer(
+            remaining, context.run, (_resume_at_deadline, flow_run_id, key, step.id, log, verification.key)
+        )
         timer.daemon = True
         timer.start()
         try:
@@ -194,13 +227,13 @@ def run_gate(
             )
         finally:
             timer.cancel()
-        record, verdict = _judge(answer, step, approval, window, run, approvals)
+        record, verdict = _judge(answer, step, approval, window, run, approvals, verification)
         decisions.append(record)
         if record.decision == "timeout" and record.accepted:
             window.deadline = min(window.deadline, time.monotonic())
             continue  # the loop top applies the policy
         _publish_verdict(flow_run_id, key, verdict, log)
-        emit("gate_answer", gate=step.id, record=record, verdict=verdict)
+        tell("gate_answer", gate=step.id, record=record, verdict=verdict)
         if not record.accepted:
             log.warning("Gate before %r refused an answer from %r: %s", step.id, record.approver, record.refusal)
             continue
@@ -240,11 +273,22 @@ def _judge(
     window: _Window,
     run: RunInfo,
     approvals: dict[str, DecisionRecord],
+    verification: Verification,
 ) -> tuple[DecisionRecord, dict[str, Any]]:
     """Check one answer against the gate's policy: the record, and the verdict told to the sender."""
+    from flows.signing import check_decision
+
     approver = answer.approver.strip()
     refusal: str | None = None
-    if answer.gate != step.id:
+    if verification.key is not None and (answer.signature or not verification.allow_unsigned):
+        refusal = check_decision(
+            verification.key, run.id, answer.gate, answer.decision, approver, answer.signature, verification.seen
+        )
+    elif verification.key is None and not verification.allow_unsigned:
+        refusal = "no approval signing key is configured, so no answer can be verified"
+    if refusal is not None:
+        pass
+    elif answer.gate != step.id:
         refusal = f"the answer is for gate {answer.gate!r}, but the open gate is {step.id!r}"
     elif answer.decision == "timeout":
         if answer.channel != TIMER_CHANNEL or time.monotonic() < window.deadline - 2:

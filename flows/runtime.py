@@ -22,9 +22,10 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from flows import expressions
-from flows.config import Settings, load_settings
-from flows.gates import GateOutcome, run_gate
+from flows.config import Settings, is_local_sandbox, load_settings, signing_key
+from flows.gates import GateOutcome, Verification, run_gate
 from flows.model import Playbook, Step, duration_seconds
+from flows.notify import IncidentThread
 from flows.observe import emit
 from flows.records import RunSummary, StepRecord
 from integrations.aws import error_code
@@ -61,27 +62,16 @@ def aws_clients(settings: Settings, session_label: str, account: str | None = No
 
 def build_context(settings: Settings, run: RunInfo, masker: SecretMasker, logger: Any) -> ActionContext:
     aws = aws_clients(settings, run.id)
-    slack_factory = None
-    token_ref = settings.slack.token
-    if token_ref is not None:
 
-        @functools.cache
-        def slack_factory() -> Any:
-            from slack_sdk import WebClient
-            from slack_sdk.http_retry.builtin_handlers import (
-                ConnectionErrorRetryHandler,
-                RateLimitErrorRetryHandler,
-            )
+    @functools.cache
+    def slack_factory() -> Any:
+        from flows.notify import slack_client
 
-            token = token_ref.resolve(aws.client)
-            if not token:
-                raise RuntimeError(f"no Slack token: set {token_ref.describe()}")
-            masker.register(token)
-            return WebClient(
-                token=token,
-                base_url=settings.slack.base_url,
-                retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler()],
-            )
+        client = slack_client(settings, masker, aws.client)
+        if client is None:
+            ref = settings.slack.token
+            raise RuntimeError(f"no Slack token: set {ref.describe() if ref else 'slack.token in the configuration'}")
+        return client
 
     return ActionContext(
         aws=aws,
@@ -194,6 +184,11 @@ class Driver:
         self.bad_targets: dict[str, str] = {}
         self.tasks = {s.id: _make_tasks(s, self.specs[s.id], self._step_context(s)) for s in playbook.steps}
         self.approved: set[str] = set()
+        self.thread: IncidentThread | None = None
+        self.verification = Verification(
+            key=signing_key(settings),
+            allow_unsigned=settings.approvals.allow_unsigned and is_local_sandbox(settings),
+        )
         self.running: dict[Any, _Unit] = {}
         self.queued: dict[str, deque[tuple[int, Any]]] = {}
         self.item_results: dict[str, dict[int, Any]] = {}
@@ -216,6 +211,18 @@ class Driver:
     # ---------------------------------------------------------------- scheduling
 
     def execute(self) -> RunSummary:
+        if any(s.approval for s in self.playbook.steps):
+            if self.verification.allow_unsigned:
+                self.log.warning(
+                    "UNSIGNED APPROVALS ACCEPTED: approvals.allow_unsigned is on (sandbox only). Anyone who can "
+                    "reach the Prefect API can answer this run's gates."
+                )
+            elif self.verification.key is None:
+                self.abort_reason = (
+                    "this playbook has approval gates but no approval signing key is configured: set "
+                    "approvals.signing_key (default: the STANCH_APPROVAL_KEY environment variable), shared with "
+                    "the approval service (`stanch serve`)"
+                )
         while True:
             gated = self._schedule()
             if self.running:
@@ -411,6 +418,8 @@ class Driver:
         if record.started_at is not None:
             record.finished_at = now
         emit("step_finished", record=record.model_copy(deep=True))
+        if self.thread:
+            self.thread.step(record)
 
     # ---------------------------------------------------------------- gates
 
@@ -424,10 +433,21 @@ class Driver:
         except expressions.ExpressionError as exc:
             message = f"(the gate's message could not be rendered: {exc})"
         message = self.masker.mask(message or f"Run step {step.display_name} ({step.uses})?")
-        outcome = run_gate(step, self.playbook.approvers, self.run, self.flow_run_id, message, self.log)
+        outcome = run_gate(
+            step,
+            self.playbook.approvers,
+            self.run,
+            self.flow_run_id,
+            message,
+            self.log,
+            self.verification,
+            notify=self.thread.gate if self.thread else None,
+        )
         record.decisions.extend(outcome.decisions)
         self._gate_artifact(step, outcome)
         emit("gate_closed", gate=step.id, status=outcome.status, policy=outcome.policy, message=outcome.message)
+        if self.thread:
+            self.thread.gate("gate_closed", {"gate": step.id, "status": outcome.status, "message": outcome.message})
         if outcome.status == "approved":
             self.approved.add(step.id)
             return
@@ -465,6 +485,8 @@ class Driver:
             state = "Completed"
             parts = [f"step {r.id} failed (on_failure: continue): {r.reason}" for r in failed] + self.notes
             message = "; ".join(parts) or "all steps finished"
+        if self.thread and self.thread.failures:
+            message += f" ({len(self.thread.failures)} Slack notification(s) failed: {self.thread.failures[0]})"
         return RunSummary(
             run_id=str(self.flow_run_id),
             playbook=self.playbook.metadata.name,
@@ -520,9 +542,12 @@ def execute_playbook(
         trigger,
     )
     driver = Driver(playbook, inputs, alert, run, flow_run.id, settings, logger)
+    driver.thread = IncidentThread(settings, run, driver.masker, logger, ui_url)
+    driver.thread.start(playbook.metadata.title)
     summary = driver.execute()
     summary.flow_run_name = flow_run.name
     summary.ui_url = ui_url
+    driver.thread.finish(summary)
     _summary_artifact(summary, logger)
     emit("run_finished", summary=summary)
     if summary.state == "Failed":

@@ -51,8 +51,63 @@ def sandbox_session() -> Iterator[Any]:
     box.stop()
 
 
+APPROVERS = {"alice": "U0ALICE", "bob": "U0BOB", "dana": "U0DANA", "carol": "U0CAROL", "mallory": "U0MALLORY"}
+
+
+def approver_token(name: str) -> str:
+    return f"sandbox-token-{name}-0123456789"
+
+
+@pytest.fixture(scope="session")
+def stanch_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's configuration file: approver identities with Slack ids and CLI token hashes."""
+    import yaml
+
+    from flows.signing import token_hash
+
+    path = tmp_path_factory.mktemp("config") / "stanch.yaml"
+    approvers = {
+        name: {"slack_user_id": slack_id, "token_sha256": token_hash(approver_token(name))}
+        for name, slack_id in APPROVERS.items()
+    }
+    path.write_text(yaml.safe_dump({"approvers": approvers, "approvals": {"escalation_channel": "#security-escalations"}}))
+    os.environ["STANCH_CONFIG"] = str(path)
+    yield path
+    os.environ.pop("STANCH_CONFIG", None)
+
+
+@pytest.fixture(scope="session")
+def approval_service(sandbox_session: Any, stanch_config: Path, prefect_api: str) -> Iterator[str]:
+    """`stanch serve`'s app on a free loopback port, for the whole session; its base URL."""
+    import socket
+    import time
+
+    import uvicorn
+
+    from flows.config import load_settings
+    from flows.service import create_app
+
+    sandbox_session.activate()
+    try:
+        app = create_app(load_settings())
+    finally:
+        sandbox_session.deactivate()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
 @pytest.fixture
-def sandbox(sandbox_session: Any) -> Iterator[Any]:
+def sandbox(sandbox_session: Any, stanch_config: Path) -> Iterator[Any]:
     """The session's sandbox, emptied and seeded afresh, pointed at for this test only."""
     sandbox_session.reset()
     sandbox_session.activate()

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import FIXTURES, STANCH, cli_env, start_run
+from conftest import FIXTURES, STANCH, approver_token, cli_env, start_run
 
 from flows.approvals import ApprovalError, answer_gate, open_gate
 from flows.launch import LaunchError
@@ -74,7 +74,7 @@ steps:
 {escalation}""")
 
 
-def test_gate_pauses_cli_approve_resumes_and_key_becomes_inactive(sandbox: Any) -> None:
+def test_gate_pauses_cli_approve_resumes_and_key_becomes_inactive(sandbox: Any, approval_service: str) -> None:
     key = sandbox.keys["ci-deployer"][0]
     run = start_run(FLAGSHIP, {"access_key_id": key, "user_name": "ci-deployer"}, launched_by="erin", sandbox=True)
     opened = run.wait_for("gate_opened", gate="deactivate-key")
@@ -99,7 +99,7 @@ def test_gate_pauses_cli_approve_resumes_and_key_becomes_inactive(sandbox: Any) 
         capture_output=True,
         text=True,
         timeout=90,
-        env=cli_env(),
+        env=cli_env(STANCH_APPROVER_TOKEN=approver_token("alice"), STANCH_APPROVALS__SERVICE_URL=approval_service),
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -157,7 +157,7 @@ def test_rejected_gate_leaves_key_active_and_run_cancelled(sandbox: Any) -> None
     assert flow_run(summary.run_id).state.type.value == "CANCELLED"
 
 
-def test_outsider_is_refused_and_the_gate_keeps_waiting(sandbox: Any) -> None:
+def test_outsider_is_refused_and_the_gate_keeps_waiting(sandbox: Any, approval_service: str) -> None:
     key = sandbox.keys["alice"][0]
     run = start_run(gated(), {"access_key_id": key}, launched_by="erin")
     run.wait_for("gate_opened")
@@ -178,7 +178,7 @@ def test_outsider_is_refused_and_the_gate_keeps_waiting(sandbox: Any) -> None:
         capture_output=True,
         text=True,
         timeout=90,
-        env=cli_env(),
+        env=cli_env(STANCH_APPROVER_TOKEN=approver_token("mallory"), STANCH_APPROVALS__SERVICE_URL=approval_service),
         check=False,
     )
     assert proc.returncode == 1
@@ -250,6 +250,10 @@ def test_on_timeout_escalate_asks_the_second_group_then_rejects(sandbox: Any) ->
     assert summary.state == "Cancelled"
     assert "after escalation" in summary.message
     assert sandbox.key_states()[key] == "alice: Active"
+    # The escalation reached the escalation channel, mentioning the escalation group by their Slack ids.
+    texts = [m["text"] for m in sandbox.slack.messages("security-escalations")]
+    assert texts[0].startswith("Escalated: the gate before deactivate had no decision in time; leads may now decide")
+    assert texts[1] == "<@U0CAROL>"
 
 
 def test_on_timeout_escalate_lets_the_escalation_group_approve(sandbox: Any) -> None:
@@ -472,3 +476,21 @@ steps:
     names = sorted(r.name for r in runs if r.name.startswith("check"))
     assert len(names) == 15, names  # chunks of ceil(100 / (2 slots x 8)) = 7 items
     assert "check[0-6]" in names
+
+
+def test_a_slack_outage_never_fails_containment(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STANCH_SANDBOX_SLACK_TOKEN", "xoxb-revoked-token-000000")  # every Slack call: invalid_auth
+    key = sandbox.keys["alice"][0]
+    pb = playbook("""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {name: no-slack, title: No Slack, severity: high}
+inputs:
+  key: {type: string}
+steps:
+  - {id: contain, phase: contain, uses: aws.iam.deactivate_access_key, with: {access_key_id: "${{ inputs.key }}"}}
+""")
+    summary = run_playbook(pb, {"key": key}, launched_by="erin")
+    assert summary.state == "Completed"
+    assert sandbox.key_states()[key] == "alice: Inactive"
+    assert "Slack notification(s) failed" in summary.message and "invalid_auth" in summary.message

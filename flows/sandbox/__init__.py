@@ -75,6 +75,8 @@ class Sandbox:
     vendor: VendorStandIn | None = None
     keys: dict[str, list[str]] = field(default_factory=dict)
     cloudtrail_bucket: str | None = None
+    slack_signing_secret: str = field(default_factory=lambda: __import__("secrets").token_hex(16))
+    approval_key: str = field(default_factory=lambda: __import__("secrets").token_hex(32))
     scenario: dict[str, str] = field(default_factory=dict)
     separate_process: bool = False  # serve moto from its own process (loads that share one GIL badly)
     _moto: Any = None
@@ -134,6 +136,9 @@ class Sandbox:
             "STANCH_SANDBOX_SLACK_TOKEN": self.slack.token,
             "STANCH_SLACK__TOKEN": '{"env": "STANCH_SANDBOX_SLACK_TOKEN"}',
             "STANCH_SANDBOX_VENDOR_URL": self.vendor.base_url if self.vendor else "",
+            "STANCH_APPROVAL_KEY": self.approval_key,
+            "STANCH_SLACK_SIGNING_SECRET": self.slack_signing_secret,
+            "STANCH_SLACK__INCIDENT_CHANNEL": "#stanch-incidents",
         }
 
     def activate(self) -> None:

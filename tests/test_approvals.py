@@ -1,0 +1,300 @@
+"""Approvals with verified identity: signed Slack clicks and CLI tokens through the approval service."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from conftest import APPROVERS, FIXTURES, BackgroundRun, start_run
+
+from flows.approvals import answer_gate
+from flows.model import Playbook
+from flows.validate import check_text
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+CHANNEL = "stanch-incidents"
+
+
+def gated(min_approvals: int = 1, extra: str = "") -> Playbook:
+    checked = check_text(
+        f"""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {{name: slack-gate, title: Slack gate, severity: high}}
+inputs:
+  access_key_id: {{type: string}}
+approvers:
+  oncall: [alice, bob, dana]
+  leads: [carol]
+steps:
+  - id: deactivate
+    phase: contain
+    uses: aws.iam.deactivate_access_key
+    approval: {{from: oncall, timeout: 60s, min_approvals: {min_approvals}{extra}}}
+    with: {{access_key_id: "${{{{ inputs.access_key_id }}}}"}}
+""",
+        "slack-gate.yaml",
+    )
+    assert checked.playbook is not None, [str(p) for p in checked.problems]
+    return checked.playbook
+
+
+def gate_message(sandbox: Any, gate: str) -> dict[str, Any]:
+    for message in sandbox.slack.messages(CHANNEL):
+        if message["text"].startswith(f"Approval needed before {gate}:") and not message.get("blocks"):
+            return message  # already decided: the buttons are gone, the message stays
+        for block in message.get("blocks") or []:
+            for element in block.get("elements", []):
+                if element.get("action_id") == "stanch_approve" and json.loads(element["value"])["gate"] == gate:
+                    return message
+    raise AssertionError(f"no gate message for {gate}")
+
+
+def click(
+    service: str,
+    sandbox: Any,
+    run: BackgroundRun,
+    gate: str,
+    user: str,
+    action: str = "stanch_approve",
+    reason: str = "",
+    age: int = 0,
+    secret: str | None = None,
+    replay: tuple[bytes, dict[str, str]] | None = None,
+) -> tuple[int, dict[str, Any], tuple[bytes, dict[str, str]]]:
+    """A block_actions interaction as Slack sends it, signed as Slack signs it (or a replay of one)."""
+    if replay is not None:
+        return _post(service, *replay)
+    message = gate_message(sandbox, gate)
+    channel_id = next(c.id for c in sandbox.slack.channels.values() if c.name == CHANNEL)
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "team_id": "T0SANDBOX"},
+        "api_app_id": "A0STANCH",
+        "container": {"type": "message", "channel_id": channel_id, "message_ts": message["ts"], "is_ephemeral": False},
+        "channel": {"id": channel_id, "name": CHANNEL},
+        "message": {"ts": message["ts"], "text": message["text"]},
+        "response_url": "https://hooks.slack.com/actions/T0SANDBOX/1/abc",
+        "state": {"values": {"reason": {"stanch_reason": {"type": "plain_text_input", "value": reason}}}},
+        "actions": [
+            {
+                "action_id": action,
+                "block_id": "actions",
+                "value": json.dumps({"run_id": run.run_id, "gate": gate}),
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    stamp = str(int(time.time()) - age)
+    digest = hmac.new((secret or sandbox.slack_signing_secret).encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
+    headers = {
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest.hexdigest()}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    return _post(service, body, headers)
+
+
+def _post(service: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any], tuple[bytes, dict[str, str]]]:
+    request = urllib.request.Request(f"{service}/slack/interactions", data=body, method="POST", headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            return response.status, json.loads(response.read()), (body, headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}"), (body, headers)
+
+
+def still_waiting(run: BackgroundRun) -> None:
+    run.wait_paused()
+    assert run.thread is not None and run.thread.is_alive()
+
+
+def test_refused_clicks_and_forged_decisions_change_nothing(sandbox: Any, approval_service: str) -> None:
+    key = sandbox.keys["alice"][0]
+    run = start_run(gated(), {"access_key_id": key}, launched_by="dana", sandbox=True)
+    run.wait_for("gate_opened")
+    still_waiting(run)
+    # A forged Slack request (wrong signing secret) and a stale one (six minutes old): 401, nothing changed.
+    status, _, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["alice"], secret="not-the-secret")
+    assert status == 401
+    status, _, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["alice"], age=360)
+    assert status == 401
+    # Someone Slack knows but Stanch does not.
+    status, body, _ = click(approval_service, sandbox, run, "deactivate", "U0STRANGER")
+    assert status == 200 and "is not a Stanch approver" in body["text"]
+    # A known person outside the gate's group, and the launcher under separate_duties.
+    status, body, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["mallory"])
+    assert status == 200 and body["accepted"] is False and "not in approver group oncall" in body["message"]
+    status, body, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["dana"])
+    assert body["accepted"] is False and "launched this run" in body["message"]
+    # Straight to Prefect's resume API: unsigned (as Prefect's UI form would send it), and with a made-up signature.
+    unsigned = answer_gate(run.run_id, "deactivate", "bob", "approve", "typed into the UI", sign=False)
+    assert unsigned.accepted is False and "not signed by the approval service" in unsigned.message
+    forged = answer_gate(run.run_id, "deactivate", "bob", "approve", "forged", signature="v1:1:abcd:" + "0" * 64)
+    assert forged.accepted is False and "does not match" in forged.message
+    still_waiting(run)
+    assert sandbox.key_states()[key] == "alice: Active"
+    # The decisions were refused with reasons the run kept; the gate's message says so too.
+    status, body, accepted = click(approval_service, sandbox, run, "deactivate", APPROVERS["bob"], reason="confirmed")
+    assert body["accepted"] is True
+    summary = run.result()
+    assert summary.state == "Completed"
+    # A replay of the accepted click is recognised and changes nothing.
+    status, body, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["bob"], replay=accepted)
+    assert status == 200 and "already handled" in body["text"]
+    refused = [d.refusal for d in summary.decisions() if not d.accepted]
+    assert len(refused) == 4, refused
+    assert [d.channel for d in summary.decisions() if d.accepted] == ["slack"]
+    text = sandbox.slack.messages(CHANNEL)
+    [closed] = [m["text"] for m in text if m["text"].startswith("Approval needed before deactivate")]
+    assert "approved by bob" in closed.lower()
+
+
+def test_a_replayed_signed_decision_is_refused(sandbox: Any) -> None:
+    from flows.signing import sign_decision
+
+    key = sandbox.keys["alice"][0]
+    run = start_run(gated(min_approvals=2), {"access_key_id": key}, launched_by="erin", sandbox=True)
+    run.wait_for("gate_opened")
+    still_waiting(run)
+    signature = sign_decision(sandbox.approval_key.encode(), run.run_id, "deactivate", "approve", "bob")
+    first = answer_gate(run.run_id, "deactivate", "bob", "approve", "yes", signature=signature)
+    assert first.accepted
+    still_waiting(run)
+    again = answer_gate(run.run_id, "deactivate", "dana", "approve", "yes", signature=signature)
+    assert again.accepted is False and "does not match" in again.message, "bound to bob"
+    replayed = answer_gate(run.run_id, "deactivate", "bob", "approve", "yes", signature=signature)
+    assert replayed.accepted is False and ("replay" in replayed.message or "already approved" in replayed.message)
+    old = sign_decision(
+        sandbox.approval_key.encode(), run.run_id, "deactivate", "approve", "dana", at=int(time.time()) - 400
+    )
+    expired = answer_gate(run.run_id, "deactivate", "dana", "approve", "late", signature=old)
+    assert expired.accepted is False and "expires after 300 s" in expired.message
+    assert answer_gate(run.run_id, "deactivate", "dana", "approve", "yes").accepted
+    assert run.result().state == "Completed"
+
+
+def test_two_slack_approvers_and_the_run_moves_on_within_two_seconds(sandbox: Any, approval_service: str) -> None:
+    key = sandbox.keys["alice"][0]
+    run = start_run(gated(min_approvals=2), {"access_key_id": key}, launched_by="erin", sandbox=True)
+    run.wait_for("gate_opened")
+    still_waiting(run)
+    _, first, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["alice"], reason="seen it")
+    assert first["accepted"] and "1 of 2" in first["message"]
+    still_waiting(run)
+    clicked = time.monotonic()
+    _, second, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["bob"], reason="agreed")
+    assert second["accepted"]
+    run.wait_for("step_finished", timeout=10)
+    assert time.monotonic() - clicked < 2.0
+    summary = run.result()
+    assert summary.state == "Completed"
+    assert sandbox.key_states()[key] == "alice: Inactive"
+
+
+def test_cli_tokens_are_checked_by_the_service(sandbox: Any, approval_service: str) -> None:
+    request = urllib.request.Request(  # noqa: S310
+        f"{approval_service}/approve",
+        data=json.dumps({"run_id": "x", "gate": "g", "approver": "alice", "decision": "approve"}).encode(),
+        method="POST",
+        headers={"Authorization": "Bearer wrong", "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    assert info.value.code == 401
+    with urllib.request.urlopen(f"{approval_service}/healthz", timeout=10) as response:  # noqa: S310
+        assert json.loads(response.read()) == {"ok": True}
+
+
+def test_a_click_for_an_unknown_run_gets_a_message_not_an_error(sandbox: Any, approval_service: str) -> None:
+    key = sandbox.keys["alice"][0]
+    run = start_run(gated(), {"access_key_id": key}, launched_by="erin", sandbox=True)
+    run.wait_for("gate_opened")
+    still_waiting(run)
+    assert answer_gate(run.run_id, "deactivate", "bob", "reject", "not now").accepted
+    assert run.result().state == "Cancelled"
+    status, body, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["alice"])
+    assert status == 200 and body["accepted"] is False and "is not waiting at a gate" in body["message"]
+
+
+def test_gates_without_a_signing_key_stop_the_run_before_anything(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.runner import run_playbook
+
+    monkeypatch.delenv("STANCH_APPROVAL_KEY")
+    summary = run_playbook(gated(), {"access_key_id": sandbox.keys["alice"][0]}, launched_by="erin")
+    assert summary.state == "Failed" and "no approval signing key is configured" in summary.message
+    assert sandbox.key_states()[sandbox.keys["alice"][0]] == "alice: Active"
+
+
+def test_unsigned_answers_only_in_the_sandbox_and_loudly(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STANCH_APPROVAL_KEY")
+    monkeypatch.setenv("STANCH_APPROVALS__ALLOW_UNSIGNED", "true")
+    key = sandbox.keys["alice"][0]
+    run = start_run(gated(), {"access_key_id": key}, launched_by="erin", sandbox=True)
+    run.wait_for("gate_opened")
+    still_waiting(run)
+    assert answer_gate(run.run_id, "deactivate", "bob", "approve", "dev", sign=False).accepted
+    assert run.result().state == "Completed"
+
+
+def test_the_flagship_answered_from_slack_keeps_one_incident_thread(sandbox: Any, approval_service: str) -> None:
+    key = sandbox.scenario["key"]
+    health = json.loads((FIXTURES / "alerts" / "aws-health-risk-credentials-exposed.json").read_text())
+    health["detail"]["affectedEntities"][0]["entityValue"] = key
+    run = start_run(
+        "aws-access-key-compromise",
+        {
+            "user_name": "ci-deployer",
+            "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
+            "secret_id": "workloads/ci-deployer/aws",
+        },
+        alert=health,
+        launched_by="erin",
+        sandbox=True,
+    )
+    for gate in ("approve-containment", "rotate-key"):
+        run.wait_for("gate_opened", gate=gate, timeout=90)
+        still_waiting(run)
+        _, body, _ = click(approval_service, sandbox, run, gate, APPROVERS["alice"], reason=f"ok {gate}")
+        assert body["accepted"], body
+    summary = run.result(timeout=120)
+    assert summary.state == "Completed", summary.message
+    messages = sandbox.slack.messages(CHANNEL)
+    root = messages[0]
+    assert root["thread_ts"] is None and f"Incident {summary.incident_id}" in root["text"]
+    assert root["text"].endswith("ended Completed.")
+    thread = [m["text"] for m in messages[1:]]
+    assert all(m["thread_ts"] == root["ts"] for m in messages[1:])
+
+    def at(words: str) -> int:
+        found = [i for i, text in enumerate(thread) if words in text]
+        assert len(found) == 1, (words, thread)
+        return found[0]
+
+    contained = [
+        at(f"{step} changed")
+        for step in (
+            "quarantine-created-users (contain)",
+            "deactivate-created-keys (contain)",
+            "disable-created-logins (contain)",
+            "detach-attached-policies (eradicate)",
+        )
+    ]
+    # In order: contained at once, asked, contained what the attacker made (concurrently), asked, rotated, summed up.
+    assert at("deactivate-now (contain) changed: set " + key) < at("Approval needed before approve-containment")
+    assert at("Approval needed before approve-containment") < min(contained)
+    assert max(contained) < at("Approval needed before rotate-key") < at("rotate-key (rotate) changed: ci-deployer: new key")
+    assert at("Completed: all steps finished") == len(thread) - 1
+    decided = [t for t in thread if t.startswith("Approval needed before") and "approved by alice" in t.lower()]
+    assert len(decided) == 2, thread
+    assert "```" in thread[-1] and "rotate-key" in thread[-1]
