@@ -500,7 +500,7 @@ def demo(
                     time.sleep(1.0)
                     decision: Literal["approve", "reject"] = "reject" if reject else "approve"
                     out.print(f"    [dim]demo approver {approver} answers: {decision}[/]")
-                    answer_gate(run_id, data["gate"], approver, decision, "demo: reviewed by on-call")
+                    answer_gate(run_id, data["gate"], approver, decision, "demo: reviewed by on-call", channel="demo")
 
                 context = contextvars.copy_context()
                 threading.Thread(target=context.run, args=(answer,), daemon=True).start()

@@ -137,6 +137,7 @@ def run_gate(
     verification: Verification,
     pause: Callable[..., GateAnswer] | None = None,
     notify: Callable[[str, dict[str, Any]], None] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> GateOutcome:
     """Hold the run at the gate before `step` until it is approved, rejected or times out."""
     from prefect.flow_runs import pause_flow_run
@@ -166,6 +167,7 @@ def run_gate(
         min_approvals=approval.min_approvals,
         deadline=window.deadline_at,
         message=message,
+        **(details or {}),
     )
     log.warning(
         "Gate before %r is waiting for %d approval(s) from %s (%s) until %s UTC. Answer with: "

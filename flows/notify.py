@@ -144,6 +144,14 @@ class IncidentThread:
             blocks = [
                 {"type": "section", "text": {"type": "mrkdwn", "text": f"Approval needed before {gate}: {data['message']}"}},
                 {
+                    "type": "section",
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": f"{data.get('action', '')}: "
+                        + ", ".join(f"{k}={v}" for k, v in (data.get("arguments") or {}).items())[:2500],
+                    },
+                },
+                {
                     "type": "context",
                     "elements": [
                         {

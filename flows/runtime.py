@@ -433,6 +433,14 @@ class Driver:
         except expressions.ExpressionError as exc:
             message = f"(the gate's message could not be rendered: {exc})"
         message = self.masker.mask(message or f"Run step {step.display_name} ({step.uses})?")
+        try:
+            if step.for_each is None:
+                arguments: Any = expressions.evaluate(step.with_, self._context())
+            else:
+                items = expressions.evaluate_string(step.for_each, self._context())
+                arguments = {"for each of": f"{len(items)} item(s)" if isinstance(items, list) else items, **step.with_}
+        except expressions.ExpressionError as exc:
+            arguments = {"(not yet known)": str(exc)}
         outcome = run_gate(
             step,
             self.playbook.approvers,
@@ -442,6 +450,7 @@ class Driver:
             self.log,
             self.verification,
             notify=self.thread.gate if self.thread else None,
+            details={"action": step.uses, "arguments": self.masker.mask_data(arguments)},
         )
         record.decisions.extend(outcome.decisions)
         self._gate_artifact(step, outcome)

@@ -298,3 +298,45 @@ def test_the_flagship_answered_from_slack_keeps_one_incident_thread(sandbox: Any
     decided = [t for t in thread if t.startswith("Approval needed before") and "approved by alice" in t.lower()]
     assert len(decided) == 2, thread
     assert "```" in thread[-1] and "rotate-key" in thread[-1]
+
+
+def test_the_gate_message_shows_what_the_step_will_do(sandbox: Any, approval_service: str) -> None:
+    key = sandbox.keys["alice"][0]
+    run = start_run(gated(), {"access_key_id": key}, launched_by="erin", sandbox=True)
+    run.wait_for("gate_opened")
+    still_waiting(run)
+    message = gate_message(sandbox, "deactivate")
+    texts = [b["text"]["text"] for b in message["blocks"] if b["type"] == "section"]
+    assert texts[1] == f"aws.iam.deactivate_access_key: access_key_id={key}"
+    context = next(b for b in message["blocks"] if b["type"] == "context")["elements"][0]["text"]
+    assert context.startswith("1 approval(s) from oncall (alice, bob, dana) by ")
+    assert any(b["type"] == "input" and b["element"]["action_id"] == "stanch_reason" for b in message["blocks"])
+    assert answer_gate(run.run_id, "deactivate", "bob", "reject", "not now").accepted
+    assert run.result().state == "Cancelled"
+
+
+def test_stanch_serve_answers_healthz() -> None:
+    import socket
+    import subprocess
+
+    from conftest import STANCH, cli_env
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [STANCH, "serve", "--port", str(port)], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    assert json.loads(response.read()) == {"ok": True}
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "stanch serve did not start"
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(10)
