@@ -33,6 +33,7 @@ from integrations.context import ActionContext, AwsClients, RunInfo
 from integrations.masking import SecretMasker, install_log_masking
 from integrations.registry import ActionSpec, get_action
 
+_PAST = {"approve": "approved", "reject": "rejected", "timeout": "timed out"}
 _DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess")
 _BLOCKING_STATES = ("failed", "blocked", "rejected", "timed_out", "not_run")
 
@@ -456,7 +457,15 @@ class Driver:
         self._gate_artifact(step, outcome)
         emit("gate_closed", gate=step.id, status=outcome.status, policy=outcome.policy, message=outcome.message)
         if self.thread:
-            self.thread.gate("gate_closed", {"gate": step.id, "status": outcome.status, "message": outcome.message})
+            decided = "; ".join(
+                f"{_PAST[d.decision]} by {d.approver} at {d.at:%H:%M:%S} UTC via {d.channel}: {d.reason}"
+                for d in outcome.decisions
+                if d.accepted and d.decision != "timeout"
+            )
+            self.thread.gate(
+                "gate_closed",
+                {"gate": step.id, "status": outcome.status, "message": decided or outcome.message},
+            )
         if outcome.status == "approved":
             self.approved.add(step.id)
             return

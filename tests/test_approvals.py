@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import APPROVERS, FIXTURES, BackgroundRun, start_run
+from conftest import APPROVERS, BackgroundRun, start_run
+from test_playbooks import start_flagship_on_health_alert
 
 from flows.approvals import answer_gate
 from flows.model import Playbook
@@ -196,7 +197,9 @@ def test_two_slack_approvers_and_the_run_moves_on_within_two_seconds(sandbox: An
     _, second, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["bob"], reason="agreed")
     assert second["accepted"]
     run.wait_for("step_finished", timeout=10)
-    assert time.monotonic() - clicked < 2.0
+    elapsed = time.monotonic() - clicked
+    assert elapsed < 2.0, f"the run moved on {elapsed:.2f} s after the second click"
+    print(f"moved on {elapsed:.2f} s after the second click")
     summary = run.result()
     assert summary.state == "Completed"
     assert sandbox.key_states()[key] == "alice: Inactive"
@@ -249,19 +252,7 @@ def test_unsigned_answers_only_in_the_sandbox_and_loudly(sandbox: Any, monkeypat
 
 def test_the_flagship_answered_from_slack_keeps_one_incident_thread(sandbox: Any, approval_service: str) -> None:
     key = sandbox.scenario["key"]
-    health = json.loads((FIXTURES / "alerts" / "aws-health-risk-credentials-exposed.json").read_text())
-    health["detail"]["affectedEntities"][0]["entityValue"] = key
-    run = start_run(
-        "aws-access-key-compromise",
-        {
-            "user_name": "ci-deployer",
-            "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
-            "secret_id": "workloads/ci-deployer/aws",
-        },
-        alert=health,
-        launched_by="erin",
-        sandbox=True,
-    )
+    run = start_flagship_on_health_alert(sandbox)
     for gate in ("approve-containment", "rotate-key"):
         run.wait_for("gate_opened", gate=gate, timeout=90)
         still_waiting(run)

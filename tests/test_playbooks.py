@@ -21,9 +21,26 @@ def answer(run: BackgroundRun, gate: str, decision: str = "approve", who: str = 
     assert verdict.accepted, verdict.message
 
 
-def alert(name: str, **changes: Any) -> dict[str, Any]:
+def alert(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((FIXTURES / "alerts" / name).read_text())
     return data
+
+
+def start_flagship_on_health_alert(sandbox: Any) -> BackgroundRun:
+    """The leaked-key playbook on an AWS Health alert for the sandbox scenario's key, with rotation."""
+    health = alert("aws-health-risk-credentials-exposed.json")
+    health["detail"]["affectedEntities"][0]["entityValue"] = sandbox.scenario["key"]
+    return start_run(
+        "aws-access-key-compromise",
+        {
+            "user_name": "ci-deployer",
+            "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
+            "secret_id": "workloads/ci-deployer/aws",
+        },
+        alert=health,
+        launched_by="erin",
+        sandbox=True,
+    )
 
 
 def states(summary: Any) -> dict[str, str]:
@@ -52,21 +69,9 @@ def _login(iam: Any, user: str) -> Any:
 
 def test_leaked_key_confirmed_by_aws_health_is_contained_reviewed_cleaned_up_and_rotated(sandbox: Any) -> None:
     key = sandbox.scenario["key"]
-    health = alert("aws-health-risk-credentials-exposed.json")
-    health["detail"]["affectedEntities"][0]["entityValue"] = key
     before = iam_state(sandbox)
     assert before["backdoor_login"] and before["backdoor_attached"]
-    run = start_run(
-        "aws-access-key-compromise",
-        {
-            "user_name": "ci-deployer",
-            "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
-            "secret_id": "workloads/ci-deployer/aws",
-        },
-        alert=health,
-        launched_by="erin",
-        sandbox=True,
-    )
+    run = start_flagship_on_health_alert(sandbox)
     answer(run, "approve-containment")
     answer(run, "rotate-key")
     summary = run.result(timeout=120)
