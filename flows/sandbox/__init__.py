@@ -60,6 +60,12 @@ _EC2_TRUST = {
 }
 
 
+def _env_or_random(name: str, size: int) -> str:
+    import secrets
+
+    return os.environ.get(name) or secrets.token_hex(size)
+
+
 def datetime_of(stamp: str) -> Any:
     from datetime import UTC, datetime
 
@@ -75,8 +81,9 @@ class Sandbox:
     vendor: VendorStandIn | None = None
     keys: dict[str, list[str]] = field(default_factory=dict)
     cloudtrail_bucket: str | None = None
-    slack_signing_secret: str = field(default_factory=lambda: __import__("secrets").token_hex(16))
-    approval_key: str = field(default_factory=lambda: __import__("secrets").token_hex(32))
+    # Taken from the environment when set, so `stanch serve` in another terminal can share them.
+    slack_signing_secret: str = field(default_factory=lambda: _env_or_random("STANCH_SLACK_SIGNING_SECRET", 16))
+    approval_key: str = field(default_factory=lambda: _env_or_random("STANCH_APPROVAL_KEY", 32))
     scenario: dict[str, str] = field(default_factory=dict)
     separate_process: bool = False  # serve moto from its own process (loads that share one GIL badly)
     _moto: Any = None

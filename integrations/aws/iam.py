@@ -20,6 +20,11 @@ AccessKeyId = Annotated[
 UserName = Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,64}$", description="An IAM user name.")]
 
 
+def _on_user(*actions: str) -> list[Permission]:
+    """IAM actions on the user named by the `user_name` argument (any user when it is known only at run time)."""
+    return [Permission(a, "arn:aws:iam::*:user/{user_name}") for a in actions]
+
+
 class AccessKeyInfo(ActionResult):
     access_key_id: str
     status: Literal["Active", "Inactive"]
@@ -56,8 +61,7 @@ def owner_of_key(ctx: ActionContext, access_key_id: str) -> str:
     "aws.iam.list_access_keys",
     mutates=False,
     permissions=[
-        Permission("iam:ListAccessKeys", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:GetAccessKeyLastUsed", "arn:aws:iam::*:user/{user_name}"),
+        *_on_user("iam:ListAccessKeys", "iam:GetAccessKeyLastUsed"),
     ],
     calls=["iam:ListAccessKeys", "iam:GetAccessKeyLastUsed"],
 )
@@ -88,9 +92,7 @@ def list_access_keys(ctx: ActionContext, user_name: UserName) -> AccessKeyList:
     "aws.iam.deactivate_access_key",
     mutates=True,
     permissions=[
-        Permission("iam:GetAccessKeyLastUsed", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:ListAccessKeys", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:UpdateAccessKey", "arn:aws:iam::*:user/{user_name}"),
+        *_on_user("iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:UpdateAccessKey"),
     ],
     calls=["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:UpdateAccessKey"],
 )
@@ -363,8 +365,7 @@ class LoginProfileChange(Change):
     "aws.iam.disable_console_login",
     mutates=True,
     permissions=[
-        Permission("iam:GetLoginProfile", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:DeleteLoginProfile", "arn:aws:iam::*:user/{user_name}"),
+        *_on_user("iam:GetLoginProfile", "iam:DeleteLoginProfile"),
     ],
     calls=["iam:GetLoginProfile", "iam:DeleteLoginProfile"],
 )
@@ -532,13 +533,15 @@ def _verify_key(ctx: ActionContext, user_name: str, pair: dict[str, str], attemp
     "aws.iam.rotate_access_key",
     mutates=True,
     permissions=[
-        Permission("iam:ListAccessKeys", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:CreateAccessKey", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:UpdateAccessKey", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:DeleteAccessKey", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:ListUserTags", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:TagUser", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:UntagUser", "arn:aws:iam::*:user/{user_name}"),
+        *_on_user(
+            "iam:ListAccessKeys",
+            "iam:CreateAccessKey",
+            "iam:UpdateAccessKey",
+            "iam:DeleteAccessKey",
+            "iam:ListUserTags",
+            "iam:TagUser",
+            "iam:UntagUser",
+        ),
         Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
         Permission("secretsmanager:PutSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
         Permission("secretsmanager:UpdateSecretVersionStage", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
@@ -726,9 +729,7 @@ class KeyDeletion(Change):
     "aws.iam.delete_access_key",
     mutates=True,
     permissions=[
-        Permission("iam:GetAccessKeyLastUsed", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:ListAccessKeys", "arn:aws:iam::*:user/{user_name}"),
-        Permission("iam:DeleteAccessKey", "arn:aws:iam::*:user/{user_name}"),
+        *_on_user("iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:DeleteAccessKey"),
         Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
     ],
     calls=["iam:ListAccessKeys", "secretsmanager:GetSecretValue", "iam:DeleteAccessKey"],
