@@ -536,9 +536,13 @@ def demo(
         out.print(changes if changes.row_count else "Nothing changed in the simulated account.")
         if box.slack is None:
             raise _fail("the sandbox has no Slack stand-in")
-        out.print("\nSlack messages posted (sandbox #incident-response):")
+        out.print("\nSlack messages the playbook posted (sandbox #incident-response):")
         for message in box.slack.messages("incident-response"):
             out.print(f"  • {escape(message['text'])}")
+        out.print("\nThe run's incident thread (sandbox #stanch-incidents):")
+        for message in box.slack.messages("stanch-incidents"):
+            first, _, rest = message["text"].partition("\n")
+            out.print(f"  {'  ↳' if message['thread_ts'] else '•'} {escape(first)}{' …' if rest else ''}")
     raise typer.Exit(0 if summary.state == ("Cancelled" if reject else "Completed") else 1)
 
 
