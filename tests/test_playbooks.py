@@ -136,6 +136,16 @@ def test_an_anomaly_waits_for_a_person_and_rejections_leave_everything_in_place(
 
 def test_vendor_breach_rotates_every_key_and_reports_what_waits_and_what_failed(sandbox: Any) -> None:
     sm = sandbox.client("secretsmanager")
+    # A secret with its own rotation Lambda goes through rotate_secret instead.
+    sm.create_secret(
+        Name="vendors/acme-ai/webhook", SecretString="sandbox-webhook-secret", Tags=[{"Key": "vendor", "Value": "acme-ai"}]
+    )
+    sm.rotate_secret(SecretId="vendors/acme-ai/webhook", RotationRules={"AutomaticallyAfterDays": 30})
+    for version, stages in sm.describe_secret(SecretId="vendors/acme-ai/webhook")["VersionIdsToStages"].items():
+        if "AWSPENDING" in stages:  # the setup's own rotation request, finished
+            sm.update_secret_version_stage(
+                SecretId="vendors/acme-ai/webhook", VersionStage="AWSPENDING", RemoveFromVersionId=version
+            )
     # A fourth key the vendor no longer knows: its revocation fails, and the report says so.
     sm.create_secret(
         Name="vendors/acme-ai/legacy",
@@ -170,6 +180,9 @@ def test_vendor_breach_rotates_every_key_and_reports_what_waits_and_what_failed(
     assert "Rotated (2): vendors/acme-ai/batch-jobs, vendors/acme-ai/chat-service" in report
     assert "By hand (1 verified): vendors/acme-ai/ci-pipeline (completed)" in report
     assert "Failed (1):" in report and "404" in report
+    assert "Rotated by their Lambda (1)" in report
+    lambda_step = next(s for s in summary.steps if s.id == "rotate-with-lambda")
+    assert [o["secret"] for o in lambda_step.outputs] == ["vendors/acme-ai/webhook"]
     for value in (*[v["api_key"] for v in old.values()], fresh.api_key):
         assert value not in report
 
