@@ -268,6 +268,45 @@ def _window(group_names: tuple[str, ...], groups: dict[str, list[str]], seconds:
     )
 
 
+def _signature_refusal(answer: GateAnswer, approver: str, run: RunInfo, verification: Verification) -> str | None:
+    """Why the answer is not known to come from the approval service, or None when it is."""
+    from flows.signing import check_decision
+
+    if verification.key is None:
+        return None if verification.allow_unsigned else "no approval signing key is configured, so no answer can be verified"
+    if not answer.signature and verification.allow_unsigned:
+        return None
+    return check_decision(
+        verification.key, run.id, answer.gate, answer.decision, approver, answer.signature, verification.seen
+    )
+
+
+def _policy_refusal(
+    answer: GateAnswer,
+    approver: str,
+    step: Step,
+    approval: Approval,
+    window: _Window,
+    run: RunInfo,
+    approvals: dict[str, DecisionRecord],
+) -> str | None:
+    """Why the gate's policy refuses the answer, or None when it takes it."""
+    if answer.gate != step.id:
+        return f"the answer is for gate {answer.gate!r}, but the open gate is {step.id!r}"
+    if answer.decision == "timeout":
+        if answer.channel != TIMER_CHANNEL or time.monotonic() < window.deadline - 2:
+            return "a timeout is decided by Stanch's deadline timer, not sent by a person"
+        return None
+    if approver not in window.allowed:
+        who = " or ".join(window.groups)
+        return f"{approver!r} is not in approver group {who} ({', '.join(sorted(window.allowed))})"
+    if approval.separate_duties and approver == run.launched_by:
+        return f"{approver!r} launched this run and may not approve it (separate_duties)"
+    if answer.decision == "approve" and approver in approvals:
+        return f"{approver!r} has already approved; {approval.min_approvals} distinct people are needed"
+    return None
+
+
 def _judge(
     answer: GateAnswer,
     step: Step,
@@ -278,30 +317,10 @@ def _judge(
     verification: Verification,
 ) -> tuple[DecisionRecord, dict[str, Any]]:
     """Check one answer against the gate's policy: the record, and the verdict told to the sender."""
-    from flows.signing import check_decision
-
     approver = answer.approver.strip()
-    refusal: str | None = None
-    if verification.key is not None and (answer.signature or not verification.allow_unsigned):
-        refusal = check_decision(
-            verification.key, run.id, answer.gate, answer.decision, approver, answer.signature, verification.seen
-        )
-    elif verification.key is None and not verification.allow_unsigned:
-        refusal = "no approval signing key is configured, so no answer can be verified"
-    if refusal is not None:
-        pass
-    elif answer.gate != step.id:
-        refusal = f"the answer is for gate {answer.gate!r}, but the open gate is {step.id!r}"
-    elif answer.decision == "timeout":
-        if answer.channel != TIMER_CHANNEL or time.monotonic() < window.deadline - 2:
-            refusal = "a timeout is decided by Stanch's deadline timer, not sent by a person"
-    elif approver not in window.allowed:
-        who = " or ".join(window.groups)
-        refusal = f"{approver!r} is not in approver group {who} ({', '.join(sorted(window.allowed))})"
-    elif approval.separate_duties and approver == run.launched_by:
-        refusal = f"{approver!r} launched this run and may not approve it (separate_duties)"
-    elif answer.decision == "approve" and approver in approvals:
-        refusal = f"{approver!r} has already approved; {approval.min_approvals} distinct people are needed"
+    refusal = _signature_refusal(answer, approver, run, verification) or _policy_refusal(
+        answer, approver, step, approval, window, run, approvals
+    )
     record = DecisionRecord(
         gate=step.id,
         approver=approver,
