@@ -94,10 +94,14 @@ def list_actions() -> None:
 
 
 def _load(playbook: str) -> Any:
-    from flows.validate import PlaybookError, load_playbook, resolve_playbook_path
+    from flows.config import ConfigError
+    from flows.launch import find_playbook
+    from flows.validate import PlaybookError, load_playbook
 
     try:
-        return load_playbook(resolve_playbook_path(playbook))
+        return load_playbook(find_playbook(playbook))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
     except FileNotFoundError as exc:
         raise _fail(str(exc)) from None
     except PlaybookError as exc:

@@ -29,6 +29,15 @@ def current_user() -> str:
         return "unknown"
 
 
+def find_playbook(name_or_path: str) -> Any:
+    """A playbook's path: as given, else in the configured playbook_dirs, ./playbooks or the bundled ones."""
+    from pathlib import Path
+
+    from flows.config import load_settings
+
+    return resolve_playbook_path(name_or_path, [Path(d) for d in load_settings().playbook_dirs])
+
+
 def prepare(
     playbook_ref: str | Playbook,
     inputs: dict[str, Any],
@@ -41,7 +50,7 @@ def prepare(
         playbook = playbook_ref
     else:
         try:
-            playbook = load_playbook(resolve_playbook_path(playbook_ref))
+            playbook = load_playbook(find_playbook(playbook_ref))
         except FileNotFoundError as exc:
             raise LaunchError(str(exc)) from None
         except PlaybookError as exc:

@@ -59,7 +59,6 @@ def duration_seconds(value: str | int) -> int:
 
 
 Phase = Literal["contain", "rotate", "review", "notify", "eradicate", "recover"]
-PHASES: tuple[str, ...] = ("contain", "rotate", "review", "notify", "eradicate", "recover")
 
 
 class _Strict(BaseModel):

@@ -9,8 +9,6 @@ from flows import expressions
 from flows.model import Playbook, Step, duration_seconds
 from integrations.registry import ActionSpec, get_action
 
-RUNTIME = object()  # marks a value known only when the run gets there
-
 
 @dataclass
 class PlannedStep:

@@ -53,3 +53,15 @@ def test_errors_name_the_file_and_field(tmp_path: Path) -> None:
 def test_a_named_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_playbook_dirs_are_searched_for_playbook_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.launch import find_playbook
+
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "our-runbook.yaml").write_text("kind: Playbook\n")
+    config = tmp_path / "stanch.yaml"
+    config.write_text(f"playbook_dirs: [{tmp_path / 'team'}]\n")
+    monkeypatch.setenv("STANCH_CONFIG", str(config))
+    assert find_playbook("our-runbook") == tmp_path / "team" / "our-runbook.yaml"
+    assert find_playbook("aws-access-key-compromise").name == "aws-access-key-compromise.yaml"
