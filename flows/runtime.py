@@ -182,7 +182,7 @@ class Driver:
         self.context = {"inputs": inputs, "alert": alert or {}, "steps": {}, "run": run.as_context()}
         self.specs = {s.id: get_action(s.uses) for s in playbook.steps}
         self.settings = settings
-        self.bad_targets: dict[str, str] = {}
+        self.abort_reason: str | None = None
         self.tasks = {s.id: _make_tasks(s, self.specs[s.id], self._step_context(s)) for s in playbook.steps}
         self.approved: set[str] = set()
         self.thread: IncidentThread | None = None
@@ -193,20 +193,21 @@ class Driver:
         self.running: dict[Any, _Unit] = {}
         self.queued: dict[str, deque[tuple[int, Any]]] = {}
         self.item_results: dict[str, dict[int, Any]] = {}
-        self.abort_reason: str | None = None
         self.cancel_reasons: list[str] = []
         self.notes: list[str] = []
 
     def _step_context(self, step: Step) -> ActionContext:
-        """The run's context, with the step's own AWS account and region when it names them."""
+        """The run's context, with the step's own AWS account and region when it names them.
+
+        An account missing from the configuration stops the run before any step (nothing half-done).
+        """
         if step.aws is None:
             return self.ctx
         try:
             aws = aws_clients(self.settings, self.run.id, step.aws.account, step.aws.region)
         except StepError as exc:
-            self.log.error("Step %s: %s", step.id, exc)
-            aws = AwsClients(region="invalid-account")  # the step fails when it runs, with the reason below
-            self.bad_targets[step.id] = str(exc)
+            self.abort_reason = self.abort_reason or f"step {step.id}: {exc}"
+            return self.ctx
         return dataclasses.replace(self.ctx, aws=aws)
 
     # ---------------------------------------------------------------- scheduling
@@ -218,7 +219,7 @@ class Driver:
                     "UNSIGNED APPROVALS ACCEPTED: approvals.allow_unsigned is on (sandbox only). Anyone who can "
                     "reach the Prefect API can answer this run's gates."
                 )
-            elif self.verification.key is None:
+            elif self.verification.key is None and self.abort_reason is None:
                 self.abort_reason = (
                     "this playbook has approval gates but no approval signing key is configured: set "
                     "approvals.signing_key (default: the STANCH_APPROVAL_KEY environment variable), shared with "
@@ -287,9 +288,6 @@ class Driver:
     def _submit(self, step: Step, record: StepRecord) -> None:
         record.started_at = datetime.now(UTC)
         emit("step_started", step=step.id, name=step.display_name)
-        if step.id in self.bad_targets:
-            self._fail(step, record, self.bad_targets[step.id])
-            return
         units: deque[tuple[int, Any]]
         try:
             if step.for_each is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import weakref
 from typing import Any
 
 MASK = "***"
@@ -66,35 +67,46 @@ class SecretMasker:
 
 
 class MaskingFilter(logging.Filter):
-    """A logging filter that rewrites each record's message with secrets masked."""
+    """A logging filter that rewrites each record with credential shapes and every active run's secrets masked.
 
-    def __init__(self, masker: SecretMasker):
+    One filter serves every run in the process: runs add their maskers, so a run starting never takes away
+    the masking of another that is still going (maskers are held weakly and leave with their run).
+    """
+
+    def __init__(self, *maskers: SecretMasker):
         super().__init__("stanch-masking")
-        self.masker = masker
+        self.maskers: weakref.WeakSet[SecretMasker] = weakref.WeakSet(maskers)
+
+    def mask(self, text: str) -> str:
+        for masker in list(self.maskers):
+            text = masker.mask(text)
+        return CREDENTIAL_RE.sub(MASK, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a broken format string must not take the log line with it
             message = str(record.msg)
-        masked = self.masker.mask(message)
+        masked = self.mask(message)
         if masked != message or record.args:
             record.msg, record.args = masked, ()
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = self.masker.mask(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = self.mask(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+_PROCESS_FILTER = MaskingFilter()
 
 
 def install_log_masking(
     masker: SecretMasker,
     logger_names: tuple[str, ...] = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "stanch"),
 ) -> None:
-    """Attach a masking filter to every handler of the named loggers (once per masker)."""
+    """Mask `masker`'s secrets in everything the named loggers and their handlers emit (idempotent)."""
+    _PROCESS_FILTER.maskers.add(masker)
     for name in logger_names:
         logger = logging.getLogger(name)
         for target in (logger, *logger.handlers):
-            if not any(isinstance(f, MaskingFilter) and f.masker is masker for f in target.filters):
-                for old in [f for f in target.filters if isinstance(f, MaskingFilter)]:
-                    target.removeFilter(old)
-                target.addFilter(MaskingFilter(masker))
+            if _PROCESS_FILTER not in target.filters:
+                target.addFilter(_PROCESS_FILTER)

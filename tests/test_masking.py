@@ -47,3 +47,23 @@ def test_logging_filter_masks_messages_arguments_and_tracebacks() -> None:
     assert records[0].getMessage() == f"key {MASK}"
     assert AWS_SECRET not in (records[1].exc_text or "")
     assert records[1].exc_info is None
+
+
+def test_a_second_run_does_not_take_away_the_first_runs_masking() -> None:
+    from integrations.masking import install_log_masking
+
+    first, second = SecretMasker(), SecretMasker()
+    first.register("first-run-secret-value")
+    install_log_masking(first, ("stanch.test.two-runs",))
+    install_log_masking(second, ("stanch.test.two-runs",))
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("stanch.test.two-runs")
+    logger.addHandler(Keep())
+    logger.propagate = False
+    logger.warning("leaked first-run-secret-value")
+    assert records == [f"leaked {MASK}"]

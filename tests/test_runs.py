@@ -494,3 +494,22 @@ steps:
     assert summary.state == "Completed"
     assert sandbox.key_states()[key] == "alice: Inactive"
     assert "Slack notification(s) failed" in summary.message and "invalid_auth" in summary.message
+
+
+def test_a_step_naming_an_unconfigured_account_stops_the_run_before_anything() -> None:
+    pb = playbook("""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {name: other-account, title: Other account, severity: low}
+steps:
+  - {id: first, phase: notify, uses: core.log, with: {message: never}}
+  - id: there
+    phase: review
+    uses: aws.iam.list_access_keys
+    aws: {account: "210987654321", region: eu-west-1}
+    with: {user_name: someone}
+""")
+    summary = run_playbook(pb, {}, launched_by="erin")
+    assert summary.state == "Failed"
+    assert "step there: account 210987654321 is not configured under aws.accounts" in summary.message
+    assert {s.id: s.state for s in summary.steps} == {"first": "not_run", "there": "not_run"}
