@@ -17,6 +17,8 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	@# Bytecode ahead of time: start-up matters for `stanch validate`, and some machines never write it.
+	$(BIN)/python -m compileall -q flows integrations > /dev/null
 	touch $(STAMP)
 
 demo: $(STAMP)

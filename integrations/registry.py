@@ -5,6 +5,7 @@ Importing this module is cheap (no boto3, no slack_sdk, no Prefect): `stanch val
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import typing
@@ -39,7 +40,8 @@ class Permission:
 class ActionResult(BaseModel):
     """Base of every action's result: small, typed, JSON-able, never a secret value."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Built on first use: `stanch validate` imports every action but uses the result models of none.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Change(ActionResult):
@@ -60,8 +62,18 @@ class ActionSpec:
     calls: tuple[str, ...]
     secret_args: frozenset[str]
     secret_results: frozenset[str]
-    args_model: type[BaseModel]
+    arg_fields: dict[str, tuple[Any, Any]]
     result_model: type[ActionResult]
+
+    @functools.cached_property
+    def args_model(self) -> type[BaseModel]:
+        """The arguments as a pydantic model (extra="forbid"), built from the signature on first use."""
+        model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+            "Args_" + self.key.replace(".", "_"),
+            __config__=ConfigDict(extra="forbid", strict=False),
+            **self.arg_fields,
+        )
+        return model
 
     @property
     def service(self) -> str:
@@ -111,11 +123,6 @@ def action(
         for name in (*secret_args, *secret_results):
             if name not in fields and name not in result_model.model_fields:
                 raise ValueError(f"action {key}: secret field {name!r} is neither an argument nor a result")
-        args_model = create_model(  # type: ignore[call-overload]
-            "Args_" + key.replace(".", "_"),
-            __config__=ConfigDict(extra="forbid", strict=False),
-            **fields,
-        )
         doc = inspect.getdoc(func) or ""
         spec = ActionSpec(
             key=key,
@@ -126,7 +133,7 @@ def action(
             calls=tuple(calls),
             secret_args=frozenset(secret_args),
             secret_results=frozenset(secret_results),
-            args_model=args_model,
+            arg_fields=fields,
             result_model=result_model,
         )
         _REGISTRY[key] = spec

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from integrations.aws import error_code
+from integrations.aws import error_code, on_secret
 from integrations.context import ActionContext
 from integrations.registry import ActionResult, Change, Permission, action
 
@@ -542,10 +542,13 @@ def _verify_key(ctx: ActionContext, user_name: str, pair: dict[str, str], attemp
             "iam:TagUser",
             "iam:UntagUser",
         ),
-        Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
-        Permission("secretsmanager:PutSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
-        Permission("secretsmanager:UpdateSecretVersionStage", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
-        Permission("secretsmanager:DescribeSecret", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        *on_secret(
+            "secret_id",
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:UpdateSecretVersionStage",
+            "secretsmanager:DescribeSecret",
+        ),
         Permission("sts:GetCallerIdentity", "*"),
     ],
     calls=[
@@ -730,7 +733,7 @@ class KeyDeletion(Change):
     mutates=True,
     permissions=[
         *_on_user("iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:DeleteAccessKey"),
-        Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        *on_secret("secret_id", "secretsmanager:GetSecretValue"),
     ],
     calls=["iam:ListAccessKeys", "secretsmanager:GetSecretValue", "iam:DeleteAccessKey"],
 )

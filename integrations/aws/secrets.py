@@ -9,8 +9,6 @@ Secrets Manager and the vendor's own endpoints.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -18,7 +16,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field
 
-from integrations.aws import error_code
+from integrations.aws import error_code, on_secret
 from integrations.context import ActionContext
 from integrations.registry import ActionResult, Change, Permission, action
 
@@ -97,6 +95,9 @@ def _check_url(url: str) -> None:
 
 
 def _http(method: str, url: str, token: str, body: dict[str, Any] | None = None, idempotency: str | None = None) -> Any:
+    import urllib.error  # here, not at the top: `stanch validate` imports this module and needs no HTTP
+    import urllib.request
+
     _check_url(url)
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - scheme checked above
@@ -159,12 +160,15 @@ class VendorRotation(Change):
     "aws.secrets.rotate_vendor_secret",
     mutates=True,
     permissions=[
-        Permission("secretsmanager:DescribeSecret", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
-        Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
-        Permission("secretsmanager:PutSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
-        Permission("secretsmanager:UpdateSecretVersionStage", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
-        Permission("secretsmanager:TagResource", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
-        Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{admin_token_secret_id}*"),
+        *on_secret(
+            "secret_id",
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:UpdateSecretVersionStage",
+            "secretsmanager:TagResource",
+        ),
+        *on_secret("admin_token_secret_id", "secretsmanager:GetSecretValue"),
     ],
     calls=[
         "POST mint_url (vendor)",
@@ -295,8 +299,7 @@ class VersionCheck(ActionResult):
     "aws.secrets.verify_rotation",
     mutates=False,
     permissions=[
-        Permission("secretsmanager:DescribeSecret", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
-        Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        *on_secret("secret_id", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"),
     ],
     calls=["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "GET check_url (vendor)"],
 )
@@ -330,8 +333,7 @@ class LambdaRotation(Change):
     "aws.secrets.rotate_secret",
     mutates=True,
     permissions=[
-        Permission("secretsmanager:DescribeSecret", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
-        Permission("secretsmanager:RotateSecret", "arn:aws:secretsmanager:*:*:secret:{secret_id}*"),
+        *on_secret("secret_id", "secretsmanager:DescribeSecret", "secretsmanager:RotateSecret"),
         Permission("lambda:InvokeFunction", "*"),
     ],
     calls=["secretsmanager:DescribeSecret", "secretsmanager:RotateSecret"],
