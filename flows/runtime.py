@@ -564,7 +564,7 @@ def execute_playbook(
     summary.flow_run_name = flow_run.name
     summary.ui_url = ui_url
     driver.thread.finish(summary)
-    _summary_artifact(summary, logger)
+    _summary_artifact(summary, logger, driver.masker)
     emit("run_finished", summary=summary)
     if summary.state == "Failed":
         return Failed(message=summary.message, data=summary)
@@ -593,10 +593,12 @@ def _tag_run(flow_run_id: UUID, run: RunInfo) -> None:
             client.update_flow_run(flow_run_id, tags=tags)
 
 
-def _summary_artifact(summary: RunSummary, logger: Any) -> None:
+def _summary_artifact(summary: RunSummary, logger: Any, masker: SecretMasker) -> None:
     from prefect.artifacts import create_markdown_artifact
 
     try:
-        create_markdown_artifact(key="run-summary", markdown=summary.markdown(), description=summary.message[:200])
+        create_markdown_artifact(
+            key="run-summary", markdown=masker.mask(summary.markdown()), description=masker.mask(summary.message[:200])
+        )
     except Exception as exc:
         logger.warning("could not write the summary artifact: %s", exc)
