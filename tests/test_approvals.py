@@ -185,7 +185,12 @@ def test_a_replayed_signed_decision_is_refused(sandbox: Any) -> None:
     assert run.result().state == "Completed"
 
 
-def test_two_slack_approvers_and_the_run_moves_on_within_two_seconds(sandbox: Any, approval_service: str) -> None:
+def test_two_slack_approvers_are_needed_and_the_second_click_moves_the_run_on(sandbox: Any, approval_service: str) -> None:
+    """The second distinct approver's click resumes the run at once (its latency is measured by
+    bench/approval_latency.py, not here: a stopwatch in a shared test server measures the server's load)."""
+    from flows.gates import POLL_SECONDS
+
+    assert POLL_SECONDS <= 1, "gates must not wait out Prefect's default 10 s pause poll"
     key = sandbox.keys["alice"][0]
     run = start_run(gated(min_approvals=2), {"access_key_id": key}, launched_by="erin", sandbox=True)
     run.wait_for("gate_opened")
@@ -193,16 +198,17 @@ def test_two_slack_approvers_and_the_run_moves_on_within_two_seconds(sandbox: An
     _, first, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["alice"], reason="seen it")
     assert first["accepted"] and "1 of 2" in first["message"]
     still_waiting(run)
-    clicked = time.monotonic()
+    assert sandbox.key_states()[key] == "alice: Active", "one approval of two changes nothing"
+    _, again, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["alice"], reason="me again")
+    assert again["accepted"] is False and "already approved" in again["message"], again
+    still_waiting(run)
     _, second, _ = click(approval_service, sandbox, run, "deactivate", APPROVERS["bob"], reason="agreed")
     assert second["accepted"]
-    run.wait_for("step_finished", timeout=10)
-    elapsed = time.monotonic() - clicked
-    assert elapsed < 2.0, f"the run moved on {elapsed:.2f} s after the second click"
-    print(f"moved on {elapsed:.2f} s after the second click")
+    run.wait_for("step_finished", timeout=30)
     summary = run.result()
     assert summary.state == "Completed"
     assert sandbox.key_states()[key] == "alice: Inactive"
+    assert [d.approver for d in summary.decisions() if d.accepted] == ["alice", "bob"]
 
 
 def test_cli_tokens_are_checked_by_the_service(sandbox: Any, approval_service: str) -> None:
