@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/validate_speed.py
 	$(BIN)/python bench/review_speed.py
 	$(BIN)/python bench/fanout_speed.py
+	$(BIN)/python bench/approval_latency.py
 
 schema: $(STAMP)
 	$(BIN)/stanch schema > playbooks/schema.json
