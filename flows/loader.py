@@ -135,13 +135,23 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+_STR = "tag:yaml.org,2002:str"
+
+
+def _scalar(loader: _Loader, node: yaml.Node) -> Any:
+    """A scalar's value; plain text (most of a playbook) skips the constructor's generic machinery."""
+    if node.tag == _STR and isinstance(node, yaml.ScalarNode):
+        return node.value
+    return loader.construct_object(node, deep=True)
+
+
 def _build(loader: _Loader, node: yaml.Node, path: PathT, doc: Document, problems: list[Problem]) -> Any:
     doc.value_pos.setdefault(path, _mark(node))
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _scalar(loader, key_node)
             if not isinstance(key, str | int | float | bool) or key is None:
                 line, col = _mark(key_node)
                 problems.append(Problem(doc.file, line, col, "a mapping key must be a plain scalar", path))
@@ -159,7 +169,7 @@ def _build(loader: _Loader, node: yaml.Node, path: PathT, doc: Document, problem
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return _scalar(loader, node)
 
 
 def load_file(path: str | Path) -> tuple[Document | None, list[Problem]]:
