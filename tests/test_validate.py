@@ -65,7 +65,7 @@ def test_validate_command_passes_the_shipped_playbooks() -> None:
     assert "aws-access-key-compromise.yaml: ok" in proc.stdout
 
 
-def test_validate_does_not_import_prefect_boto3_or_slack() -> None:
+def test_validate_does_not_import_prefect_boto3_slack_or_rich() -> None:
     code = (
         "import sys\n"
         "from flows.validate import check_file\n"
@@ -75,6 +75,20 @@ def test_validate_does_not_import_prefect_boto3_or_slack() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.strip() == ""
+    # The command as a whole: nor rich (its output is plain lines), and it exits 0 on the shipped playbooks.
+    code = (
+        "import sys\n"
+        "from flows.cli import main\n"
+        f"sys.argv = ['stanch', 'validate', '-q', {str(PLAYBOOKS)!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = [m for m in ('prefect', 'boto3', 'botocore', 'slack_sdk', 'rich') if m in sys.modules]\n"
+        "print('heavy:' + ','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.strip() == "heavy:", proc.stdout
 
 
 def test_a_file_that_does_not_exist_is_a_problem_not_a_crash() -> None:
