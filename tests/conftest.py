@@ -188,6 +188,15 @@ def start_run(playbook: Any, inputs: dict[str, Any], **kwargs: Any) -> Backgroun
     return handle
 
 
+def playbook(text: str, name: str = "test.yaml") -> Any:
+    """A playbook from YAML text, checked as `stanch validate` checks it (a test's own playbooks must be clean)."""
+    from flows.validate import check_text
+
+    checked = check_text(text, name)
+    assert checked.ok and checked.playbook is not None, [str(p) for p in checked.problems]
+    return checked.playbook
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)

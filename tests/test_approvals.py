@@ -12,12 +12,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import APPROVERS, BackgroundRun, start_run
+from conftest import APPROVERS, BackgroundRun, playbook, start_run
 from test_playbooks import start_flagship_on_health_alert
 
 from flows.approvals import answer_gate
 from flows.model import Playbook
-from flows.validate import check_text
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -25,7 +24,7 @@ CHANNEL = "stanch-incidents"
 
 
 def gated(min_approvals: int = 1, extra: str = "") -> Playbook:
-    checked = check_text(
+    return playbook(
         f"""\
 apiVersion: stanch/v1
 kind: Playbook
@@ -44,8 +43,6 @@ steps:
 """,
         "slack-gate.yaml",
     )
-    assert checked.playbook is not None, [str(p) for p in checked.problems]
-    return checked.playbook
 
 
 def gate_message(sandbox: Any, gate: str) -> dict[str, Any]:

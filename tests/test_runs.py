@@ -8,13 +8,12 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import FIXTURES, STANCH, approver_token, cli_env, start_run
+from conftest import FIXTURES, STANCH, approver_token, cli_env, playbook, start_run
 
 from flows.approvals import ApprovalError, answer_gate, open_gate
 from flows.launch import LaunchError
 from flows.model import Playbook
 from flows.runner import run_playbook
-from flows.validate import check_text
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -26,12 +25,6 @@ def flow_run(run_id: str) -> Any:
 
     with get_client(sync_client=True) as client:
         return client.read_flow_run(UUID(run_id))
-
-
-def playbook(text: str) -> Playbook:
-    checked = check_text(text, "test.yaml")
-    assert checked.ok and checked.playbook is not None, [str(p) for p in checked.problems]
-    return checked.playbook
 
 
 def gated(

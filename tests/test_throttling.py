@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from conftest import playbook
 
 from flows.runner import run_playbook
-from flows.validate import check_text
 from integrations.context import AwsClients
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -79,10 +79,8 @@ def faults() -> Iterator[Faults]:
 
 
 def test_injected_throttling_and_503s_do_not_change_the_outcome(sandbox: Any, faults: Faults) -> None:
-    checked = check_text(PLAYBOOK, "throttled.yaml")
-    assert checked.playbook is not None
     key = sandbox.keys["ci-deployer"][0]
-    summary = run_playbook(checked.playbook, {"key": key}, launched_by="erin")
+    summary = run_playbook(playbook(PLAYBOOK, "throttled.yaml"), {"key": key}, launched_by="erin")
     assert summary.state == "Completed", summary.message
     assert faults.injected.count(400) >= 3 and 503 in faults.injected, faults.injected
     assert sandbox.key_states()[key] == "ci-deployer: Inactive"
