@@ -60,7 +60,7 @@ def serve(settings: Any) -> str:
 
     import uvicorn
 
-    from flows.service import create_app
+    from flows.approvals.service import create_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -103,7 +103,7 @@ def paused(run_id: str) -> None:
 
 
 def one_run(box: Sandbox, service: str, playbook: Any) -> float:
-    from flows.runner import run_playbook
+    from flows.engine.runner import run_playbook
 
     events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
     key = box.keys["alice"][0]
@@ -146,9 +146,9 @@ def main() -> None:
     import yaml
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows import gates
     from flows.config import load_settings
-    from flows.validate import check_text
+    from flows.engine import gates
+    from flows.language.validate import check_text
 
     config = Path(tempfile.mkdtemp(prefix="stanch-bench-config-")) / "stanch.yaml"
     config.write_text(yaml.safe_dump({"approvers": {name: {"slack_user_id": uid} for name, uid in APPROVERS.items()}}))

@@ -37,7 +37,7 @@ def main() -> None:
             (folder / f"pb{i:02d}.yaml").write_text(text.replace("aws-access-key-compromise", f"pb-{i:02d}"))
         rows = [
             ("python3 -c pass", median_seconds([sys.executable, "-c", "pass"])),
-            ("import flows.validate", median_seconds([sys.executable, "-c", "import flows.validate"])),
+            ("import flows.language.validate", median_seconds([sys.executable, "-c", "import flows.language.validate"])),
             (
                 "stanch validate (1 playbook)",
                 median_seconds([STANCH, "validate", "-q", str(folder / "pb00.yaml")]),

@@ -183,7 +183,7 @@ def _strings(value: Any, path: str = "") -> list[tuple[str, str]]:
 
 def load_settings(path: str | Path | None = None) -> Settings:
     """Settings from `path`, $STANCH_CONFIG or ./stanch.yaml (optional), then the environment."""
-    from flows.loader import YamlError, parse_yaml
+    from flows.language.loader import YamlError, parse_yaml
 
     explicit = path or os.environ.get(CONFIG_ENV)
     file = Path(explicit) if explicit else Path(DEFAULT_CONFIG)

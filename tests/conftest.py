@@ -63,7 +63,7 @@ def stanch_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The session's configuration file: approver identities with Slack ids and CLI token hashes."""
     import yaml
 
-    from flows.signing import token_hash
+    from flows.approvals.signing import token_hash
 
     path = tmp_path_factory.mktemp("config") / "stanch.yaml"
     approvers = {
@@ -84,8 +84,8 @@ def approval_service(sandbox_session: Any, stanch_config: Path, prefect_api: str
 
     import uvicorn
 
+    from flows.approvals.service import create_app
     from flows.config import load_settings
-    from flows.service import create_app
 
     sandbox_session.activate()
     try:
@@ -168,7 +168,7 @@ class BackgroundRun:
 
 
 def start_run(playbook: Any, inputs: dict[str, Any], **kwargs: Any) -> BackgroundRun:
-    from flows.runner import run_playbook
+    from flows.engine.runner import run_playbook
 
     handle = BackgroundRun()
 
@@ -190,7 +190,7 @@ def start_run(playbook: Any, inputs: dict[str, Any], **kwargs: Any) -> Backgroun
 
 def playbook(text: str, name: str = "test.yaml") -> Any:
     """A playbook from YAML text, checked as `stanch validate` checks it (a test's own playbooks must be clean)."""
-    from flows.validate import check_text
+    from flows.language.validate import check_text
 
     checked = check_text(text, name)
     assert checked.ok and checked.playbook is not None, [str(p) for p in checked.problems]

@@ -229,7 +229,7 @@ def test_the_responder_role_is_assumed_with_the_run_id_in_its_session_name(
     from flows.config import Settings
 
     monkeypatch.delenv("STANCH_AWS__ROLE_ARN")  # the sandbox's "no role" would override the settings below
-    from flows.runtime import aws_clients
+    from flows.engine.runtime import aws_clients
 
     iam = sandbox.client("iam")
     trust = {
@@ -252,7 +252,7 @@ def test_the_responder_role_is_assumed_with_the_run_id_in_its_session_name(
     assert arn == "arn:aws:sts::123456789012:assumed-role/stanch-responder/stanch-0b6f3b1e-run"
     other = aws_clients(settings, "0b6f3b1e-run", account="210987654321", region="eu-west-1")
     assert other.role_arn == "arn:aws:iam::210987654321:role/stanch-responder" and other.region == "eu-west-1"
-    from flows.runtime import StepError
+    from flows.engine.runtime import StepError
 
     with pytest.raises(StepError, match=r"account 111111111111 is not configured under aws\.accounts"):
         aws_clients(settings, "run", account="111111111111")

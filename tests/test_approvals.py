@@ -15,8 +15,8 @@ import pytest
 from conftest import APPROVERS, BackgroundRun, playbook, start_run
 from test_playbooks import start_flagship_on_health_alert
 
-from flows.approvals import answer_gate
-from flows.model import Playbook
+from flows.approvals.client import answer_gate
+from flows.language.model import Playbook
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -159,7 +159,7 @@ def test_refused_clicks_and_forged_decisions_change_nothing(sandbox: Any, approv
 
 
 def test_a_replayed_signed_decision_is_refused(sandbox: Any) -> None:
-    from flows.signing import sign_decision
+    from flows.approvals.signing import sign_decision
 
     key = sandbox.keys["alice"][0]
     run = start_run(gated(min_approvals=2), {"access_key_id": key}, launched_by="erin", sandbox=True)
@@ -185,7 +185,7 @@ def test_a_replayed_signed_decision_is_refused(sandbox: Any) -> None:
 def test_two_slack_approvers_are_needed_and_the_second_click_moves_the_run_on(sandbox: Any, approval_service: str) -> None:
     """The second distinct approver's click resumes the run at once (its latency is measured by
     bench/approval_latency.py, not here: a stopwatch in a shared test server measures the server's load)."""
-    from flows.gates import POLL_SECONDS
+    from flows.engine.gates import POLL_SECONDS
 
     assert POLL_SECONDS <= 1, "gates must not wait out Prefect's default 10 s pause poll"
     key = sandbox.keys["alice"][0]
@@ -234,7 +234,7 @@ def test_a_click_for_an_unknown_run_gets_a_message_not_an_error(sandbox: Any, ap
 
 
 def test_gates_without_a_signing_key_stop_the_run_before_anything(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.runner import run_playbook
+    from flows.engine.runner import run_playbook
 
     monkeypatch.delenv("STANCH_APPROVAL_KEY")
     summary = run_playbook(gated(), {"access_key_id": sandbox.keys["alice"][0]}, launched_by="erin")

@@ -19,6 +19,7 @@ from test_actions_aws import make_ctx
 
 from flows.sandbox import trail
 from integrations.aws import cloudtrail
+from integrations.aws import cloudtrail_review as engine
 
 STRATUS = FIXTURES / "cloudtrail" / "stratus-sts-federation-token.json"
 LEAKED = "AKIA6V1GNZTT65XQH36M"
@@ -26,8 +27,8 @@ DERIVED = "ASIASTJKC5GCM7ZE6LUP"
 
 
 def test_the_reference_sample_yields_the_derived_federation_key() -> None:
-    scanner = cloudtrail.Scanner(cloudtrail.local_units(STRATUS))
-    report = cloudtrail.review([LEAKED], scanner=scanner)
+    scanner = engine.Scanner(engine.local_units(STRATUS))
+    report = engine.review([LEAKED], scanner=scanner)
     assert report.events_total == 2
     assert [(d.access_key_id, d.parent, d.via) for d in report.derived_keys] == [(DERIVED, LEAKED, "GetFederationToken")]
     assert report.events_by_name == {"sts:GetFederationToken": 1, "sts:GetCallerIdentity": 1}
@@ -83,18 +84,16 @@ def test_local_directories_of_gz_records_and_bare_arrays(tmp_path: Path) -> None
     story, made = trail.attack_story("AKIAEXAMPLEEXPOSED01", "ci-deployer", start)
     trail_dir = tmp_path / "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20"
     trail_dir.mkdir(parents=True)
-    cloudtrail.write_corpus_file(trail_dir / "a.json.gz", story[:6] + trail.noise(200, start, timedelta(hours=1)))
+    engine.write_corpus_file(trail_dir / "a.json.gz", story[:6] + trail.noise(200, start, timedelta(hours=1)))
     (trail_dir / "b.json").write_text(json.dumps(story[6:]))  # a bare array, not gzipped
-    report = cloudtrail.review(
-        ["AKIAEXAMPLEEXPOSED01"], scanner=cloudtrail.Scanner(cloudtrail.local_units(tmp_path), workers=2)
-    )
+    report = engine.review(["AKIAEXAMPLEEXPOSED01"], scanner=engine.Scanner(engine.local_units(tmp_path), workers=2))
     assert report.events_total == 12
     assert report.contain.users == ["svc-backup"]
-    windowed = cloudtrail.review(
+    windowed = engine.review(
         ["AKIAEXAMPLEEXPOSED01"],
-        since=cloudtrail.normalize_time("2026-11-20T09:00:00Z"),
-        until=cloudtrail.normalize_time("2026-11-20T09:07:00Z"),
-        scanner=cloudtrail.Scanner(cloudtrail.local_units(tmp_path)),
+        since=engine.normalize_time("2026-11-20T09:00:00Z"),
+        until=engine.normalize_time("2026-11-20T09:07:00Z"),
+        scanner=engine.Scanner(engine.local_units(tmp_path)),
     )
     assert [e for e in windowed.events_by_name] == ["sts:GetCallerIdentity", "s3:ListBuckets", "sts:GetFederationToken"]
     assert made["session_key"] in {d.access_key_id for d in windowed.derived_keys}
@@ -114,7 +113,7 @@ def test_lookup_events_pages_at_two_calls_a_second_and_follows_derived_keys() ->
         derived = {"LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": DERIVED}], "MaxResults": 50}
         stub.add_response("lookup_events", {"Events": [event(records[1])]}, derived)
         started = time.monotonic()
-        report = cloudtrail.review([LEAKED], lookup=client)
+        report = engine.review([LEAKED], lookup=client)
         elapsed = time.monotonic() - started
         stub.assert_no_pending_responses()
     assert report.events_total == 2
@@ -160,4 +159,4 @@ def test_review_logs_command_formats_and_errors(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ["2024-11-30", "2024-11-30T08:43:17Z", "2024-11-30T09:43:17+01:00"])
 def test_times_are_normalised_to_cloudtrail_form(value: str) -> None:
-    assert cloudtrail.normalize_time(value) in ("2024-11-30T00:00:00Z", "2024-11-30T08:43:17Z")
+    assert engine.normalize_time(value) in ("2024-11-30T00:00:00Z", "2024-11-30T08:43:17Z")

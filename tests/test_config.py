@@ -56,7 +56,7 @@ def test_a_named_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
 
 
 def test_playbook_dirs_are_searched_for_playbook_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.launch import find_playbook
+    from flows.engine.launch import find_playbook
 
     (tmp_path / "team").mkdir()
     (tmp_path / "team" / "our-runbook.yaml").write_text("kind: Playbook\n")

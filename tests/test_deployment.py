@@ -34,13 +34,13 @@ def test_prefect_deploy_registers_the_entry_flow_on_a_process_pool() -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("stanch-playbook/playbook")
-    assert deployment.entrypoint == "flows/entry.py:run_playbook_flow"
+    assert deployment.entrypoint == "flows/engine/entry.py:run_playbook_flow"
     assert deployment.work_pool_name == "stanch-process"
     assert deployment.parameters["playbook"] == "aws-access-key-compromise"
 
 
 def test_entry_flow_runs_a_playbook_by_path(tmp_path: Path, sandbox: Any) -> None:
-    from flows.entry import run_playbook_flow
+    from flows.engine.entry import run_playbook_flow
 
     path = tmp_path / "inventory.yaml"
     path.write_text(
@@ -56,7 +56,7 @@ def test_entry_flow_runs_a_playbook_by_path(tmp_path: Path, sandbox: Any) -> Non
 
 
 def test_entry_flow_with_a_bad_playbook_fails_with_a_message() -> None:
-    from flows.entry import run_playbook_flow
+    from flows.engine.entry import run_playbook_flow
 
     state = run_playbook_flow(playbook="no-such-playbook", return_state=True)
     assert state.is_failed()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.expressions import ExpressionError, Scope, check, evaluate, evaluate_string, normalize, truthy
+from flows.language.expressions import ExpressionError, Scope, check, evaluate, evaluate_string, normalize, truthy
 
 CTX = {
     "inputs": {"user": "alice", "count": 3, "users": ["a", "b"]},

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import FIXTURES, BackgroundRun, start_run
 
-from flows.approvals import answer_gate
+from flows.approvals.client import answer_gate
 from flows.sandbox import trail
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

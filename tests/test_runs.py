@@ -10,10 +10,10 @@ from uuid import UUID
 import pytest
 from conftest import FIXTURES, STANCH, approver_token, cli_env, playbook, start_run
 
-from flows.approvals import ApprovalError, answer_gate, open_gate
-from flows.launch import LaunchError
-from flows.model import Playbook
-from flows.runner import run_playbook
+from flows.approvals.client import ApprovalError, answer_gate, open_gate
+from flows.engine.launch import LaunchError
+from flows.engine.runner import run_playbook
+from flows.language.model import Playbook
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from flows.config import load_settings
-from flows.runtime import build_context
+from flows.engine.runtime import build_context
 from integrations import slack
 from integrations.context import ActionContext, RunInfo
 from integrations.masking import SecretMasker

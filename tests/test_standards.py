@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import PLAYBOOKS
 
-from flows.model import json_schema
+from flows.language.model import json_schema
 from integrations.registry import Change, load_actions
 
 

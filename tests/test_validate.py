@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import FIXTURES, PLAYBOOKS, STANCH
 
-from flows.validate import check_file, check_text
+from flows.language.validate import check_file, check_text
 
 INVALID = FIXTURES / "invalid"
 
@@ -40,7 +40,7 @@ def test_invalid_fixture_reports_its_one_problem_where_it_is(name: str) -> None:
     problem = checked.problems[0]
     assert problem.line == line, str(problem)
     assert problem.file.endswith(name)
-    from flows.loader import format_path
+    from flows.language.loader import format_path
 
     assert format_path(problem.path) == path, str(problem)
     assert words in problem.message, str(problem)
@@ -68,7 +68,7 @@ def test_validate_command_passes_the_shipped_playbooks() -> None:
 def test_validate_does_not_import_prefect_boto3_slack_or_rich() -> None:
     code = (
         "import sys\n"
-        "from flows.validate import check_file\n"
+        "from flows.language.validate import check_file\n"
         f"assert check_file({str(PLAYBOOKS / 'aws-access-key-compromise.yaml')!r}).ok\n"
         "heavy = [m for m in ('prefect', 'boto3', 'botocore', 'slack_sdk') if m in sys.modules]\n"
         "print(','.join(heavy))\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows import expressions
-from flows.model import Playbook, Step, duration_seconds
+from flows.language import expressions
+from flows.language.model import Playbook, Step, duration_seconds
 from integrations.registry import ActionSpec, get_action
 
 

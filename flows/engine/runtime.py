@@ -21,13 +21,13 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from flows import expressions
 from flows.config import Settings, is_local_sandbox, load_settings, signing_key
-from flows.gates import GateOutcome, Verification, run_gate
-from flows.model import Playbook, Step, duration_seconds
-from flows.notify import IncidentThread
-from flows.observe import emit
-from flows.records import RunSummary, StepRecord
+from flows.engine.gates import GateOutcome, Verification, run_gate
+from flows.engine.notify import IncidentThread
+from flows.engine.observe import emit
+from flows.engine.records import RunSummary, StepRecord
+from flows.language import expressions
+from flows.language.model import Playbook, Step, duration_seconds
 from integrations.aws import error_code
 from integrations.context import ActionContext, AwsClients, RunInfo
 from integrations.masking import SecretMasker, install_log_masking
@@ -66,7 +66,7 @@ def build_context(settings: Settings, run: RunInfo, masker: SecretMasker, logger
 
     @functools.cache
     def slack_factory() -> Any:
-        from flows.notify import slack_client
+        from flows.engine.notify import slack_client
 
         client = slack_client(settings, masker, aws.client)
         if client is None:
@@ -480,7 +480,7 @@ class Driver:
     def _gate_artifact(self, step: Step, outcome: GateOutcome) -> None:
         from prefect.artifacts import create_markdown_artifact
 
-        from flows.records import decisions_table
+        from flows.engine.records import decisions_table
 
         body = f"# Gate before `{step.id}`: {outcome.status}\n\n{outcome.message}\n\n"
         body += decisions_table(outcome.decisions)
@@ -529,7 +529,7 @@ def execute_playbook(
     from prefect.logging import get_run_logger
     from prefect.states import Cancelled, Completed, Failed
 
-    from flows.ui import flow_run_url
+    from flows.engine.ui import flow_run_url
 
     flow_ctx = FlowRunContext.get()
     if flow_ctx is None or flow_ctx.flow_run is None:

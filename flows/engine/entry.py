@@ -8,8 +8,8 @@ from typing import Any
 
 from prefect import flow
 
-from flows.launch import LaunchError, new_incident_id, prepare
-from flows.runtime import execute_playbook
+from flows.engine.launch import LaunchError, new_incident_id, prepare
+from flows.engine.runtime import execute_playbook
 
 
 def _run_name() -> str:

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flows import expressions
-from flows.loader import Document, PathT, Problem, format_path, load_file, parse_yaml
-from flows.model import Playbook
+from flows.language import expressions
+from flows.language.loader import Document, PathT, Problem, format_path, load_file, parse_yaml
+from flows.language.model import Playbook
 
-PLAYBOOK_DIR = Path(__file__).resolve().parent.parent / "playbooks"
+PLAYBOOK_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 
 
 @dataclass
@@ -52,7 +52,7 @@ def check_file(path: str | Path) -> Checked:
 
 
 def check_text(text: str, file: str = "<string>") -> Checked:
-    from flows.loader import YamlError
+    from flows.language.loader import YamlError
 
     try:
         doc, problems = parse_yaml(text, file)
@@ -175,7 +175,7 @@ def _schema_problems(doc: Document, exc: ValidationError) -> list[Problem]:
 
 
 def _allowed_fields(path: PathT, data: Any) -> list[str]:
-    from flows.model import Approval, Metadata, Step
+    from flows.language.model import Approval, Metadata, Step
 
     names = [str(p) for p in path if isinstance(p, str)]
     model: Any = Playbook

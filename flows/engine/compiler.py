@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.model import Playbook
+from flows.language.model import Playbook
 
 
 def compile_playbook(playbook: Playbook) -> Any:
     """A Prefect Flow named after the playbook; its parameters never carry secret values."""
     from prefect import flow
 
-    from flows.runtime import execute_playbook
+    from flows.engine.runtime import execute_playbook
 
     def body(
         inputs: dict[str, Any],

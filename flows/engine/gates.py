@@ -22,9 +22,9 @@ from uuid import UUID
 
 from prefect.input import RunInput
 
-from flows.model import Approval, Step, duration_seconds
-from flows.observe import emit
-from flows.records import DecisionRecord
+from flows.engine.observe import emit
+from flows.engine.records import DecisionRecord
+from flows.language.model import Approval, Step, duration_seconds
 from integrations.context import RunInfo
 
 POLL_SECONDS = 1
@@ -99,7 +99,7 @@ def _resume_at_deadline(
             state = client.read_flow_run(flow_run_id).state
         if not (state and state.is_paused() and state.state_details.pause_key == key):
             return
-        from flows.signing import sign_decision
+        from flows.approvals.signing import sign_decision
 
         resume_flow_run(
             flow_run_id,
@@ -270,7 +270,7 @@ def _window(group_names: tuple[str, ...], groups: dict[str, list[str]], seconds:
 
 def _signature_refusal(answer: GateAnswer, approver: str, run: RunInfo, verification: Verification) -> str | None:
     """Why the answer is not known to come from the approval service, or None when it is."""
-    from flows.signing import check_decision
+    from flows.approvals.signing import check_decision
 
     if verification.key is None:
         return None if verification.allow_unsigned else "no approval signing key is configured, so no answer can be verified"

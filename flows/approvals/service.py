@@ -6,7 +6,7 @@
 - `POST /approve`: `stanch approve`, with a per-approver token (kept as a SHA-256 in the configuration).
 - `GET /healthz`: liveness.
 
-Every accepted answer is signed (flows.signing) and handed to the run, which checks the signature and its own
+Every accepted answer is signed (flows.approvals.signing) and handed to the run, which checks the signature and its own
 policy and says whether it took it; the Slack message is then updated in place to say who decided and why.
 A well-signed request for an unknown run or a closed gate gets a message saying so, never a 5xx.
 """
@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from flows.approvals.signing import token_hash
 from flows.config import Settings, load_settings, signing_key
-from flows.signing import token_hash
 
 APPROVE_ACTION = "stanch_approve"
 REJECT_ACTION = "stanch_reject"
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return next((name for name, who in settings.approvers.items() if who.slack_user_id == user_id), None)
 
     def decide(run_id: str, gate: str, approver: str, decision: str, reason: str, channel: str) -> dict[str, Any]:
-        from flows.approvals import ApprovalError, answer_gate
+        from flows.approvals.client import ApprovalError, answer_gate
 
         key = signing_key(settings)
         if key is None:
@@ -160,7 +160,7 @@ def _update_message(
     settings: Settings, payload: dict[str, Any], approver: str, decision: str, reason: str, result: dict[str, Any]
 ) -> None:
     """Say in the gate's Slack message who decided, when and why (or why the click changed nothing)."""
-    from flows.notify import slack_client
+    from flows.engine.notify import slack_client
     from integrations.slack import escape
 
     container = payload.get("container") or {}

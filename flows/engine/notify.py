@@ -134,7 +134,7 @@ class IncidentThread:
         return " ".join(f"<@{i}>" for i in ids)
 
     def gate(self, kind: str, data: dict[str, Any]) -> None:
-        """Gate events from flows.gates."""
+        """Gate events from flows.engine.gates."""
         if not self.enabled:
             return
         gate = str(data.get("gate"))

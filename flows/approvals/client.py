@@ -31,7 +31,7 @@ def open_gate(run_id: str | UUID) -> tuple[str | None, str]:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    from flows.gates import gate_of
+    from flows.engine.gates import gate_of
 
     run_uuid = _uuid(run_id)
     with get_client(sync_client=True) as client:
@@ -67,7 +67,7 @@ def answer_gate(
     from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
-    from flows.gates import verdict_key
+    from flows.engine.gates import verdict_key
 
     run_uuid = _uuid(run_id)
     with get_client(sync_client=True) as client:
@@ -80,7 +80,7 @@ def answer_gate(
         name = state.name if state else "unknown"
         raise ApprovalError(f"run {run_id} is not waiting at a gate (it is {name})")
     key = state.state_details.pause_key or ""
-    from flows.gates import gate_of
+    from flows.engine.gates import gate_of
 
     waiting = gate_of(key)
     if waiting != gate:
@@ -93,8 +93,8 @@ def answer_gate(
         "channel": channel,
     }
     if signature is None and sign:
+        from flows.approvals.signing import sign_decision
         from flows.config import load_settings, signing_key
-        from flows.signing import sign_decision
 
         signer = signer or signing_key(load_settings())
         if signer is not None:

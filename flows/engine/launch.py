@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flows.alerts import normalize
-from flows.model import Playbook
-from flows.validate import check_inputs, load_playbook, resolve_playbook_path, with_defaults
+from flows.language.model import Playbook
+from flows.language.validate import check_inputs, load_playbook, resolve_playbook_path, with_defaults
 from integrations.masking import looks_secret
 
 
@@ -44,7 +44,7 @@ def prepare(
     alert_raw: dict[str, Any] | None = None,
 ) -> tuple[Playbook, dict[str, Any], dict[str, Any] | None]:
     """The playbook, its complete inputs and the alert's facts, or LaunchError."""
-    from flows.validate import PlaybookError
+    from flows.language.validate import PlaybookError
 
     if isinstance(playbook_ref, Playbook):
         playbook = playbook_ref

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.launch import current_user, new_incident_id, prepare
-from flows.model import Playbook
-from flows.observe import Observer, observing
-from flows.records import RunSummary
+from flows.engine.launch import current_user, new_incident_id, prepare
+from flows.engine.observe import Observer, observing
+from flows.engine.records import RunSummary
+from flows.language.model import Playbook
 
 
 def run_playbook(
@@ -23,7 +23,7 @@ def run_playbook(
     observer: Observer | None = None,
 ) -> RunSummary:
     """Run a playbook as a Prefect flow run and return its summary. Raises LaunchError before starting."""
-    from flows.compiler import compile_playbook
+    from flows.engine.compiler import compile_playbook
 
     playbook, values, facts = prepare(playbook_ref, inputs or {}, alert)
     captured: dict[str, Any] = {}

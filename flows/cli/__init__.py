@@ -1,0 +1,33 @@
+"""The `stanch` command line. Prefect is imported only by the commands that run or answer flows.
+
+One module per group of commands; each registers its commands on the shared Typer app.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from flows.cli.common import app, err, escape
+
+# Each module registers its commands on `app`; this order is the order `stanch --help` lists them in.
+for _module in ("authoring", "review", "running", "approvals"):
+    importlib.import_module(f"flows.cli.{_module}")
+
+
+def main() -> None:
+    import os
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("STANCH_DEBUG"):
+            raise
+        from integrations.masking import SecretMasker
+
+        err.print(f"[bold red]error:[/] {escape(SecretMasker().mask(f'{type(exc).__name__}: {exc}'))}")
+        err.print("[dim](set STANCH_DEBUG=1 to see where it happened)[/]")
+        sys.exit(1)
