@@ -103,7 +103,7 @@ def paused(run_id: str) -> None:
 
 
 def one_run(box: Sandbox, service: str, playbook: Any) -> float:
-    from flows.engine.runner import run_playbook
+    from flows.engine.launch import run_playbook
 
     events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
     key = box.keys["alice"][0]

@@ -71,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.engine.runner import run_playbook
+    from flows.engine.launch import run_playbook
 
     with Sandbox(separate_process=True) as box, prefect_test_harness(server_startup_timeout=60):
         names = [f"key-{i:04d}" for i in range(args.keys)]

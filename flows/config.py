@@ -155,12 +155,17 @@ class Settings(BaseSettings):
 def signing_key(settings: Settings) -> bytes | None:
     """The approval signing key, when one is configured and set."""
     ref = settings.approvals.signing_key
-    value = ref.resolve() if ref is not None and not ref.secretsmanager_arn else None
-    if ref is not None and ref.secretsmanager_arn:
-        import boto3
-
-        value = ref.resolve(lambda service: boto3.client(service, endpoint_url=settings.aws.endpoint_url))
+    if ref is None:
+        return None
+    value = ref.resolve(aws_client_factory(settings))
     return value.encode() if value else None
+
+
+def aws_client_factory(settings: Settings) -> Any:
+    """AWS clients for reading the configuration's own secret references (the responder role when set)."""
+    from integrations.context import AwsClients
+
+    return AwsClients.from_settings(settings.aws, "config").client
 
 
 def is_local_sandbox(settings: Settings) -> bool:

@@ -1,11 +1,19 @@
-"""The context injected into every action: clients, mode, logger, secret masker. Never module globals."""
+"""The context injected into every action: clients, mode, logger, secret masker. Never module globals.
+
+Every outside client of a run is made here: AWS (`AwsClients`), Slack (`slack_client`) and vendor HTTP
+(`HttpClient`). So this is the one place where a dry-run (and later a tabletop) sees and stops every call:
+a read-only context refuses any AWS operation that is not a read, any Slack method that writes and any
+HTTP request at all, whatever an action forgets to check.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from integrations.masking import SecretMasker
@@ -14,26 +22,47 @@ if TYPE_CHECKING:
     from slack_sdk import WebClient
 
 
+class RunMode(StrEnum):
+    """How a run treats the world: `live` changes things; `dry-run` only reads and reports what it would do."""
+
+    LIVE = "live"
+    DRY_RUN = "dry-run"
+
+
+class ReadOnlyRefusal(RuntimeError):
+    """A call that would change something, refused because the run is read-only (dry-run)."""
+
+
+# AWS operations that only read. Anything else is refused in a read-only context.
+_READ_PREFIXES = ("Get", "List", "Describe", "Lookup", "Head", "Search", "Query", "Scan", "Select", "Simulate", "Check")
+# Slack Web API methods that only read.
+_SLACK_READ_SUFFIXES = (".list", ".info", ".history", ".replies", ".lookupByEmail", ".test")
+
+
+def is_read_only_operation(name: str) -> bool:
+    return name.startswith(_READ_PREFIXES)
+
+
 @dataclass(frozen=True)
 class RunInfo:
     id: str
     playbook: str
     incident_id: str
-    mode: str  # "live" or "dry-run"
+    mode: RunMode
     launched_by: str
     trigger: str = "manual"
     sandbox: bool = False
 
     @property
     def dry_run(self) -> bool:
-        return self.mode == "dry-run"
+        return self.mode is RunMode.DRY_RUN
 
     def as_context(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "playbook": self.playbook,
             "incident_id": self.incident_id,
-            "mode": self.mode,
+            "mode": self.mode.value,
             "launched_by": self.launched_by,
             "trigger": self.trigger,
             "sandbox": self.sandbox,
@@ -55,12 +84,36 @@ class AwsClients:
     external_id: str | None = None
     session_name: str = "stanch"
     max_attempts: int = 8
+    read_only: bool = False  # dry-run: every operation that is not a read is refused before it is sent
     # (event name, handler) pairs registered on every session: the seam for fault injection in tests
     # and tabletop exercises (for example throttling), never for changing what an action does.
     event_hooks: ClassVar[list[tuple[str, Callable[..., Any]]]] = []
     _session: Any = field(default=None, init=False, repr=False)
     _clients: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @classmethod
+    def from_settings(
+        cls, aws: Any, session_label: str, account: str | None = None, region: str | None = None, read_only: bool = False
+    ) -> AwsClients:
+        """Clients as an installation's `aws` settings say: the responder role when set (the named account's
+        when given), else the standard chain. The session name carries the run id, so CloudTrail ties calls
+        to the run. KeyError names an account missing from `aws.accounts`."""
+        role_arn, external_id = aws.role_arn, aws.external_id
+        if account is not None:
+            target = aws.accounts.get(account)
+            if target is None:
+                known = ", ".join(sorted(aws.accounts)) or "none"
+                raise KeyError(f"account {account} is not configured under aws.accounts (configured: {known})")
+            role_arn, external_id = target.role_arn, target.external_id
+        return cls(
+            region=region or aws.region,
+            endpoint_url=aws.endpoint_url,
+            role_arn=role_arn,
+            external_id=external_id,
+            session_name=f"stanch-{session_label}"[:64],
+            read_only=read_only,
+        )
 
     def _config(self) -> Any:
         from botocore.config import Config
@@ -88,10 +141,25 @@ class AwsClients:
                         aws_session_token=creds["SessionToken"],
                         region_name=self.region,
                     )
-                for event, handler in self.event_hooks:
-                    base.events.register(event, handler)
+                self._register_hooks(base)
                 self._session = base
             return self._session
+
+    def _register_hooks(self, session: Any) -> None:
+        for event, handler in self.event_hooks:
+            session.events.register(event, handler)
+        if self.read_only:
+            session.events.register("before-call.*.*", _refuse_writes)
+
+    def client_as(self, service: str, access_key_id: str, secret_access_key: str, region: str | None = None) -> Any:
+        """A client that signs with the given key (to check a new key works), through the same endpoint and hooks."""
+        import boto3
+
+        session: Any = boto3.session.Session(
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region or self.region
+        )
+        self._register_hooks(session)
+        return session.client(service, endpoint_url=self.endpoint_url, config=self._config())
 
     def client(self, service: str, region: str | None = None) -> Any:
         region = region or self.region
@@ -100,10 +168,86 @@ class AwsClients:
             cached = self._clients.get(key)
         if cached is not None:
             return cached
-        client = self.session().client(service, region_name=region, endpoint_url=self.endpoint_url, config=self._config())
-        with self._lock:
-            self._clients[key] = client
-        return client
+        session = self.session()
+        with self._lock:  # boto3 sessions are not thread-safe: clients are made one at a time
+            cached = self._clients.get(key)
+            if cached is None:
+                cached = self._clients[key] = session.client(
+                    service, region_name=region, endpoint_url=self.endpoint_url, config=self._config()
+                )
+        return cached
+
+
+def _refuse_writes(model: Any = None, **_: Any) -> None:
+    name = getattr(model, "name", "")
+    if not is_read_only_operation(name):
+        service = getattr(getattr(model, "service_model", None), "service_name", "aws")
+        raise ReadOnlyRefusal(f"{service}:{name} refused: this run is a dry-run and changes nothing")
+
+
+def slack_client(token: str, base_url: str = "https://slack.com/api/", read_only: bool = False) -> WebClient:
+    """slack-sdk's WebClient with retries for 429 (Retry-After) and connection errors; read-only refuses writes."""
+    from slack_sdk import WebClient
+    from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+    class _ReadOnlyWebClient(WebClient):
+        def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+            if not api_method.endswith(_SLACK_READ_SUFFIXES):
+                raise ReadOnlyRefusal(f"slack {api_method} refused: this run is a dry-run and posts nothing")
+            return super().api_call(api_method, **kwargs)
+
+    cls = _ReadOnlyWebClient if read_only else WebClient
+    return cls(
+        token=token,
+        base_url=base_url,
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler()],
+    )
+
+
+class HttpCallError(RuntimeError):
+    """An HTTP endpoint refused or failed; the message never holds a credential."""
+
+
+@dataclass(frozen=True)
+class HttpClient:
+    """JSON over HTTPS to vendor APIs (http only on loopback, for stand-ins). Read-only sends nothing at all:
+    even a GET made with a key is a use of that key the vendor logs."""
+
+    read_only: bool = False
+    timeout: float = 15.0
+
+    @staticmethod
+    def check_url(url: str) -> None:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(url)
+        loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+        if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+            raise ValueError(f"vendor endpoints must be https:// (got {parsed.scheme}://{parsed.hostname})")
+
+    def call(
+        self, method: str, url: str, token: str, body: dict[str, Any] | None = None, idempotency: str | None = None
+    ) -> Any:
+        import urllib.error  # here, not at the top: `stanch validate` imports the actions and needs no HTTP
+        import urllib.request
+
+        self.check_url(url)
+        if self.read_only:
+            raise ReadOnlyRefusal(f"{method} {url} refused: this run is a dry-run and calls no vendor")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - scheme checked above
+        request.add_header("Authorization", f"Bearer {token}")
+        request.add_header("Content-Type", "application/json")
+        if idempotency:
+            request.add_header("Idempotency-Key", idempotency)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - scheme checked above
+                text = response.read().decode() or "null"
+                return json.loads(text)
+        except urllib.error.HTTPError as exc:
+            raise HttpCallError(f"{method} {url} answered {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, TimeoutError) as exc:
+            raise HttpCallError(f"{method} {url} failed: {getattr(exc, 'reason', exc)}") from None
 
 
 @dataclass
@@ -116,6 +260,7 @@ class ActionContext:
     masker: SecretMasker
     logger: logging.Logger | logging.LoggerAdapter[Any]
     slack_default_channel: str = "#incident-response"
+    http: HttpClient = field(default_factory=HttpClient)
     _slack: Any = field(default=None, init=False, repr=False)
     # init fields, so dataclasses.replace (a step's own logger) shares them with the run's context
     shared_cache: dict[Any, Any] = field(default_factory=dict, repr=False)

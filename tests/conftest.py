@@ -168,7 +168,7 @@ class BackgroundRun:
 
 
 def start_run(playbook: Any, inputs: dict[str, Any], **kwargs: Any) -> BackgroundRun:
-    from flows.engine.runner import run_playbook
+    from flows.engine.launch import run_playbook
 
     handle = BackgroundRun()
 

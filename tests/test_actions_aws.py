@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from integrations.aws import iam
-from integrations.context import ActionContext, AwsClients, RunInfo
+from integrations.context import ActionContext, AwsClients, RunInfo, RunMode
 from integrations.masking import SecretMasker
 
 
@@ -23,7 +23,7 @@ def make_ctx(sandbox: Any, dry_run: bool) -> ActionContext:
             id="test",
             playbook="t",
             incident_id="inc-test",
-            mode="dry-run" if dry_run else "live",
+            mode=RunMode.DRY_RUN if dry_run else RunMode.LIVE,
             launched_by="t",
         ),
         masker=SecretMasker(),
@@ -229,7 +229,7 @@ def test_the_responder_role_is_assumed_with_the_run_id_in_its_session_name(
     from flows.config import Settings
 
     monkeypatch.delenv("STANCH_AWS__ROLE_ARN")  # the sandbox's "no role" would override the settings below
-    from flows.engine.runtime import aws_clients
+    from integrations.context import AwsClients
 
     iam = sandbox.client("iam")
     trust = {
@@ -247,12 +247,10 @@ def test_the_responder_role_is_assumed_with_the_run_id_in_its_session_name(
             "accounts": {"210987654321": {"role_arn": "arn:aws:iam::210987654321:role/stanch-responder"}},
         }
     )
-    clients = aws_clients(settings, "0b6f3b1e-run")
+    clients = AwsClients.from_settings(settings.aws, "0b6f3b1e-run")
     arn = clients.client("sts").get_caller_identity()["Arn"]
     assert arn == "arn:aws:sts::123456789012:assumed-role/stanch-responder/stanch-0b6f3b1e-run"
-    other = aws_clients(settings, "0b6f3b1e-run", account="210987654321", region="eu-west-1")
+    other = AwsClients.from_settings(settings.aws, "0b6f3b1e-run", account="210987654321", region="eu-west-1")
     assert other.role_arn == "arn:aws:iam::210987654321:role/stanch-responder" and other.region == "eu-west-1"
-    from flows.engine.runtime import StepError
-
-    with pytest.raises(StepError, match=r"account 111111111111 is not configured under aws\.accounts"):
-        aws_clients(settings, "run", account="111111111111")
+    with pytest.raises(KeyError, match=r"account 111111111111 is not configured under aws\.accounts"):
+        AwsClients.from_settings(settings.aws, "run", account="111111111111")

@@ -234,7 +234,7 @@ def test_a_click_for_an_unknown_run_gets_a_message_not_an_error(sandbox: Any, ap
 
 
 def test_gates_without_a_signing_key_stop_the_run_before_anything(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.engine.runner import run_playbook
+    from flows.engine.launch import run_playbook
 
     monkeypatch.delenv("STANCH_APPROVAL_KEY")
     summary = run_playbook(gated(), {"access_key_id": sandbox.keys["alice"][0]}, launched_by="erin")

@@ -96,7 +96,7 @@ def test_without_one_permission_the_step_fails_and_says_what_is_missing(sandbox:
     policy["Statement"] = [s for s in policy["Statement"] if s["Action"]]
     responder(policy)
     set_auth(sandbox, "0")
-    from flows.engine.runner import run_playbook
+    from flows.engine.launch import run_playbook
 
     summary = run_playbook("aws-access-key-compromise", values, launched_by="erin")
     set_auth(sandbox, "inf")

@@ -11,8 +11,7 @@ import pytest
 from conftest import FIXTURES, STANCH, approver_token, cli_env, playbook, start_run
 
 from flows.approvals.client import ApprovalError, answer_gate, open_gate
-from flows.engine.launch import LaunchError
-from flows.engine.runner import run_playbook
+from flows.engine.launch import LaunchError, run_playbook
 from flows.language.model import Playbook
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -265,21 +264,6 @@ def test_on_timeout_escalate_lets_the_escalation_group_approve(sandbox: Any) -> 
     assert sandbox.key_states()[key] == "alice: Inactive"
 
 
-def test_dry_run_changes_nothing_and_posts_nothing(sandbox: Any) -> None:
-    key = sandbox.keys["ci-deployer"][0]
-    run = start_run(FLAGSHIP, {"access_key_id": key, "user_name": "ci-deployer"}, launched_by="erin", dry_run=True)
-    run.wait_for("gate_opened")
-    run.wait_paused()
-    assert answer_gate(run.run_id, "deactivate-key", "dana", "approve", "dry run").accepted
-    summary = run.result()
-    assert summary.state == "Completed"
-    step = next(s for s in summary.steps if s.id == "deactivate-key")
-    assert step.changed and step.outputs["dry_run"] and step.detail.startswith("would set")
-    assert sandbox.key_states()[key] == "ci-deployer: Active"
-    assert sandbox.slack.messages("incident-response") == []
-    assert "mode:dry-run" in flow_run(summary.run_id).tags
-
-
 def test_failed_step_fails_the_run_with_its_name_and_reason() -> None:
     pb = playbook("""\
 apiVersion: stanch/v1
@@ -520,3 +504,34 @@ steps:
     assert summary.state == "Failed"
     assert "step there: account 210987654321 is not configured under aws.accounts" in summary.message
     assert {s.id: s.state for s in summary.steps} == {"first": "not_run", "there": "not_run"}
+
+
+@pytest.mark.parametrize("count", [100, 10])
+def test_a_fan_out_item_that_outlives_the_step_timeout_times_out_and_the_rest_finish(count: int) -> None:
+    """Large fan-outs (chunks of items per task) and small ones (a task per item) give `timeout` one meaning."""
+    pb = playbook("""\
+apiVersion: stanch/v1
+kind: Playbook
+metadata: {name: slow-item, title: One slow item, severity: low}
+inputs:
+  values: {type: array, items: {type: integer}}
+steps:
+  - id: work
+    phase: review
+    uses: core.wait
+    for_each: ${{ inputs.values }}
+    max_concurrency: 4
+    timeout: 1s
+    retries: 1
+    retry_delay: 0s
+    on_failure: continue
+    with: {seconds: "${{ 4 if item == 7 else 0 }}"}
+""")
+    summary = run_playbook(pb, {"values": list(range(count))}, launched_by="erin")
+    (work,) = summary.steps
+    assert work.items == count
+    assert work.failed_items == [7]
+    assert work.outputs[7] == {"failed": True, "error": "timed out after 1s (the step's timeout)"}
+    assert all(o == {"seconds": 0.0} for i, o in enumerate(work.outputs) if i != 7)
+    # two attempts of at most 1 s each (retries: 1), not the 4 s the item asked for twice
+    assert work.duration is not None and work.duration < 6

@@ -8,15 +8,19 @@ from typing import Any
 import pytest
 
 from flows.config import load_settings
-from flows.engine.runtime import build_context
+from flows.engine.driver import build_context
 from integrations import slack
-from integrations.context import ActionContext, RunInfo
+from integrations.context import ActionContext, RunInfo, RunMode
 from integrations.masking import SecretMasker
 
 
 def slack_ctx(dry_run: bool = False) -> ActionContext:
     run = RunInfo(
-        id="r", playbook="p", incident_id="inc-20261126-0301-ab12", mode="dry-run" if dry_run else "live", launched_by="t"
+        id="r",
+        playbook="p",
+        incident_id="inc-20261126-0301-ab12",
+        mode=RunMode.DRY_RUN if dry_run else RunMode.LIVE,
+        launched_by="t",
     )
     return build_context(load_settings(), run, SecretMasker(), logging.getLogger("stanch.test"))
 

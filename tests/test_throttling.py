@@ -10,7 +10,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from conftest import playbook
 
-from flows.engine.runner import run_playbook
+from flows.engine.launch import run_playbook
 from integrations.context import AwsClients
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

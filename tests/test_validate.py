@@ -24,6 +24,10 @@ EXPECTED = {
     "wrong-argument-type.yaml": (12, "steps[0].with.condition", "valid boolean"),
     "gate-without-timeout.yaml": (13, "steps[0].approval.timeout", "a gate needs `timeout`"),
     "unknown-approver-group.yaml": (14, "steps[0].approval.from", "unknown approver group 'on-call'"),
+    # what the validator accepts, the run can evaluate: `when` and a gate's message are evaluated once per step
+    "item-in-when.yaml": (12, "steps[0].when", "'item' is defined only in `with`"),
+    "item-in-gate-message.yaml": (17, "steps[0].approval.message", "`approval.message` is evaluated once"),
+    "unknown-output-field.yaml": (17, "steps[1].with.message", "has no field 'kyes' (aws.iam.list_access_keys gives: "),
 }
 
 

@@ -44,9 +44,9 @@ def review_logs(
     try:
         if source == "lookup" or source.startswith("s3://"):
             from flows.config import load_settings
-            from flows.engine.runtime import aws_clients
+            from integrations.context import AwsClients
 
-            clients = aws_clients(load_settings(), "review")
+            clients = AwsClients.from_settings(load_settings().aws, "review")
             if source == "lookup":
                 report = engine.review(access_key_id, start, end, lookup=clients.client("cloudtrail"))
             else:

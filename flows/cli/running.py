@@ -56,6 +56,8 @@ class Progress:
                 f"    answer: stanch approve {self.run_id} --gate {data['gate']} --as NAME "
                 "--approve|--reject --reason TEXT"
             )
+        elif kind == "gate_dry_run":
+            c.print(f"  [bold yellow]⏸ gate[/] before {escape(data['gate'])}: {escape(data['message'])}")
         elif kind == "gate_escalated":
             c.print(f"  [bold yellow]⏫ escalated[/] gate {escape(data['gate'])} to {escape(data['group'])}")
         elif kind == "gate_answer":
@@ -127,7 +129,7 @@ def run(
         out.print(f"[dim]sandbox: AWS {box.aws_endpoint}, Slack {box.slack.base_url if box.slack else ''}[/]")
     try:
         warn_without_server()
-        from flows.engine.runner import run_playbook
+        from flows.engine.launch import run_playbook
 
         summary = run_playbook(
             pb,
@@ -156,7 +158,7 @@ def demo(
 ) -> None:
     """The flagship playbook on the sandbox: an AWS Health alert, gates answered by a named demo approver."""
     from flows.approvals.client import answer_gate
-    from flows.engine.runner import run_playbook
+    from flows.engine.launch import run_playbook
     from flows.sandbox import Sandbox
 
     quiet_prefect_console()

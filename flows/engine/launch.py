@@ -1,25 +1,24 @@
-"""What every launch does before a flow run exists: resolve the playbook, check inputs, read the alert."""
+"""The one launch path. Every launcher (the CLI, the demo, a deployment, tests) resolves the playbook, checks
+its inputs and reads the alert here, then starts the playbook's own flow (`flows.engine.flow`)."""
 
 from __future__ import annotations
 
 import getpass
 import os
-import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from flows.alerts import normalize
+from flows.engine.flow import new_incident_id
+from flows.engine.observe import Observer, observing
+from flows.engine.records import RunSummary
 from flows.language.model import Playbook
 from flows.language.validate import check_inputs, load_playbook, resolve_playbook_path, with_defaults
+from integrations.context import RunMode
 from integrations.masking import looks_secret
 
 
 class LaunchError(Exception):
     """A run that must not start; the message says what to fix. Nothing has been changed."""
-
-
-def new_incident_id() -> str:
-    return f"inc-{datetime.now(UTC):%Y%m%d-%H%M}-{secrets.token_hex(2)}"
 
 
 def current_user() -> str:
@@ -62,6 +61,11 @@ def prepare(
         for name in playbook.inputs:
             if name not in given and alert.get(name) not in (None, "", []):
                 given[name] = alert[name]
+    return playbook, checked_inputs(playbook, given), alert
+
+
+def checked_inputs(playbook: Playbook, given: dict[str, Any]) -> dict[str, Any]:
+    """The inputs with their defaults, or LaunchError naming every problem (a credential-looking value too)."""
     problems = check_inputs(playbook, given)
     for name, value in given.items():
         if isinstance(value, str) and looks_secret(value):
@@ -70,7 +74,51 @@ def prepare(
             )
     if problems:
         raise LaunchError("the run was not started:\n" + "\n".join(f"  - {p}" for p in problems))
-    return playbook, with_defaults(playbook, given), alert
+    return with_defaults(playbook, given)
+
+
+def run_playbook(
+    playbook_ref: str | Playbook,
+    inputs: dict[str, Any] | None = None,
+    *,
+    alert: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    incident_id: str | None = None,
+    trigger: str = "manual",
+    launched_by: str | None = None,
+    sandbox: bool = False,
+    observer: Observer | None = None,
+) -> RunSummary:
+    """Run a playbook's flow in this process and return its summary. Raises LaunchError before starting."""
+    from flows.engine.flow import playbook_flow
+
+    playbook, values, facts = prepare(playbook_ref, inputs or {}, alert)
+    captured: dict[str, Any] = {}
+
+    def observe(kind: str, data: dict[str, Any]) -> None:
+        if kind == "run_finished":
+            captured["summary"] = data["summary"]
+        if observer is not None:
+            observer(kind, data)
+
+    with observing(observe):
+        state = playbook_flow(playbook)(
+            inputs=values,
+            alert=facts,
+            mode=RunMode.DRY_RUN if dry_run else RunMode.LIVE,
+            incident_id=incident_id or new_incident_id(),
+            trigger=trigger,
+            launched_by=launched_by or current_user(),
+            sandbox=sandbox,
+            return_state=True,
+        )
+    summary = captured.get("summary")
+    if summary is None:
+        if state.is_failed() and state.message and "was not started" in state.message:
+            raise LaunchError(state.message)
+        # The flow crashed before it could summarise (a bug or an infrastructure failure).
+        raise RuntimeError(f"the flow run ended {state.name} without a summary: {state.message}")
+    return summary
 
 
 def coerce_input(playbook: Playbook, name: str, text: str) -> Any:

@@ -19,24 +19,22 @@ from integrations.masking import SecretMasker
 from integrations.slack import escape, escape_blocks
 
 
-def slack_client(settings: Settings, masker: SecretMasker | None = None, aws_client: Any = None) -> Any:
-    """slack-sdk's WebClient with retries for 429 (Retry-After) and connection errors, or None without a token."""
-    from slack_sdk import WebClient
-    from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+def slack_client(
+    settings: Settings, masker: SecretMasker | None = None, aws_client: Any = None, read_only: bool = False
+) -> Any:
+    """The configured Slack client (made by integrations.context), or None without a token."""
+    from flows.config import aws_client_factory
+    from integrations.context import slack_client as make_client
 
     ref = settings.slack.token
     if ref is None:
         return None
-    token = ref.resolve(aws_client)
+    token = ref.resolve(aws_client or aws_client_factory(settings))
     if not token:
         return None
     if masker is not None:
         masker.register(token)
-    return WebClient(
-        token=token,
-        base_url=settings.slack.base_url,
-        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler()],
-    )
+    return make_client(token, settings.slack.base_url, read_only=read_only)
 
 
 class IncidentThread:
@@ -47,6 +45,7 @@ class IncidentThread:
         masker: SecretMasker,
         log: logging.Logger | logging.LoggerAdapter[Any],
         ui_url: str | None,
+        aws_client: Any = None,
     ):
         self.settings = settings
         self.run = run
@@ -60,8 +59,11 @@ class IncidentThread:
         self.root: dict[str, str] | None = None
         self.gate_messages: dict[str, dict[str, str]] = {}
         self.client: Any = None
+        if run.dry_run:
+            log.info("Dry-run: the incident thread is not posted (a dry-run sends nothing)")
+            return
         try:
-            self.client = slack_client(settings, masker) if settings.slack.incident_thread else None
+            self.client = slack_client(settings, masker, aws_client) if settings.slack.incident_thread else None
         except Exception as exc:
             self._failed("connect", exc)
 

@@ -105,6 +105,25 @@ def walk_strings(value: Any, path: tuple[str | int, ...] = ()) -> Iterable[tuple
             yield from walk_strings(child, (*path, i))
 
 
+# The one definition of what an expression may name, shared by the validator and the runtime:
+# - `inputs`, `alert`, `run` everywhere; `steps.<id>` for the steps this one needs (directly or not);
+# - `item` and `index` only in the `with` of a for_each step: the runtime evaluates `with` once per item,
+#   and `when`, `for_each` and a gate's `message` once for the whole step;
+# - `steps.<id>.outputs.<field>` only for fields of that step's action result (a for_each step's outputs
+#   are a list, one entry per item).
+ITEM_PLACES = frozenset({"with"})
+
+
+@dataclass(frozen=True)
+class StepOutputs:
+    """The shape of a step's outputs: its action's result model, and whether it is a list (for_each)."""
+
+    action: str
+    model: Any  # a pydantic model class
+    hidden: frozenset[str] = frozenset()  # secret result fields, never in outputs
+    fan_out: bool = False
+
+
 @dataclass(frozen=True)
 class Scope:
     """What an expression may name at one place in a playbook."""
@@ -113,6 +132,9 @@ class Scope:
     earlier_steps: frozenset[str]
     all_steps: frozenset[str] = frozenset()
     has_item: bool = False
+    fan_out: bool = False  # the step has for_each (so `item` exists somewhere in it)
+    place: str = "with"
+    outputs: dict[str, StepOutputs] = field(default_factory=dict)
 
 
 @dataclass
@@ -196,6 +218,11 @@ def _check_reference(ref: tuple[str | int, ...], scope: Scope) -> list[str]:
     if root not in ROOTS:
         return [f"unknown name {root!r}: an expression can name {', '.join(ROOTS[:4])} (and item in for_each)"]
     if root in ("item", "index") and not scope.has_item:
+        if scope.fan_out:
+            return [
+                f"{root!r} is defined only in `with` (evaluated once per item); `{scope.place}` is evaluated once "
+                "for the whole step: filter the list in for_each instead (e.g. select or selectattr)"
+            ]
         return [f"{root!r} is only defined in a step with for_each"]
     if root == "inputs":
         if len(ref) < 2:
@@ -216,6 +243,33 @@ def _check_reference(ref: tuple[str | int, ...], scope: Scope) -> list[str]:
                     "(directly or through a step it needs)"
                 ]
             return [f"steps.{step_id} names no step in this playbook"]
+        shape = scope.outputs.get(step_id)
+        if ref[2] == "outputs" and len(ref) > 3 and shape is not None:
+            return _check_outputs(step_id, shape, ref[3:])
+    return []
+
+
+def _check_outputs(step_id: str, shape: StepOutputs, path: tuple[str | int, ...]) -> list[str]:
+    """Check `steps.<id>.outputs...` against the action's result model, one level of models at a time."""
+    if shape.fan_out:
+        if isinstance(path[0], str):
+            return [
+                f"steps.{step_id}.outputs is a list (one entry per item of its for_each): use "
+                f"steps.{step_id}.outputs[0].{path[0]} or a filter such as map(attribute='{path[0]}')"
+            ]
+        path = path[1:]
+    model = shape.model
+    shown = f"steps.{step_id}.outputs"
+    for part in path:
+        if model is None or not isinstance(part, str):
+            return []
+        fields = {name: f for name, f in model.model_fields.items() if name not in shape.hidden}
+        if part not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            return [f"{shown} has no field {part!r} ({shape.action} gives: {known})"]
+        shown += f".{part}"
+        annotation = fields[part].annotation
+        model = annotation if isinstance(annotation, type) and hasattr(annotation, "model_fields") else None
     return []
 
 

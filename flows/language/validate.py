@@ -408,26 +408,49 @@ def _action_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
 # ---------------------------------------------------------------- tier 4: expressions
 
 
+def _step_outputs(steps: list[tuple[int, dict[str, Any]]]) -> dict[str, expressions.StepOutputs]:
+    """Each step's output shape, from its action's result model (steps with an unknown action are left out)."""
+    from integrations.registry import load_actions
+
+    registry = load_actions()
+    shapes = {}
+    for _, step in steps:
+        sid, key = step.get("id"), step.get("uses")
+        spec = registry.get(key) if isinstance(key, str) else None
+        if isinstance(sid, str) and spec is not None:
+            shapes[sid] = expressions.StepOutputs(str(key), spec.result_model, spec.secret_results, "for_each" in step)
+    return shapes
+
+
 def _expression_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
     inputs = frozenset(data["inputs"]) if isinstance(data.get("inputs"), dict) else frozenset()
     steps = _steps(data)
     graph = {s["id"]: _needs(s) for _, s in steps if isinstance(s.get("id"), str)}
     all_ids = frozenset(graph)
+    outputs = _step_outputs(steps)
     problems = []
     for i, step in steps:
         sid = step.get("id")
         earlier = frozenset(ancestors(graph, sid)) if isinstance(sid, str) else frozenset()
-        base = expressions.Scope(inputs=inputs, earlier_steps=earlier, all_steps=all_ids)
-        item_scope = expressions.Scope(inputs, earlier, all_ids, has_item="for_each" in step)
-        places: list[tuple[PathT, Any, expressions.Scope]] = [
-            (("steps", i, "with"), step.get("with"), item_scope),
-            (("steps", i, "when"), step.get("when"), item_scope),
-            (("steps", i, "for_each"), step.get("for_each"), base),
+        fan_out = "for_each" in step
+        places: list[tuple[str, PathT, Any]] = [
+            ("with", ("steps", i, "with"), step.get("with")),
+            ("when", ("steps", i, "when"), step.get("when")),
+            ("for_each", ("steps", i, "for_each"), step.get("for_each")),
         ]
         approval = step.get("approval")
         if isinstance(approval, dict):
-            places.append((("steps", i, "approval", "message"), approval.get("message"), item_scope))
-        for path, value, scope in places:
+            places.append(("approval.message", ("steps", i, "approval", "message"), approval.get("message")))
+        for place, path, value in places:
+            scope = expressions.Scope(
+                inputs,
+                earlier,
+                all_ids,
+                has_item=fan_out and place in expressions.ITEM_PLACES,
+                fan_out=fan_out,
+                place=place,
+                outputs=outputs,
+            )
             for sub, text in expressions.walk_strings(value):
                 if not expressions.has_expression(text):
                     continue

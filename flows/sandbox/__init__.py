@@ -38,6 +38,7 @@ class _MotoProcess:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "MOTO_RECORDER_FILEPATH": _recording_file()},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -58,6 +59,45 @@ _EC2_TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
+
+
+def _recording_file() -> str:
+    """Where moto's request recorder writes (never the working directory)."""
+    import tempfile
+
+    handle, path = tempfile.mkstemp(prefix="stanch-moto-recording-")
+    os.close(handle)
+    return path
+
+
+def _operation(entry: dict[str, Any]) -> str:
+    """`service:Operation` of one recorded AWS request (query, JSON and REST protocols)."""
+    import base64
+    from urllib.parse import parse_qs, urlparse
+
+    headers = {k.lower(): v for k, v in entry.get("headers", {}).items()}
+    scope = headers.get("authorization", "").split("Credential=")[-1].split("/")
+    service = scope[3] if len(scope) > 3 else "aws"
+    target = headers.get("x-amz-target")
+    if target:
+        return f"{service}:{target.rsplit('.', 1)[-1]}"
+    body = entry.get("body") or ""
+    if entry.get("body_encoded"):
+        body = base64.b64decode(body).decode("utf-8", "replace")
+    action = parse_qs(body).get("Action") or parse_qs(urlparse(entry.get("url", "")).query).get("Action")
+    if action:
+        return f"{service}:{action[0]}"
+    return f"{service}:{entry.get('method', 'GET')} {urlparse(entry.get('url', '')).path}"
+
+
+def is_mutating(operation: str) -> bool:
+    """Whether a recorded `service:Operation` changes anything (REST: any method but GET and HEAD)."""
+    from integrations.context import is_read_only_operation
+
+    name = operation.split(":", 1)[1]
+    if " " in name:
+        return name.split(" ", 1)[0] not in ("GET", "HEAD")
+    return not is_read_only_operation(name)
 
 
 def _env_or_random(name: str, size: int) -> str:
@@ -101,6 +141,9 @@ class Sandbox:
             self._moto = _MotoProcess().start()
             self.aws_endpoint = self._moto.endpoint
         else:
+            from moto.moto_api import recorder
+
+            recorder._location = _recording_file()
             self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             self._moto.start()
             host, port = self._moto.get_host_and_port()
@@ -185,6 +228,25 @@ class Sandbox:
             self.vendor.reset()
         self.keys.clear()
         self.seed(self._spec())
+
+    def _moto_api(self, path: str, method: str = "POST") -> str:
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.aws_endpoint}/moto-api/{path}", method=method)  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback moto only
+            return str(response.read().decode())
+
+    def record_aws(self) -> None:
+        """Start moto's request log afresh: every AWS request from now on is kept (see `aws_operations`)."""
+        self._moto_api("recorder/reset-recording")
+        self._moto_api("recorder/start-recording")
+
+    def aws_operations(self) -> list[str]:
+        """Every AWS request since `record_aws`, as `service:Operation`, in order."""
+        import json
+
+        text = self._moto_api("recorder/download-recording", method="GET")
+        return [_operation(json.loads(line)) for line in text.splitlines() if line.strip()]
 
     def _spec(self) -> dict[str, Any]:
         return yaml.safe_load(Path(self.fixture).read_text(encoding="utf-8")) or {}

@@ -505,15 +505,7 @@ def _verify_key(ctx: ActionContext, user_name: str, pair: dict[str, str], attemp
     """STS GetCallerIdentity with the new key: it must work and be the user's (IAM takes seconds to agree)."""
     import time
 
-    import boto3
-
-    sts = boto3.client(
-        "sts",
-        region_name=ctx.aws.region,
-        endpoint_url=ctx.aws.endpoint_url,
-        aws_access_key_id=pair["AccessKeyId"],
-        aws_secret_access_key=pair["SecretAccessKey"],
-    )
+    sts = ctx.aws.client_as("sts", pair["AccessKeyId"], pair["SecretAccessKey"])
     last: Exception | None = None
     for attempt in range(max(1, attempts)):
         try:

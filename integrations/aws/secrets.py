@@ -12,12 +12,11 @@ import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlparse
 
 from pydantic import Field
 
 from integrations.aws import error_code, on_secret
-from integrations.context import ActionContext
+from integrations.context import ActionContext, HttpCallError
 from integrations.registry import ActionResult, Change, Permission, action
 
 SecretId = Annotated[str, Field(min_length=1, max_length=2048, description="A secret's ARN or name.")]
@@ -83,36 +82,8 @@ def list_secrets(
 # ---------------------------------------------------------------- vendor keys
 
 
-class VendorError(RuntimeError):
-    """A vendor endpoint refused or failed; the message never holds a key."""
-
-
-def _check_url(url: str) -> None:
-    parsed = urlparse(url)
-    loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
-    if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
-        raise ValueError(f"vendor endpoints must be https:// (got {parsed.scheme}://{parsed.hostname})")
-
-
-def _http(method: str, url: str, token: str, body: dict[str, Any] | None = None, idempotency: str | None = None) -> Any:
-    import urllib.error  # here, not at the top: `stanch validate` imports this module and needs no HTTP
-    import urllib.request
-
-    _check_url(url)
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - scheme checked above
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    if idempotency:
-        request.add_header("Idempotency-Key", idempotency)
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - scheme checked above
-            text = response.read().decode() or "null"
-            return json.loads(text)
-    except urllib.error.HTTPError as exc:
-        raise VendorError(f"{method} {url} answered {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, TimeoutError) as exc:
-        raise VendorError(f"{method} {url} failed: {getattr(exc, 'reason', exc)}") from None
+# Vendor HTTP goes through the run's context (`ctx.http`), which a dry-run makes refuse every call.
+VendorError = HttpCallError
 
 
 def _parse_vendor_value(text: str) -> dict[str, str]:
@@ -217,7 +188,7 @@ def rotate_vendor_secret(
         raise ValueError("a vendor API rotation needs admin_token_secret_id (the secret holding the admin token)")
     for url in (mint_url, revoke_url, check_url):
         if url:
-            _check_url(url)
+            ctx.http.check_url(url)
     ours = stages.get(token)
     if ours is not None and "AWSCURRENT" in ours:
         previous = next((v for v, s in stages.items() if "AWSPREVIOUS" in s), None)
@@ -245,7 +216,7 @@ def rotate_vendor_secret(
     admin = _admin_token(ctx, admin_token_secret_id)
     if ours is None:
         old = _secret_value(ctx, secret_id, VersionStage="AWSCURRENT")
-        minted = _http("POST", mint_url, admin, {"name": name}, idempotency=token)
+        minted = ctx.http.call("POST", mint_url, admin, {"name": name}, idempotency=token)
         new = _parse_vendor_value(json.dumps(minted)) if isinstance(minted, dict) else {}
         if not new.get("api_key"):
             raise VendorError(f"the vendor's mint endpoint answered without an api_key for {name}")
@@ -262,7 +233,7 @@ def rotate_vendor_secret(
         old = _secret_value(ctx, secret_id, VersionId=previous_version) if previous_version else {}
     checked = False
     if check_url:
-        _http("GET", check_url, new["api_key"])
+        ctx.http.call("GET", check_url, new["api_key"])
         checked = True
     if "AWSCURRENT" not in (ours or []):
         sm.update_secret_version_stage(
@@ -272,7 +243,7 @@ def rotate_vendor_secret(
     revoked = False
     if revoke_url and old.get("api_key"):
         url = revoke_url.replace("{key_id}", old.get("key_id", ""))
-        _http("POST", url, admin, {"key_id": old.get("key_id"), "api_key": old["api_key"]})
+        ctx.http.call("POST", url, admin, {"key_id": old.get("key_id"), "api_key": old["api_key"]})
         sm.tag_resource(SecretId=secret_id, Tags=[{"Key": REVOKED_TAG, "Value": str(previous_version)}])
         revoked = True
     ctx.logger.info("Rotated vendor key in %s (checked: %s, old key revoked: %s)", name, checked, revoked)
@@ -292,7 +263,7 @@ class VersionCheck(ActionResult):
     secret: str
     rotated: bool
     current_version_id: str
-    checked: bool
+    checked: bool = False
 
 
 @action(
@@ -314,12 +285,16 @@ def verify_rotation(
     described = sm.describe_secret(SecretId=secret_id)
     stages: dict[str, list[str]] = described.get("VersionIdsToStages", {})
     current = next((v for v, s in stages.items() if "AWSCURRENT" in s), "")
+    if ctx.dry_run:  # a dry-run rotated nothing, so there is nothing to check and no key to use
+        return VersionCheck(
+            secret=str(described["Name"]), rotated=current != previous_version_id, current_version_id=current
+        )
     if current == previous_version_id:
         raise RuntimeError(f"{described['Name']} has no new version yet: put the new key into the secret first")
     checked = False
     if check_url:
         value = _secret_value(ctx, secret_id, VersionStage="AWSCURRENT")
-        _http("GET", check_url, value["api_key"])
+        ctx.http.call("GET", check_url, value["api_key"])
         checked = True
     return VersionCheck(secret=str(described["Name"]), rotated=True, current_version_id=current, checked=checked)
 

@@ -1,17 +1,21 @@
-"""Running a playbook inside a Prefect flow run: one task per step, dependencies, gates, the final state.
+"""The driver: one playbook's steps inside its flow run; tasks, dependencies, gates, the summary.
 
 The driver runs in the flow's thread. A step is submitted as soon as every step it needs has finished,
 so steps with no path between them run concurrently on the task runner; `for_each` steps are mapped
 over their items with at most `max_concurrency` in flight. Gates open when no task is in flight (a
-paused flow run must not have tasks starting under it).
+paused flow run must not have tasks starting under it). Every item of every step, fanned out or not,
+runs through `attempt_item`: the step's `timeout` bounds each attempt and `retries` counts per item.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import logging
 import math
+import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as wait_futures
@@ -21,15 +25,15 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from flows.config import Settings, is_local_sandbox, load_settings, signing_key
+from flows.config import Settings, is_local_sandbox, signing_key
 from flows.engine.gates import GateOutcome, Verification, run_gate
 from flows.engine.notify import IncidentThread
 from flows.engine.observe import emit
 from flows.engine.records import RunSummary, StepRecord
 from flows.language import expressions
-from flows.language.model import Playbook, Step, duration_seconds
+from flows.language.model import Approval, Playbook, Step, duration_seconds
 from integrations.aws import error_code
-from integrations.context import ActionContext, AwsClients, RunInfo
+from integrations.context import ActionContext, AwsClients, HttpClient, RunInfo
 from integrations.masking import SecretMasker, install_log_masking
 from integrations.registry import ActionSpec, get_action
 
@@ -42,33 +46,15 @@ class StepError(Exception):
     """A step's failure, its message already masked of secrets."""
 
 
-def aws_clients(settings: Settings, session_label: str, account: str | None = None, region: str | None = None) -> AwsClients:
-    """AWS clients as the configuration says: the responder role when set (the named account's when given),
-    else the standard chain. The session name carries the run id, so CloudTrail ties calls to the run."""
-    role_arn, external_id = settings.aws.role_arn, settings.aws.external_id
-    if account is not None:
-        target = settings.aws.accounts.get(account)
-        if target is None:
-            known = ", ".join(sorted(settings.aws.accounts)) or "none"
-            raise StepError(f"account {account} is not configured under aws.accounts (configured: {known})")
-        role_arn, external_id = target.role_arn, target.external_id
-    return AwsClients(
-        region=region or settings.aws.region,
-        endpoint_url=settings.aws.endpoint_url,
-        role_arn=role_arn,
-        external_id=external_id,
-        session_name=f"stanch-{session_label}"[:64],
-    )
-
-
 def build_context(settings: Settings, run: RunInfo, masker: SecretMasker, logger: Any) -> ActionContext:
-    aws = aws_clients(settings, run.id)
+    """The run's action context; a dry-run's clients refuse every call that would change something."""
+    aws = AwsClients.from_settings(settings.aws, run.id, read_only=run.dry_run)
 
     @functools.cache
     def slack_factory() -> Any:
         from flows.engine.notify import slack_client
 
-        client = slack_client(settings, masker, aws.client)
+        client = slack_client(settings, masker, aws.client, read_only=run.dry_run)
         if client is None:
             ref = settings.slack.token
             raise RuntimeError(f"no Slack token: set {ref.describe() if ref else 'slack.token in the configuration'}")
@@ -81,6 +67,7 @@ def build_context(settings: Settings, run: RunInfo, masker: SecretMasker, logger
         masker=masker,
         logger=logger,
         slack_default_channel=settings.slack.default_channel,
+        http=HttpClient(read_only=run.dry_run),
     )
 
 
@@ -110,51 +97,77 @@ def _call_action(step: Step, spec: ActionSpec, ctx: ActionContext, args: dict[st
     return spec.outputs(result)
 
 
-def _make_tasks(step: Step, spec: ActionSpec, ctx: ActionContext) -> tuple[Any, Any]:
-    """(a task for one item, a task for a chunk of items) for a step."""
-    import time
+def _bounded(seconds: int | None, call: Any, *args: Any) -> Any:
+    """call(*args), waiting at most `seconds`. A call still running then is abandoned on its daemon thread
+    (Python cannot stop it) and the attempt fails; the actions' idempotency makes a late finish harmless."""
+    if seconds is None:
+        return call(*args)
+    box: dict[str, Any] = {}
 
+    def target() -> None:
+        try:
+            box["value"] = call(*args)
+        except BaseException as exc:  # handed back to the waiting thread
+            box["error"] = exc
+
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(target,), daemon=True, name="stanch-attempt")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise StepError(f"timed out after {seconds}s (the step's timeout)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def attempt_item(step: Step, spec: ActionSpec, ctx: ActionContext, args: dict[str, Any], logger: Any) -> dict[str, Any]:
+    """One item of a step (or the step's only run): 1 + `retries` attempts, each bounded by `timeout`."""
+    timeout = duration_seconds(step.timeout) if step.timeout is not None else None
+    for attempt in range(step.retries + 1):
+        try:
+            result: dict[str, Any] = _bounded(timeout, _call_action, step, spec, ctx, args, logger)
+            return result
+        except StepError as exc:
+            if attempt == step.retries:
+                raise
+            delay = duration_seconds(step.retry_delay)
+            logger.warning("Attempt %d of %d failed: %s; again in %ds", attempt + 1, step.retries + 1, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _make_task(step: Step, spec: ActionSpec, ctx: ActionContext) -> Any:
+    """The step's Prefect task: it runs a list of (index, arguments) and returns (index, outputs) for each.
+
+    A single step is one item (index -1), a fan-out one item per task, or, above CHUNK_ABOVE items, a chunk
+    of items per task; each item keeps its own outcome. A failed item's outputs are {"failed", "error"}.
+    """
     from prefect import task
     from prefect.cache_policies import NO_CACHE
     from prefect.logging import get_run_logger
 
-    def run_step(args: dict[str, Any]) -> dict[str, Any]:
-        return _call_action(step, spec, ctx, args, get_run_logger())
-
-    def run_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+    def run_items(items: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
         logger = get_run_logger()
         done: list[tuple[int, dict[str, Any]]] = []
-        for index, args in chunk:
-            for attempt in range(step.retries + 1):
-                try:
-                    done.append((index, _call_action(step, spec, ctx, args, logger)))
-                    break
-                except StepError as exc:
-                    if attempt == step.retries:
-                        logger.error("Item %d failed: %s", index, exc)
-                        done.append((index, {"failed": True, "error": str(exc)}))
-                    else:
-                        time.sleep(duration_seconds(step.retry_delay))
+        for index, args in items:
+            try:
+                done.append((index, attempt_item(step, spec, ctx, args, logger)))
+            except StepError as exc:
+                if index >= 0:
+                    logger.error("Item %d failed: %s", index, exc)
+                done.append((index, {"failed": True, "error": str(exc)}))
         return done
 
-    common = {"persist_result": False, "cache_policy": NO_CACHE, "log_prints": False, "description": spec.description}
-    one = task(  # type: ignore[call-overload]
-        run_step,
-        name=step.id,
-        retries=step.retries,
-        retry_delay_seconds=duration_seconds(step.retry_delay),
-        timeout_seconds=duration_seconds(step.timeout) if step.timeout is not None else None,
-        **common,
+    return task(  # type: ignore[call-overload]
+        run_items, name=step.id, persist_result=False, cache_policy=NO_CACHE, log_prints=False, description=spec.description
     )
-    chunked = task(run_chunk, name=step.id, **common)  # type: ignore[call-overload]
-    return one, chunked
 
 
 @dataclasses.dataclass
 class _Unit:
     step_id: str
-    index: int | None  # None: the step's only run; else the item (or, for a chunk, its first item)
-    chunk: list[int] | None = None
+    indices: list[int]  # [-1]: the step's only run; else the items this task runs
 
 
 class Driver:
@@ -183,7 +196,7 @@ class Driver:
         self.specs = {s.id: get_action(s.uses) for s in playbook.steps}
         self.settings = settings
         self.abort_reason: str | None = None
-        self.tasks = {s.id: _make_tasks(s, self.specs[s.id], self._step_context(s)) for s in playbook.steps}
+        self.tasks = {s.id: _make_task(s, self.specs[s.id], self._step_context(s)) for s in playbook.steps}
         self.approved: set[str] = set()
         self.thread: IncidentThread | None = None
         self.verification = Verification(
@@ -191,7 +204,7 @@ class Driver:
             allow_unsigned=settings.approvals.allow_unsigned and is_local_sandbox(settings),
         )
         self.running: dict[Any, _Unit] = {}
-        self.queued: dict[str, deque[tuple[int, Any]]] = {}
+        self.queued: dict[str, deque[list[tuple[int, Any]]]] = {}
         self.item_results: dict[str, dict[int, Any]] = {}
         self.cancel_reasons: list[str] = []
         self.notes: list[str] = []
@@ -204,16 +217,18 @@ class Driver:
         if step.aws is None:
             return self.ctx
         try:
-            aws = aws_clients(self.settings, self.run.id, step.aws.account, step.aws.region)
-        except StepError as exc:
-            self.abort_reason = self.abort_reason or f"step {step.id}: {exc}"
+            aws = AwsClients.from_settings(
+                self.settings.aws, self.run.id, step.aws.account, step.aws.region, read_only=self.run.dry_run
+            )
+        except KeyError as exc:
+            self.abort_reason = self.abort_reason or f"step {step.id}: {exc.args[0]}"
             return self.ctx
         return dataclasses.replace(self.ctx, aws=aws)
 
     # ---------------------------------------------------------------- scheduling
 
     def execute(self) -> RunSummary:
-        if any(s.approval for s in self.playbook.steps):
+        if any(s.approval for s in self.playbook.steps) and not self.run.dry_run:
             if self.verification.allow_unsigned:
                 self.log.warning(
                     "UNSIGNED APPROVALS ACCEPTED: approvals.allow_unsigned is on (sandbox only). Anyone who can "
@@ -288,22 +303,18 @@ class Driver:
     def _submit(self, step: Step, record: StepRecord) -> None:
         record.started_at = datetime.now(UTC)
         emit("step_started", step=step.id, name=step.display_name)
-        units: deque[tuple[int, Any]]
+        units: deque[list[tuple[int, Any]]]
         try:
             if step.for_each is None:
-                args = expressions.evaluate(step.with_, self._context())
-                units = deque([(-1, args)])
+                units = deque([[(-1, expressions.evaluate(step.with_, self._context()))]])
             else:
                 items = expressions.evaluate_string(step.for_each, self._context())
                 if not isinstance(items, list | tuple):
                     raise expressions.ExpressionError(f"for_each must give a list, got {type(items).__name__}")
                 evaluated = [(i, expressions.evaluate(step.with_, self._context(item, i))) for i, item in enumerate(items)]
                 record.items = len(evaluated)
-                if len(evaluated) > CHUNK_ABOVE:
-                    size = math.ceil(len(evaluated) / (step.max_concurrency * 8))
-                    units = deque((-2, evaluated[i : i + size]) for i in range(0, len(evaluated), size))
-                else:
-                    units = deque(evaluated)
+                size = math.ceil(len(evaluated) / (step.max_concurrency * 8)) if len(evaluated) > CHUNK_ABOVE else 1
+                units = deque(evaluated[i : i + size] for i in range(0, len(evaluated), size))
         except expressions.ExpressionError as exc:
             self._fail(step, record, str(exc))
             return
@@ -319,15 +330,13 @@ class Driver:
         units = self.queued[step.id]
         if not units:
             return
-        index, args = units.popleft()
-        one, chunked = self.tasks[step.id]
-        if index == -2:  # a chunk of items
-            indices = [i for i, _ in args]
-            task = chunked.with_options(task_run_name=f"{step.id}[{indices[0]}-{indices[-1]}]")
-            self.running[task.submit(args)] = _Unit(step.id, indices[0], indices)
-            return
-        task = one if index < 0 else one.with_options(task_run_name=f"{step.id}[{index}]")
-        self.running[task.submit(args)] = _Unit(step.id, None if index < 0 else index)
+        items = units.popleft()
+        indices = [i for i, _ in items]
+        task = self.tasks[step.id]
+        if indices != [-1]:
+            label = f"{indices[0]}" if len(indices) == 1 else f"{indices[0]}-{indices[-1]}"
+            task = task.with_options(task_run_name=f"{step.id}[{label}]")
+        self.running[task.submit(items)] = _Unit(step.id, indices)
 
     def _wait_one(self) -> None:
         by_wrapped = {f.wrapped_future: f for f in self.running}
@@ -338,30 +347,23 @@ class Driver:
             step = self.playbook.step(unit.step_id)
             record = self.records[unit.step_id]
             future.wait()
-            state = future.state
-            if state.is_completed() and unit.chunk is not None:
-                for index, output in future.result():
-                    self.item_results[step.id][index] = output
-                    if isinstance(output, dict) and output.get("failed"):
-                        record.failed_items.append(index)
-                        record.reason = f"item {index}: {output.get('error')}"
-            elif state.is_completed():
-                self.item_results[step.id][unit.index if unit.index is not None else -1] = future.result()
-            else:
-                message = self.masker.mask(state.message or "failed")
+            if future.state.is_completed():
+                outcomes = future.result()
+            else:  # the task itself crashed (not an action's error): every item it held failed
+                message = self.masker.mask(future.state.message or "failed")
                 try:
                     future.result(raise_on_failure=True)
                 except Exception as exc:
                     message = self.masker.mask(str(exc)) or message
-                if unit.index is None:
-                    self.queued[step.id].clear()
-                    self._fail(step, record, message)
-                    continue
-                for index in unit.chunk or [unit.index]:
-                    record.failed_items.append(index)
-                    self.item_results[step.id][index] = {"failed": True, "error": message}
-                self.log.error("Step %s item %d failed: %s", step.id, unit.index, message)
-                record.reason = f"item {unit.index}: {message}"
+                outcomes = [(i, {"failed": True, "error": message}) for i in unit.indices]
+            for index, output in outcomes:
+                self.item_results[step.id][index] = output
+                if isinstance(output, dict) and output.get("failed"):
+                    if index < 0:
+                        self._fail(step, record, str(output.get("error")))
+                    else:
+                        record.failed_items.append(index)
+                        record.reason = f"item {index}: {output.get('error')}"
             if record.state != "pending":
                 continue
             self._submit_next(step)
@@ -427,6 +429,9 @@ class Driver:
         approval = step.approval
         if approval is None:  # _schedule queues only gated steps here
             raise RuntimeError(f"step {step.id} has no gate")
+        if self.run.dry_run:
+            self._pass_gate_in_dry_run(step, approval)
+            return
         try:
             message = str(expressions.evaluate_string(approval.message, self._context())) if approval.message else ""
         except expressions.ExpressionError as exc:
@@ -477,6 +482,18 @@ class Driver:
         else:
             self.cancel_reasons.append(f"gate before {step.id} timed out: {outcome.message}")
 
+    def _pass_gate_in_dry_run(self, step: Step, approval: Approval) -> None:
+        """A dry-run waits for nobody: it says who it would ask and goes on, so the plan shows the whole path."""
+        members = ", ".join(self.playbook.approvers.get(approval.from_, []))
+        text = (
+            f"would wait for {approval.min_approvals} approval(s) from {approval.from_} ({members}) "
+            f"for {approval.timeout}, on timeout {approval.on_timeout}; treated as approved in this dry-run"
+        )
+        self.log.info("Gate before %r: %s", step.id, text)
+        emit("gate_dry_run", gate=step.id, message=text)
+        self.records[step.id].reason = f"gate {text}"
+        self.approved.add(step.id)
+
     def _gate_artifact(self, step: Step, outcome: GateOutcome) -> None:
         from prefect.artifacts import create_markdown_artifact
 
@@ -512,93 +529,3 @@ class Driver:
             message=self.masker.mask(message),
             steps=list(self.records.values()),
         )
-
-
-def execute_playbook(
-    playbook: Playbook,
-    inputs: dict[str, Any],
-    alert: dict[str, Any] | None,
-    mode: str,
-    incident_id: str,
-    trigger: str,
-    launched_by: str,
-    sandbox: bool = False,
-) -> Any:
-    """The body of every Stanch flow run: returns the Prefect state the run ends in."""
-    from prefect.context import FlowRunContext
-    from prefect.logging import get_run_logger
-    from prefect.states import Cancelled, Completed, Failed
-
-    from flows.engine.ui import flow_run_url
-
-    flow_ctx = FlowRunContext.get()
-    if flow_ctx is None or flow_ctx.flow_run is None:
-        raise RuntimeError("execute_playbook runs inside a Prefect flow run")
-    flow_run = flow_ctx.flow_run
-    logger = get_run_logger()
-    settings = load_settings()
-    run = RunInfo(
-        id=str(flow_run.id),
-        playbook=playbook.metadata.name,
-        incident_id=incident_id,
-        mode=mode,
-        launched_by=launched_by,
-        trigger=trigger,
-        sandbox=sandbox,
-    )
-    _tag_run(flow_run.id, run)
-    ui_url = flow_run_url(flow_run.id, settings)
-    emit("run_started", run_id=str(flow_run.id), name=flow_run.name, ui_url=ui_url)
-    logger.info(
-        "Playbook %s, incident %s, mode %s, launched by %s (%s)",
-        run.playbook,
-        incident_id,
-        mode,
-        launched_by,
-        trigger,
-    )
-    driver = Driver(playbook, inputs, alert, run, flow_run.id, settings, logger)
-    driver.thread = IncidentThread(settings, run, driver.masker, logger, ui_url)
-    driver.thread.start(playbook.metadata.title)
-    summary = driver.execute()
-    summary.flow_run_name = flow_run.name
-    summary.ui_url = ui_url
-    driver.thread.finish(summary)
-    _summary_artifact(summary, logger, driver.masker)
-    emit("run_finished", summary=summary)
-    if summary.state == "Failed":
-        return Failed(message=summary.message, data=summary)
-    if summary.state == "Cancelled":
-        return Cancelled(message=summary.message, data=summary)
-    return Completed(message=summary.message, data=summary)
-
-
-def run_tags(run: RunInfo) -> list[str]:
-    return [
-        f"playbook:{run.playbook}",
-        f"mode:{run.mode}",
-        f"incident:{run.incident_id}",
-        f"trigger:{run.trigger}",
-        *(["sandbox"] if run.sandbox else []),
-    ]
-
-
-def _tag_run(flow_run_id: UUID, run: RunInfo) -> None:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        current = client.read_flow_run(flow_run_id).tags or []
-        tags = sorted(set(current) | set(run_tags(run)))
-        if tags != sorted(current):
-            client.update_flow_run(flow_run_id, tags=tags)
-
-
-def _summary_artifact(summary: RunSummary, logger: Any, masker: SecretMasker) -> None:
-    from prefect.artifacts import create_markdown_artifact
-
-    try:
-        create_markdown_artifact(
-            key="run-summary", markdown=masker.mask(summary.markdown()), description=masker.mask(summary.message[:200])
-        )
-    except Exception as exc:
-        logger.warning("could not write the summary artifact: %s", exc)

@@ -1,0 +1,157 @@
+"""A playbook as a Prefect flow: one flow per playbook, named after it, whichever way a run is launched.
+
+`playbook_flow` builds the flow (no I/O); its body checks the inputs again (a deployment run arrives with
+whatever a person typed), runs the driver and returns the state the run ends in: Completed, Failed (naming
+the step and why) or Cancelled (a gate rejected or timed out). A run that must not start ends Failed with
+the reason, never with a traceback. Parameters never carry a secret value.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from flows.engine.observe import emit
+from flows.engine.records import RunSummary
+from flows.language.model import Playbook
+from integrations.context import RunInfo, RunMode
+from integrations.masking import SecretMasker
+
+
+def new_incident_id() -> str:
+    import secrets
+
+    return f"inc-{datetime.now(UTC):%Y%m%d-%H%M}-{secrets.token_hex(2)}"
+
+
+def _run_name() -> str:
+    """A run is named after its incident; a run launched without one gets a new incident id as its name."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.parameters.get("incident_id") or new_incident_id())
+
+
+def playbook_flow(playbook: Playbook) -> Any:
+    """The Prefect flow of a playbook: named after it, with the same typed parameters for every launcher."""
+    from prefect import flow
+
+    def body(
+        inputs: dict[str, Any],
+        alert: dict[str, Any] | None = None,
+        mode: RunMode = RunMode.LIVE,
+        incident_id: str = "",
+        trigger: str = "manual",
+        launched_by: str = "unknown",
+        sandbox: bool = False,
+    ) -> Any:
+        return execute_playbook(playbook, inputs, alert, mode, incident_id, trigger, launched_by, sandbox)
+
+    return flow(  # type: ignore[call-overload]
+        body,
+        name=playbook.metadata.name,
+        description=playbook.metadata.title,
+        flow_run_name=_run_name,
+        persist_result=False,
+        log_prints=False,
+        validate_parameters=True,
+    )
+
+
+def execute_playbook(
+    playbook: Playbook,
+    inputs: dict[str, Any],
+    alert: dict[str, Any] | None,
+    mode: RunMode,
+    incident_id: str,
+    trigger: str,
+    launched_by: str,
+    sandbox: bool = False,
+) -> Any:
+    """The body of every Stanch flow run: returns the Prefect state the run ends in."""
+    from prefect.context import FlowRunContext
+    from prefect.logging import get_run_logger
+    from prefect.states import Cancelled, Completed, Failed
+
+    from flows.config import load_settings
+    from flows.engine.driver import Driver
+    from flows.engine.launch import LaunchError, checked_inputs
+    from flows.engine.notify import IncidentThread
+    from flows.engine.ui import flow_run_url
+
+    flow_ctx = FlowRunContext.get()
+    if flow_ctx is None or flow_ctx.flow_run is None:
+        raise RuntimeError("execute_playbook runs inside a Prefect flow run")
+    flow_run = flow_ctx.flow_run
+    logger = get_run_logger()
+    try:
+        values = checked_inputs(playbook, inputs)
+    except LaunchError as exc:
+        logger.error("%s", exc)
+        return Failed(message=str(exc))
+    settings = load_settings()
+    run = RunInfo(
+        id=str(flow_run.id),
+        playbook=playbook.metadata.name,
+        incident_id=incident_id or flow_run.name,
+        mode=RunMode(mode),
+        launched_by=launched_by,
+        trigger=trigger,
+        sandbox=sandbox,
+    )
+    _tag_run(flow_run.id, run)
+    ui_url = flow_run_url(flow_run.id, settings)
+    emit("run_started", run_id=str(flow_run.id), name=flow_run.name, ui_url=ui_url)
+    logger.info(
+        "Playbook %s, incident %s, mode %s, launched by %s (%s)",
+        run.playbook,
+        run.incident_id,
+        run.mode.value,
+        launched_by,
+        trigger,
+    )
+    driver = Driver(playbook, values, alert, run, flow_run.id, settings, logger)
+    driver.thread = IncidentThread(settings, run, driver.masker, logger, ui_url, aws_client=driver.ctx.aws.client)
+    driver.thread.start(playbook.metadata.title)
+    summary = driver.execute()
+    summary.flow_run_name = flow_run.name
+    summary.ui_url = ui_url
+    driver.thread.finish(summary)
+    _summary_artifact(summary, logger, driver.masker)
+    emit("run_finished", summary=summary)
+    if summary.state == "Failed":
+        return Failed(message=summary.message, data=summary)
+    if summary.state == "Cancelled":
+        return Cancelled(message=summary.message, data=summary)
+    return Completed(message=summary.message, data=summary)
+
+
+def run_tags(run: RunInfo) -> list[str]:
+    return [
+        f"playbook:{run.playbook}",
+        f"mode:{run.mode.value}",
+        f"incident:{run.incident_id}",
+        f"trigger:{run.trigger}",
+        *(["sandbox"] if run.sandbox else []),
+    ]
+
+
+def _tag_run(flow_run_id: UUID, run: RunInfo) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(flow_run_id).tags or []
+        tags = sorted(set(current) | set(run_tags(run)))
+        if tags != sorted(current):
+            client.update_flow_run(flow_run_id, tags=tags)
+
+
+def _summary_artifact(summary: RunSummary, logger: Any, masker: SecretMasker) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    try:
+        create_markdown_artifact(
+            key="run-summary", markdown=masker.mask(summary.markdown()), description=masker.mask(summary.message[:200])
+        )
+    except Exception as exc:
+        logger.warning("could not write the summary artifact: %s", exc)
