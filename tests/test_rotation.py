@@ -50,7 +50,7 @@ def assert_rotated(sandbox: Any, old: str) -> None:
     assert keys(sandbox) == {old: "Inactive", current: "Active"}, "exactly the old key and one new key"
     assert "AWSPENDING" not in stages(sandbox)
     tags = sandbox.client("iam").list_user_tags(UserName=USER)["Tags"]
-    assert not [t for t in tags if t["Key"] == iam.ROTATION_TAG]
+    assert not [t for t in tags if t["Key"].startswith(iam.ROTATION_TAG_PREFIX)]
 
 
 def test_rotate_access_key_four_steps(sandbox: Any, stored_key: str) -> None:
@@ -126,3 +126,49 @@ def test_delete_access_key_four_steps_and_refusals(sandbox: Any, stored_key: str
         lambda: keys(sandbox),
     )
     assert keys(sandbox) == {new: "Active"}
+
+
+@pytest.mark.parametrize("boundary", ["tagged", "created", "stored", "verified", "promoted", "deactivated"])
+def test_a_rerun_under_a_new_incident_finishes_the_rotation_and_mints_no_second_usable_key(
+    sandbox: Any, stored_key: str, boundary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations.context import AwsClients, is_read_only_operation
+
+    broken: list[str] = []
+
+    def current_works(model: Any = None, **_: Any) -> None:
+        # After every change either run makes: the key the secret hands out is Active.
+        if not is_read_only_operation(getattr(model, "name", "")) and keys(sandbox).get(stored(sandbox)) != "Active":
+            broken.append(model.name)
+
+    def crash(name: str) -> None:
+        if name == boundary:
+            raise iam.RotationCrash(name)
+
+    entry = ("after-call", current_works)
+    AwsClients.event_hooks.append(entry)
+    sandbox.record_aws()
+    try:
+        monkeypatch.setattr(iam, "_boundary", crash)
+        with pytest.raises(iam.RotationCrash):
+            iam.rotate_access_key(
+                make_ctx(sandbox, False, "inc-first"), user_name=USER, secret_id=SECRET, access_key_id=stored_key
+            )
+        made_first = [k for k in keys(sandbox) if k != stored_key]
+        monkeypatch.undo()
+        result = iam.rotate_access_key(
+            make_ctx(sandbox, False, "inc-second"), user_name=USER, secret_id=SECRET, access_key_id=stored_key
+        )
+    finally:
+        AwsClients.event_hooks.remove(entry)
+    assert result.state == ("already-rotated" if boundary == "deactivated" else "rotated")
+    assert_rotated(sandbox, stored_key)
+    assert not broken, f"the secret's current key was not Active after {broken}"
+    creates = sandbox.aws_operations().count("iam:CreateAccessKey")
+    if boundary == "created":
+        # The first key's secret died with the process before it was stored: nobody can hold it, so it is
+        # deleted (never stored, never used) and one more is made. Every other boundary reuses the first.
+        assert creates == 2 and result.deleted_half_made == made_first
+    else:
+        assert creates == 1, "no second key was minted"
+        assert made_first in ([], [stored(sandbox)])

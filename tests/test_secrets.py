@@ -110,3 +110,48 @@ def test_rotate_secret_with_its_lambda_four_steps(sandbox: Any) -> None:
         return sorted(sm.describe_secret(SecretId="db/password")["VersionIdsToStages"])
 
     four_steps(sandbox, lambda ctx: secrets.rotate_secret(ctx, secret_id="db/password"), versions)
+
+
+@pytest.mark.parametrize("boundary", ["minted", "stored", "checked", "promoted", "revoked"])
+def test_a_rerun_under_a_new_incident_finishes_the_vendor_rotation_without_minting_again(
+    sandbox: Any, boundary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"{PREFIX}chat-service"
+    old = value(sandbox, name)
+    urls = sandbox.vendor_urls()
+    before = len(sandbox.vendor.keys)
+
+    def crash(step: str) -> None:
+        if step == boundary:
+            raise KeyboardInterrupt(step)  # a killed process: nothing after it runs
+
+    monkeypatch.setattr(secrets, "_boundary", crash)
+    with pytest.raises(KeyboardInterrupt):
+        secrets.rotate_vendor_secret(
+            make_ctx(sandbox, False, "inc-first"), secret_id=name, admin_token_secret_id=ADMIN, **urls
+        )
+    assert sandbox.vendor.is_active(value(sandbox, name)["api_key"]), "the secret's current key works"
+    monkeypatch.undo()
+    result = secrets.rotate_vendor_secret(
+        make_ctx(sandbox, False, "inc-second"), secret_id=name, admin_token_secret_id=ADMIN, **urls
+    )
+    assert result.changed and result.old_key_revoked
+    new = value(sandbox, name)
+    assert new["key_id"] != old["key_id"] and sandbox.vendor.is_active(new["api_key"])
+    assert not sandbox.vendor.is_active(old["api_key"])
+    assert len(sandbox.vendor.keys) == before + 1, "exactly one key was minted"
+    again = secrets.rotate_vendor_secret(
+        make_ctx(sandbox, False, "inc-third"), secret_id=name, admin_token_secret_id=ADMIN, **urls
+    )
+    assert again.status == "already-rotated" and not again.changed
+    assert len(sandbox.vendor.keys) == before + 1
+
+
+def test_a_rotation_older_than_the_window_is_rotated_again(sandbox: Any) -> None:
+    name = f"{PREFIX}chat-service"
+    urls = sandbox.vendor_urls()
+    first = secrets.rotate_vendor_secret(make_ctx(sandbox, False), secret_id=name, admin_token_secret_id=ADMIN, **urls)
+    again = secrets.rotate_vendor_secret(
+        make_ctx(sandbox, False, "inc-later"), secret_id=name, admin_token_secret_id=ADMIN, rotated_within_hours=0, **urls
+    )
+    assert again.status == "rotated" and again.previous_version_id == first.new_version_id

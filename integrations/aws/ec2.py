@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from pydantic import Field
 
-from integrations.aws import error_code
+from integrations.aws import applied, error_code
 from integrations.context import ActionContext
 from integrations.registry import Change, action
 
@@ -20,6 +21,7 @@ class Isolation(Change):
     instance_id: str
     isolation_group_id: str | None
     previous_group_ids: list[str] = Field(description="The groups the instance had: restore them after recovery.")
+    warnings: list[str] = Field(default=[], description="State found that Stanch did not leave: possible tampering.")
 
 
 def _instance(ec2: Any, instance_id: str) -> dict[str, Any]:
@@ -32,27 +34,108 @@ def _instance(ec2: Any, instance_id: str) -> dict[str, Any]:
     return dict(reservations[0]["Instances"][0])
 
 
-def _isolation_group(ec2: Any, vpc_id: str, create: bool) -> str | None:
-    """The VPC's isolation group (no inbound, no outbound rules), created on first use."""
+# What AWS puts on every new VPC security group.
+_DEFAULT_EGRESS = {
+    "IpProtocol": "-1",
+    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+    "Ipv6Ranges": [],
+    "PrefixListIds": [],
+    "UserIdGroupPairs": [],
+}
+
+
+def _group_name(vpc_id: str) -> str:
+    return f"stanch-isolation-{vpc_id}"
+
+
+def _find_group(ec2: Any, vpc_id: str) -> dict[str, Any] | None:
+    """The VPC's isolation group, found by its name (unique in a VPC), never by a tag anyone can set."""
     found = ec2.describe_security_groups(
-        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": f"tag:{ISOLATION_TAG}", "Values": ["true"]}]
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": [_group_name(vpc_id)]}]
     )["SecurityGroups"]
-    if found:
-        return str(found[0]["GroupId"])
-    if not create:
-        return None
-    group = ec2.create_security_group(
-        GroupName=f"stanch-isolation-{vpc_id}",
-        Description="Stanch forensic isolation: no traffic in or out",
-        VpcId=vpc_id,
-        TagSpecifications=[{"ResourceType": "security-group", "Tags": [{"Key": ISOLATION_TAG, "Value": "true"}]}],
-    )
+    return dict(found[0]) if found else None
+
+
+def _close(ctx: ActionContext, ec2: Any, group: dict[str, Any]) -> list[str]:
+    """Revoke every rule of the group (a lost answer or a concurrent revoke is read back); what was open."""
     group_id = str(group["GroupId"])
-    # A new group allows all egress by default: take that rule away.
-    egress = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0].get("IpPermissionsEgress", [])
-    if egress:
-        ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=egress)
-    return group_id
+    opened = []
+    for field, revoke in (
+        ("IpPermissions", ec2.revoke_security_group_ingress),
+        ("IpPermissionsEgress", ec2.revoke_security_group_egress),
+    ):
+        rules = group.get(field) or []
+        if not rules:
+            continue
+        opened.append(f"{len(rules)} {'inbound' if field == 'IpPermissions' else 'outbound'} rule(s)")
+
+        def closed(field: str = field) -> bool:
+            return not ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0].get(field)
+
+        try:
+            applied(
+                ctx,
+                f"revoke the rules of {group_id}",
+                functools.partial(revoke, GroupId=group_id, IpPermissions=rules),
+                closed,
+            )
+        except Exception as exc:
+            # Another isolation closed the same rule first: fine when nothing is left open.
+            if error_code(exc) != "InvalidPermission.NotFound" or not closed():
+                raise
+    return opened
+
+
+def _isolation_group(ctx: ActionContext, ec2: Any, vpc_id: str) -> tuple[str | None, list[str], bool]:
+    """(the VPC's isolation group, created on first use and verified to have no rules; warnings; rules closed).
+
+    Created without Stanch's tag, closed, then tagged: a crash in between leaves an untagged group that the next
+    run finds by name and closes. Another isolation creating it at the same moment counts as found.
+    """
+    group = _find_group(ec2, vpc_id)
+    warnings: list[str] = []
+    fresh = group is None
+    if group is None:
+        if ctx.dry_run:
+            return None, warnings, False
+        try:
+            applied(
+                ctx,
+                f"create {_group_name(vpc_id)}",
+                lambda: ec2.create_security_group(
+                    GroupName=_group_name(vpc_id),
+                    Description="Stanch forensic isolation: no traffic in or out",
+                    VpcId=vpc_id,
+                ),
+                lambda: _find_group(ec2, vpc_id) is not None,
+            )
+        except Exception as exc:
+            if error_code(exc) != "InvalidGroup.Duplicate":  # made by a concurrent isolation: use it
+                raise
+        group = _find_group(ec2, vpc_id)
+        if group is None:
+            raise RuntimeError(f"the isolation group of {vpc_id} was created but cannot be found; run the step again")
+    group_id = str(group["GroupId"])
+    tags = {t["Key"]: t["Value"] for t in group.get("Tags", [])}
+    ingress, egress = group.get("IpPermissions") or [], group.get("IpPermissionsEgress") or []
+    opened = [] if ctx.dry_run else _close(ctx, ec2, group)
+    # AWS's default allow-all egress on a group without Stanch's tag is Stanch's own group, made by this run or
+    # by one that stopped before closing it. Anything else open on the group is not Stanch's doing.
+    own_default = not ingress and egress == [_DEFAULT_EGRESS] and (fresh or tags.get(ISOLATION_TAG) != "true")
+    if (ingress or egress) and not own_default:
+        verb = "would close" if ctx.dry_run else "closed"
+        found = ", ".join(opened) or f"{len(ingress)} inbound, {len(egress)} outbound rule(s)"
+        warnings.append(f"isolation group {group_id} allowed traffic ({found}): possible tampering; {verb} it")
+        ctx.logger.warning("%s", warnings[-1])
+    if not ctx.dry_run and tags.get(ISOLATION_TAG) != "true":
+        tag = [{"Key": ISOLATION_TAG, "Value": "true"}]
+
+        def tagged() -> bool:
+            found = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+            return any(t["Key"] == ISOLATION_TAG and t["Value"] == "true" for t in found.get("Tags", []))
+
+        applied(ctx, f"tag {group_id}", lambda: ec2.create_tags(Resources=[group_id], Tags=tag), tagged)
+    return group_id, warnings, bool(opened) and not fresh
 
 
 @action(
@@ -63,6 +146,7 @@ def _isolation_group(ec2: Any, vpc_id: str, create: bool) -> str | None:
         "ec2:DescribeSecurityGroups",
         "ec2:CreateSecurityGroup",
         "ec2:RevokeSecurityGroupEgress",
+        "ec2:RevokeSecurityGroupIngress",
         "ec2:CreateTags",
         "ec2:ModifyInstanceAttribute",
     ],
@@ -70,21 +154,37 @@ def _isolation_group(ec2: Any, vpc_id: str, create: bool) -> str | None:
         "ec2:DescribeInstances",
         "ec2:DescribeSecurityGroups",
         "ec2:CreateSecurityGroup (once per VPC)",
+        "ec2:RevokeSecurityGroupEgress|RevokeSecurityGroupIngress",
         "ec2:CreateTags",
         "ec2:ModifyInstanceAttribute",
     ],
 )
 def isolate_instance(ctx: ActionContext, instance_id: InstanceId, region: Region = None) -> Isolation:
-    """Move an instance into an isolation security group with no rules; its previous groups are kept in a tag."""
+    """Move an instance into an isolation security group with no rules; its previous groups are kept in a tag.
+
+    The group is found by name and its rules checked on every run: any rule found is revoked and reported as
+    possible tampering. Lost answers: creating the group, revoking a rule, tagging and moving the instance
+    are each read back and counted done when in place; a concurrent creation of the group counts as found.
+    """
     ec2 = ctx.aws.client("ec2", region)
     instance = _instance(ec2, instance_id)
     groups = [g["GroupId"] for g in instance.get("SecurityGroups", [])]
     tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-    previous = [g for g in tags.get(PREVIOUS_GROUPS_TAG, "").split(",") if g] or groups
-    isolation = _isolation_group(ec2, instance["VpcId"], create=not ctx.dry_run)
-    base = {"instance_id": instance_id, "isolation_group_id": isolation, "previous_group_ids": previous}
-    if isolation is not None and groups == [isolation]:
-        return Isolation(changed=False, dry_run=ctx.dry_run, detail=f"{instance_id} is already isolated", **base)
+    isolation, warnings, closed = _isolation_group(ctx, ec2, instance["VpcId"])
+    # The tag is only trusted once the instance sits in isolation (a crash after tagging): before that, the
+    # live groups are what must be restored, whatever a tag says.
+    isolated = isolation is not None and groups == [isolation]
+    previous = ([g for g in tags.get(PREVIOUS_GROUPS_TAG, "").split(",") if g] if isolated else []) or groups
+    base = {
+        "instance_id": instance_id,
+        "isolation_group_id": isolation,
+        "previous_group_ids": previous,
+        "warnings": warnings,
+    }
+    if isolated:
+        open_rules = closed or bool(warnings)
+        detail = f"{instance_id} is already isolated" + ("; closed rules found open on its group" if open_rules else "")
+        return Isolation(changed=open_rules, dry_run=ctx.dry_run, detail=detail, **base)
     if ctx.dry_run:
         return Isolation(
             changed=True, dry_run=True, detail=f"would move {instance_id} from {', '.join(groups)} to isolation", **base
@@ -92,8 +192,19 @@ def isolate_instance(ctx: ActionContext, instance_id: InstanceId, region: Region
     if isolation is None:  # only dry-run leaves it uncreated
         raise RuntimeError("no isolation security group")
     # Record the groups first, so a crash between the two calls still knows what to restore.
-    ec2.create_tags(Resources=[instance_id], Tags=[{"Key": PREVIOUS_GROUPS_TAG, "Value": ",".join(previous)}])
-    ec2.modify_instance_attribute(InstanceId=instance_id, Groups=[isolation])
+    record = [{"Key": PREVIOUS_GROUPS_TAG, "Value": ",".join(previous)}]
+    applied(
+        ctx,
+        f"tag {instance_id} with its groups",
+        lambda: ec2.create_tags(Resources=[instance_id], Tags=record),
+        lambda: any(t == record[0] for t in _instance(ec2, instance_id).get("Tags", [])),
+    )
+    applied(
+        ctx,
+        f"move {instance_id} to {isolation}",
+        lambda: ec2.modify_instance_attribute(InstanceId=instance_id, Groups=[isolation]),
+        lambda: [g["GroupId"] for g in _instance(ec2, instance_id).get("SecurityGroups", [])] == [isolation],
+    )
     ctx.logger.info("Isolated %s in %s (was %s)", instance_id, isolation, ", ".join(previous))
     return Isolation(changed=True, detail=f"moved {instance_id} from {', '.join(groups)} to {isolation}", **base)
 
@@ -111,18 +222,20 @@ class Snapshots(Change):
     calls=["ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:CreateSnapshot (one per volume)"],
 )
 def snapshot_volumes(ctx: ActionContext, instance_id: InstanceId, region: Region = None) -> Snapshots:
-    """Snapshot every EBS volume of an instance for forensics, tagged with the incident id (once per incident)."""
+    """Snapshot every EBS volume of an instance for forensics, tagged with the incident id (once per incident).
+
+    A lost answer: the snapshot is looked up by its incident tag and volume; found means done.
+    """
     ec2 = ctx.aws.client("ec2", region)
     instance = _instance(ec2, instance_id)
     volumes = [m["Ebs"]["VolumeId"] for m in instance.get("BlockDeviceMappings", []) if "Ebs" in m]
     incident = ctx.run.incident_id
-    existing = ec2.describe_snapshots(
-        OwnerIds=["self"],
-        Filters=[
-            {"Name": "tag:stanch:incident", "Values": [incident]},
-            {"Name": "volume-id", "Values": volumes or ["-"]},
-        ],
-    )["Snapshots"]
+    mine = [{"Name": "tag:stanch:incident", "Values": [incident]}]
+
+    def volume_filter(*ids: str) -> dict[str, Any]:
+        return {"Name": "volume-id", "Values": list(ids) or ["-"]}
+
+    existing = ec2.describe_snapshots(OwnerIds=["self"], Filters=[*mine, volume_filter(*volumes)])["Snapshots"]
     done = {s["VolumeId"]: s["SnapshotId"] for s in existing}
     missing = [v for v in volumes if v not in done]
     base = {"instance_id": instance_id, "volume_ids": volumes}
@@ -143,20 +256,33 @@ def snapshot_volumes(ctx: ActionContext, instance_id: InstanceId, region: Region
             **base,
         )
     for volume in missing:
-        snapshot = ec2.create_snapshot(
-            VolumeId=volume,
-            Description=f"Stanch forensics {incident} {instance_id}",
-            TagSpecifications=[
-                {
-                    "ResourceType": "snapshot",
-                    "Tags": [
-                        {"Key": "stanch:incident", "Value": incident},
-                        {"Key": "stanch:instance", "Value": instance_id},
-                    ],
-                }
-            ],
+        # A lost answer: the snapshot carries the incident tag from its creation, so it is found again.
+        def taken(volume: str = volume) -> list[dict[str, Any]]:
+            return list(ec2.describe_snapshots(OwnerIds=["self"], Filters=[*mine, volume_filter(volume)])["Snapshots"])
+
+        def found(taken: Any = taken) -> bool:
+            return bool(taken())
+
+        snapshot = applied(
+            ctx,
+            f"snapshot {volume}",
+            functools.partial(
+                ec2.create_snapshot,
+                VolumeId=volume,
+                Description=f"Stanch forensics {incident} {instance_id}",
+                TagSpecifications=[
+                    {
+                        "ResourceType": "snapshot",
+                        "Tags": [
+                            {"Key": "stanch:incident", "Value": incident},
+                            {"Key": "stanch:instance", "Value": instance_id},
+                        ],
+                    }
+                ],
+            ),
+            found,
         )
-        done[volume] = snapshot["SnapshotId"]
+        done[volume] = snapshot["SnapshotId"] if snapshot else taken()[0]["SnapshotId"]
     return Snapshots(
         changed=True,
         snapshot_ids=sorted(done.values()),

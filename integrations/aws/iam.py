@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import UTC, datetime
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from integrations.aws import error_code, on_secret
+from integrations.aws import applied, error_code, on_secret, wait_until
 from integrations.context import ActionContext
 from integrations.registry import ActionResult, Change, Permission, action
 
@@ -46,6 +48,12 @@ class KeyStatusChange(Change):
     access_key_id: str
     previous_status: str
     status: str
+
+
+def _key_status(ctx: ActionContext, user_name: str, access_key_id: str) -> str | None:
+    """A key's status now ("Active" | "Inactive"), or None when the user has no such key."""
+    meta = _user_keys(ctx, user_name).get(access_key_id)
+    return str(meta["Status"]) if meta else None
 
 
 def owner_of_key(ctx: ActionContext, access_key_id: str) -> str:
@@ -101,14 +109,13 @@ def deactivate_access_key(
     access_key_id: AccessKeyId,
     user_name: Annotated[UserName | None, Field(description="The key's user; found from the key when omitted.")] = None,
 ) -> KeyStatusChange:
-    """Set an access key Inactive (reversible; the key stays for forensics and can be re-enabled)."""
+    """Set an access key Inactive (reversible; the key stays for forensics and can be re-enabled).
+
+    A lost answer: the key's status is read again; Inactive means done, anything else re-raises the error.
+    """
     iam = ctx.aws.client("iam")
     user = user_name or owner_of_key(ctx, access_key_id)
-    status = None
-    for page in iam.get_paginator("list_access_keys").paginate(UserName=user):
-        for meta in page["AccessKeyMetadata"]:
-            if meta["AccessKeyId"] == access_key_id:
-                status = meta["Status"]
+    status = _key_status(ctx, user, access_key_id)
     if status is None:
         raise LookupError(f"access key {access_key_id} is not a key of IAM user {user}")
     if status == "Inactive":
@@ -132,7 +139,12 @@ def deactivate_access_key(
             status=status,
         )
     try:
-        iam.update_access_key(UserName=user, AccessKeyId=access_key_id, Status="Inactive")
+        applied(
+            ctx,
+            f"deactivate {access_key_id}",
+            lambda: iam.update_access_key(UserName=user, AccessKeyId=access_key_id, Status="Inactive"),
+            lambda: _key_status(ctx, user, access_key_id) == "Inactive",
+        )
     except Exception as exc:
         # Someone deleted the key between our read and our write: nothing left to deactivate.
         if error_code(exc) != "NoSuchEntity":
@@ -217,6 +229,8 @@ def _exists(ctx: ActionContext, kind: str, name: str) -> None:
 class PolicyChange(Change):
     principal: str
     policy_name: str
+    warnings: list[str] = Field(default=[], description="State found that Stanch did not leave: possible tampering.")
+    waited_seconds: float = Field(default=0.0, description="How long IAM took to show the policy in place.")
 
 
 def _quarantine_document(incident_id: str) -> dict[str, Any]:
@@ -232,6 +246,34 @@ def _quarantine_document(incident_id: str) -> dict[str, Any]:
         ],
         "Id": f"stanch-{incident_id}"[:128],
     }
+
+
+def _same_policy(found: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    """Whether a policy found in the account is Stanch's document (its `Id` names the incident and may differ)."""
+    if found is None:
+        return False
+    found_id = found.get("Id")
+    if found_id is not None and not (isinstance(found_id, str) and found_id.startswith("stanch-")):
+        return False
+    strip = {k: v for k, v in wanted.items() if k != "Id"}
+    return {k: v for k, v in found.items() if k != "Id"} == strip
+
+
+def _put_policy_checked(
+    ctx: ActionContext, kind: str, name: str, policy: str, document: dict[str, Any], attempts: int = 5
+) -> float:
+    """Put an inline policy, accept a lost answer when the document is in place, and wait (bounded) until IAM
+    shows it. The seconds waited; RuntimeError when IAM never shows it."""
+    label = f"{kind}/{name}"
+
+    def in_place() -> bool:
+        return _same_policy(_get_inline(ctx, kind, name, policy), document)
+
+    applied(ctx, f"put {policy} on {label}", lambda: _put_inline(ctx, kind, name, policy, document), in_place)
+    waited = wait_until(ctx, f"{policy} is in place on {label}", in_place, attempts)
+    if waited < 0:
+        raise RuntimeError(f"IAM accepted {policy} for {label} but does not show it; run the step again")
+    return waited
 
 
 # What putting an inline policy on a user or role needs (quarantine, session revocation).
@@ -252,18 +294,36 @@ _INLINE_POLICY_PERMISSIONS = [
     calls=["iam:GetUserPolicy|GetRolePolicy", "iam:PutUserPolicy|PutRolePolicy"],
 )
 def quarantine_principal(ctx: ActionContext, principal: Principal) -> PolicyChange:
-    """Deny everything to a user or role with an inline policy (lift it with aws.iam.lift_quarantine)."""
+    """Deny everything to a user or role with an inline policy (lift it with aws.iam.lift_quarantine).
+
+    A policy already under Stanch's name counts only when it is Stanch's exact document; anything else is
+    replaced and reported as possible tampering. A lost answer: the policy is read back; Stanch's document in
+    place means done. IAM takes seconds to show and apply a policy: the read-back waits (bounded) and says so.
+    """
     kind, name = parse_principal(principal)
     _exists(ctx, kind, name)
     label = f"{kind}/{name}"
     result = functools.partial(PolicyChange, dry_run=ctx.dry_run, principal=label, policy_name=QUARANTINE_POLICY)
-    if _get_inline(ctx, kind, name, QUARANTINE_POLICY) is not None:
+    document = _quarantine_document(ctx.run.incident_id)
+    found = _get_inline(ctx, kind, name, QUARANTINE_POLICY)
+    if _same_policy(found, document):
         return result(changed=False, detail=f"{label} is already quarantined")
+    warnings = []
+    if found is not None:
+        warnings.append(f"{label} had a policy named {QUARANTINE_POLICY} that is not Stanch's deny-all: possible tampering")
+        ctx.logger.warning("%s; replacing it", warnings[0])
+    verb = "replace the policy with" if found is not None else "attach"
     if ctx.dry_run:
-        return result(changed=True, detail=f"would attach deny-all policy {QUARANTINE_POLICY} to {label}")
-    _put_inline(ctx, kind, name, QUARANTINE_POLICY, _quarantine_document(ctx.run.incident_id))
+        return result(changed=True, warnings=warnings, detail=f"would {verb} deny-all policy {QUARANTINE_POLICY} on {label}")
+    waited = _put_policy_checked(ctx, kind, name, QUARANTINE_POLICY, document)
     ctx.logger.info("Quarantined %s with inline policy %s", label, QUARANTINE_POLICY)
-    return result(changed=True, detail=f"attached deny-all policy {QUARANTINE_POLICY} to {label}")
+    done = "replaced the planted policy with" if found is not None else "attached"
+    return result(
+        changed=True,
+        warnings=warnings,
+        waited_seconds=waited,
+        detail=f"{done} deny-all policy {QUARANTINE_POLICY} on {label}",
+    )
 
 
 @action(
@@ -278,7 +338,10 @@ def quarantine_principal(ctx: ActionContext, principal: Principal) -> PolicyChan
     calls=["iam:GetUserPolicy|GetRolePolicy", "iam:DeleteUserPolicy|DeleteRolePolicy"],
 )
 def lift_quarantine(ctx: ActionContext, principal: Principal) -> PolicyChange:
-    """Remove Stanch's quarantine policy from a user or role after recovery."""
+    """Remove Stanch's quarantine policy from a user or role after recovery.
+
+    A lost answer: the policy is read again; gone means done.
+    """
     kind, name = parse_principal(principal)
     label = f"{kind}/{name}"
     result = functools.partial(PolicyChange, dry_run=ctx.dry_run, principal=label, policy_name=QUARANTINE_POLICY)
@@ -287,11 +350,20 @@ def lift_quarantine(ctx: ActionContext, principal: Principal) -> PolicyChange:
     if ctx.dry_run:
         return result(changed=True, detail=f"would remove {QUARANTINE_POLICY} from {label}")
     iam = ctx.aws.client("iam")
-    try:
+
+    def delete() -> None:
         if kind == "user":
             iam.delete_user_policy(UserName=name, PolicyName=QUARANTINE_POLICY)
         else:
             iam.delete_role_policy(RoleName=name, PolicyName=QUARANTINE_POLICY)
+
+    try:
+        applied(
+            ctx,
+            f"remove {QUARANTINE_POLICY} from {label}",
+            delete,
+            lambda: _get_inline(ctx, kind, name, QUARANTINE_POLICY) is None,
+        )
     except Exception as exc:
         if error_code(exc) != "NoSuchEntity":  # removed by someone else meanwhile: the goal is met
             raise
@@ -317,13 +389,15 @@ def _revoke_document(before: datetime) -> dict[str, Any]:
 
 
 def _revoked_before(document: dict[str, Any] | None) -> datetime | None:
+    """The cut-off of a revocation policy, only when the policy is exactly Stanch's (Deny, *, *, that condition)."""
     if not document:
         return None
     try:
         text = document["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        when = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except (KeyError, IndexError, TypeError, ValueError):
         return None
+    return when if document == _revoke_document(when) else None
 
 
 @action(
@@ -339,26 +413,46 @@ def revoke_sessions(
         datetime | None, Field(description="Deny temporary credentials issued before this time; default now.")
     ] = None,
 ) -> SessionRevocation:
-    """Deny every temporary credential of a role or user issued before a time (aws:TokenIssueTime)."""
+    """Deny every temporary credential of a role or user issued before a time (aws:TokenIssueTime).
+
+    A policy under the revocation name counts only when it is exactly the deny-before document (effect Deny,
+    every action and resource); anything else is replaced and reported as possible tampering. A lost answer:
+    the policy is read back; the new cut-off in place means done. The read-back waits (bounded) for IAM.
+    """
     kind, name = parse_principal(principal)
     _exists(ctx, kind, name)
     before = (issued_before or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     label = f"{kind}/{name}"
-    current = _revoked_before(_get_inline(ctx, kind, name, REVOKE_POLICY))
+    found = _get_inline(ctx, kind, name, REVOKE_POLICY)
+    current = _revoked_before(found)
     result = functools.partial(SessionRevocation, dry_run=ctx.dry_run, principal=label, policy_name=REVOKE_POLICY)
     if current is not None and current >= before:
         detail = f"sessions of {label} issued before {current:%Y-%m-%dT%H:%M:%SZ} are already revoked"
         return result(changed=False, issued_before=current, detail=detail)
+    warnings = []
+    if found is not None and current is None:
+        warnings.append(f"{label} had a policy named {REVOKE_POLICY} that is not a session revocation: possible tampering")
+        ctx.logger.warning("%s; replacing it", warnings[0])
     if ctx.dry_run:
         detail = f"would revoke sessions of {label} issued before {before:%Y-%m-%dT%H:%M:%SZ}"
-        return result(changed=True, issued_before=before, detail=detail)
-    _put_inline(ctx, kind, name, REVOKE_POLICY, _revoke_document(before))
+        return result(changed=True, issued_before=before, warnings=warnings, detail=detail)
+    waited = _put_policy_checked(ctx, kind, name, REVOKE_POLICY, _revoke_document(before))
     detail = f"revoked sessions of {label} issued before {before:%Y-%m-%dT%H:%M:%SZ}"
-    return result(changed=True, issued_before=before, detail=detail)
+    return result(changed=True, issued_before=before, warnings=warnings, waited_seconds=waited, detail=detail)
 
 
 class LoginProfileChange(Change):
     user_name: str
+
+
+def _has_login(ctx: ActionContext, user_name: str) -> bool:
+    try:
+        ctx.aws.client("iam").get_login_profile(UserName=user_name)
+    except Exception as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        return False
+    return True
 
 
 @action(
@@ -370,13 +464,12 @@ class LoginProfileChange(Change):
     calls=["iam:GetLoginProfile", "iam:DeleteLoginProfile"],
 )
 def disable_console_login(ctx: ActionContext, user_name: UserName) -> LoginProfileChange:
-    """Delete a user's console password (login profile), so the console is closed to it."""
+    """Delete a user's console password (login profile), so the console is closed to it.
+
+    A lost answer: the login profile is read again; gone means done.
+    """
     iam = ctx.aws.client("iam")
-    try:
-        iam.get_login_profile(UserName=user_name)
-    except Exception as exc:
-        if error_code(exc) != "NoSuchEntity":
-            raise
+    if not _has_login(ctx, user_name):
         return LoginProfileChange(
             changed=False, dry_run=ctx.dry_run, detail=f"{user_name} has no console login", user_name=user_name
         )
@@ -385,7 +478,12 @@ def disable_console_login(ctx: ActionContext, user_name: UserName) -> LoginProfi
             changed=True, dry_run=True, detail=f"would delete the console login of {user_name}", user_name=user_name
         )
     try:
-        iam.delete_login_profile(UserName=user_name)
+        applied(
+            ctx,
+            f"delete the console login of {user_name}",
+            lambda: iam.delete_login_profile(UserName=user_name),
+            lambda: not _has_login(ctx, user_name),
+        )
     except Exception as exc:
         if error_code(exc) != "NoSuchEntity":  # deleted meanwhile: the goal is met
             raise
@@ -413,25 +511,35 @@ def detach_policy(
     principal: Principal,
     policy_arn: Annotated[str, Field(pattern=r"^arn:aws[\w-]*:iam::(\d{12}|aws):policy/.+$")],
 ) -> DetachChange:
-    """Detach a managed policy from a user or role."""
+    """Detach a managed policy from a user or role.
+
+    A lost answer: the attached policies are listed again; no longer attached means done.
+    """
     kind, name = parse_principal(principal)
     iam = ctx.aws.client("iam")
     label = f"{kind}/{name}"
-    if kind == "user":
-        pages = iam.get_paginator("list_attached_user_policies").paginate(UserName=name)
-    else:
-        pages = iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
-    attached = {p["PolicyArn"] for page in pages for p in page["AttachedPolicies"]}
+
+    def attached() -> set[str]:
+        if kind == "user":
+            pages = iam.get_paginator("list_attached_user_policies").paginate(UserName=name)
+        else:
+            pages = iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
+        return {p["PolicyArn"] for page in pages for p in page["AttachedPolicies"]}
+
     base = {"principal": label, "policy_arn": policy_arn}
-    if policy_arn not in attached:
+    if policy_arn not in attached():
         return DetachChange(changed=False, dry_run=ctx.dry_run, detail=f"{policy_arn} is not attached to {label}", **base)
     if ctx.dry_run:
         return DetachChange(changed=True, dry_run=True, detail=f"would detach {policy_arn} from {label}", **base)
-    try:
+
+    def detach() -> None:
         if kind == "user":
             iam.detach_user_policy(UserName=name, PolicyArn=policy_arn)
         else:
             iam.detach_role_policy(RoleName=name, PolicyArn=policy_arn)
+
+    try:
+        applied(ctx, f"detach {policy_arn} from {label}", detach, lambda: policy_arn not in attached())
     except Exception as exc:
         if error_code(exc) != "NoSuchEntity":  # detached meanwhile: the goal is met
             raise
@@ -440,7 +548,17 @@ def detach_policy(
 
 # ---------------------------------------------------------------- rotation
 
-ROTATION_TAG = "stanch:rotation"
+# The resume mark is a user tag keyed by the key being replaced, so a re-run under any incident finds it.
+# It is only a hint: every deletion is decided from live state (see _half_made).
+ROTATION_TAG_PREFIX = "stanch:rotation:"
+_NAMESPACE = uuid.UUID("1d8f2c4e-93a7-4b51-8e0d-6a2f7c9b3e15")
+_CLOCK_SKEW = timedelta(minutes=5)
+# A half-made key is created right after the mark is (re)written; older keys are not this rotation's.
+_CREATE_WINDOW = timedelta(minutes=15)
+
+
+def rotation_tag(old_access_key_id: str) -> str:
+    return f"{ROTATION_TAG_PREFIX}{old_access_key_id}"
 
 
 class RotationCrash(BaseException):
@@ -457,7 +575,10 @@ class Rotation(Change):
     old_access_key_id: str
     new_access_key_id: str | None = None
     removed_access_key_id: str | None = None
+    deleted_half_made: list[str] = Field(default=[], description="Keys an interrupted attempt made and never stored.")
     verified: bool = False
+    waited_seconds: float = Field(default=0.0, description="How long STS took to accept the new key.")
+    warnings: list[str] = Field(default=[], description="State found that Stanch did not leave: possible tampering.")
     state: Literal["rotated", "already-rotated", "would-rotate"]
 
 
@@ -470,15 +591,46 @@ def _secret_pair(ctx: ActionContext, secret_id: str, stage: str) -> tuple[dict[s
         if error_code(exc) == "ResourceNotFoundException" and stage != "AWSCURRENT":
             return None
         raise
-    text = response.get("SecretString") or ""
-    try:
-        pair = json.loads(text)
-    except ValueError:
-        pair = None
-    if not isinstance(pair, dict) or "AccessKeyId" not in pair or "SecretAccessKey" not in pair:
+    pair = _parse_pair(response.get("SecretString") or "")
+    if pair is None:
         raise ValueError(f"secret {secret_id} ({stage}) must hold JSON with AccessKeyId and SecretAccessKey")
     ctx.masker.register(pair["SecretAccessKey"])
     return pair, str(response["VersionId"])
+
+
+def _parse_pair(text: str) -> dict[str, str] | None:
+    try:
+        pair = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(pair, dict) or "AccessKeyId" not in pair or "SecretAccessKey" not in pair:
+        return None
+    return {"AccessKeyId": str(pair["AccessKeyId"]), "SecretAccessKey": str(pair["SecretAccessKey"])}
+
+
+def _stored_keys(ctx: ActionContext, secret_id: str) -> set[str]:
+    """Every access key id a version of the secret with a stage label holds (what a reader can reach)."""
+    sm = ctx.aws.client("secretsmanager")
+    found: set[str] = set()
+    params: dict[str, Any] = {"SecretId": secret_id}
+    while True:  # not pageable in botocore: follow NextToken by hand
+        page = sm.list_secret_version_ids(**params)
+        for version in page["Versions"]:
+            if not version.get("VersionStages"):
+                continue
+            text = sm.get_secret_value(SecretId=secret_id, VersionId=version["VersionId"]).get("SecretString") or ""
+            pair = _parse_pair(text)
+            if pair is not None:
+                ctx.masker.register(pair["SecretAccessKey"])
+                found.add(pair["AccessKeyId"])
+        if not page.get("NextToken"):
+            return found
+        params["NextToken"] = page["NextToken"]
+
+
+def _stages(ctx: ActionContext, secret_id: str) -> dict[str, list[str]]:
+    described = ctx.aws.client("secretsmanager").describe_secret(SecretId=secret_id)
+    return dict(described.get("VersionIdsToStages", {}))
 
 
 def _user_keys(ctx: ActionContext, user_name: str) -> dict[str, dict[str, Any]]:
@@ -487,38 +639,124 @@ def _user_keys(ctx: ActionContext, user_name: str) -> dict[str, dict[str, Any]]:
     return {m["AccessKeyId"]: m for page in pages for m in page["AccessKeyMetadata"]}
 
 
-def _rotation_mark(ctx: ActionContext, user_name: str) -> set[str] | None:
-    """The keys the user had when this incident's rotation began (a user tag), if it began.
+def _never_used(ctx: ActionContext, access_key_id: str) -> bool:
+    used = ctx.aws.client("iam").get_access_key_last_used(AccessKeyId=access_key_id).get("AccessKeyLastUsed", {})
+    return not used.get("LastUsedDate")
 
-    A key the user has now that is in neither this set nor the secret was made by an interrupted attempt.
-    """
+
+@dataclass(frozen=True)
+class _Mark:
+    started: datetime
+    keys: frozenset[str]
+
+
+def _read_mark(ctx: ActionContext, user_name: str, old: str) -> tuple[_Mark | None, str | None]:
+    """(the resume mark of the rotation away from `old`, or None; why it cannot be Stanch's, or None)."""
     tags = ctx.aws.client("iam").list_user_tags(UserName=user_name)["Tags"]
-    for tag in tags:
-        if tag["Key"] == ROTATION_TAG:
-            incident, _, before = tag["Value"].partition("|")
-            if incident == ctx.run.incident_id:
-                return {k for k in before.split(",") if k}
+    value = next((t["Value"] for t in tags if t["Key"] == rotation_tag(old)), None)
+    if value is None:
+        return None, None
+    version, _, rest = value.partition(" ")
+    stamp, _, listed = rest.partition(" ")
+    if version != "v1" or not stamp.isdigit():
+        return None, "its value is not in Stanch's format"
+    return _Mark(datetime.fromtimestamp(int(stamp), UTC), frozenset(listed.split())), None
+
+
+def _mark_problem(mark: _Mark, keys: dict[str, dict[str, Any]]) -> str | None:
+    """Why a mark cannot be what Stanch wrote, given the keys the user has now; None when it is consistent."""
+    if mark.started > datetime.now(UTC) + _CLOCK_SKEW:
+        return "it is dated in the future"
+    for key_id, meta in keys.items():
+        if key_id not in mark.keys and meta["CreateDate"] < mark.started - _CLOCK_SKEW:
+            return f"it omits {key_id}, which existed before the rotation it claims began"
     return None
 
 
-def _verify_key(ctx: ActionContext, user_name: str, pair: dict[str, str], attempts: int) -> None:
-    """STS GetCallerIdentity with the new key: it must work and be the user's (IAM takes seconds to agree)."""
-    import time
+def _write_mark(ctx: ActionContext, user_name: str, old: str, keys: list[str]) -> None:
+    value = " ".join(["v1", str(int(datetime.now(UTC).timestamp())), *sorted(keys)])
+    tag = {"Key": rotation_tag(old), "Value": value}
 
-    sts = ctx.aws.client_as("sts", pair["AccessKeyId"], pair["SecretAccessKey"])
-    last: Exception | None = None
-    for attempt in range(max(1, attempts)):
-        try:
-            arn = sts.get_caller_identity()["Arn"]
-        except Exception as exc:  # InvalidClientTokenId until IAM has propagated the key
-            last = exc
-            time.sleep(min(1.0 * (attempt + 1), 5.0))
-            continue
-        if not arn.endswith(f":user/{user_name}") and f"/{user_name}" not in arn:
-            raise RuntimeError(f"the new key authenticates as {arn}, not as user {user_name}")
+    def written() -> bool:
+        tags = ctx.aws.client("iam").list_user_tags(UserName=user_name)["Tags"]
+        return any(t == tag for t in tags)
+
+    applied(
+        ctx,
+        f"tag {user_name} with the rotation mark",
+        lambda: ctx.aws.client("iam").tag_user(UserName=user_name, Tags=[tag]),
+        written,
+    )
+
+
+def _remove_mark(ctx: ActionContext, user_name: str, old: str) -> None:
+    def gone() -> bool:
+        tags = ctx.aws.client("iam").list_user_tags(UserName=user_name)["Tags"]
+        return not any(t["Key"] == rotation_tag(old) for t in tags)
+
+    if gone():
         return
-    reason = (error_code(last) or str(last)) if last else "unknown"
-    raise RuntimeError(f"the new key {pair['AccessKeyId']} did not authenticate: {reason}")
+    iam = ctx.aws.client("iam")
+    applied(
+        ctx,
+        f"remove the rotation mark of {user_name}",
+        lambda: iam.untag_user(UserName=user_name, TagKeys=[rotation_tag(old)]),
+        gone,
+    )
+
+
+def _half_made(
+    ctx: ActionContext, key_id: str, meta: dict[str, Any], mark: _Mark | None, secret_id: str, stored: set[str]
+) -> bool:
+    """Whether live state proves a key is an interrupted attempt's: made after the rotation began (a consistent
+    mark, and within minutes of it), held by no version of the secret, and never used."""
+    if mark is None or key_id in mark.keys or key_id in stored:
+        return False
+    created = meta["CreateDate"]
+    if not (mark.started - _CLOCK_SKEW <= created <= mark.started + _CREATE_WINDOW):
+        return False
+    return _never_used(ctx, key_id)
+
+
+def _discard_half_made(ctx: ActionContext, user_name: str, key_id: str, secret_id: str) -> bool:
+    """Delete a key this attempt made, only when live state shows no labelled version holds it and it was never
+    used. Whether it is gone."""
+    if key_id in _stored_keys(ctx, secret_id) or not _never_used(ctx, key_id):
+        ctx.logger.warning("kept key %s of %s: the secret holds it or it has been used", key_id, user_name)
+        return False
+    iam = ctx.aws.client("iam")
+    applied(
+        ctx,
+        f"delete half-made key {key_id}",
+        lambda: iam.delete_access_key(UserName=user_name, AccessKeyId=key_id),
+        lambda: key_id not in _user_keys(ctx, user_name),
+    )
+    ctx.logger.warning("Deleted half-made key %s of %s (never stored, never used)", key_id, user_name)
+    return True
+
+
+def _verify_key(ctx: ActionContext, user_name: str, pair: dict[str, str], attempts: int) -> float:
+    """STS GetCallerIdentity with the new key: it must work and be the user's. IAM takes seconds to agree, so
+    this waits (bounded, logged); the seconds waited."""
+    sts = ctx.aws.client_as("sts", pair["AccessKeyId"], pair["SecretAccessKey"])
+    last: list[Exception] = []
+    arn: list[str] = []
+
+    def accepted() -> bool:
+        try:
+            arn.append(sts.get_caller_identity()["Arn"])
+        except Exception as exc:  # InvalidClientTokenId until IAM has propagated the key
+            last.append(exc)
+            return False
+        return True
+
+    waited = wait_until(ctx, f"STS accepts the new key {pair['AccessKeyId']}", accepted, attempts)
+    if waited < 0:
+        reason = (error_code(last[-1]) or type(last[-1]).__name__) if last else "unknown"
+        raise RuntimeError(f"the new key {pair['AccessKeyId']} did not authenticate after {attempts} attempts: {reason}")
+    if not arn[-1].endswith(f":user/{user_name}") and f"/{user_name}" not in arn[-1]:
+        raise RuntimeError(f"the new key authenticates as {arn[-1]}, not as user {user_name}")
+    return waited
 
 
 @action(
@@ -527,6 +765,7 @@ def _verify_key(ctx: ActionContext, user_name: str, pair: dict[str, str], attemp
     permissions=[
         *_on_user(
             "iam:ListAccessKeys",
+            "iam:GetAccessKeyLastUsed",
             "iam:CreateAccessKey",
             "iam:UpdateAccessKey",
             "iam:DeleteAccessKey",
@@ -540,17 +779,20 @@ def _verify_key(ctx: ActionContext, user_name: str, pair: dict[str, str], attemp
             "secretsmanager:PutSecretValue",
             "secretsmanager:UpdateSecretVersionStage",
             "secretsmanager:DescribeSecret",
+            "secretsmanager:ListSecretVersionIds",
         ),
         Permission("sts:GetCallerIdentity", "*"),
     ],
     calls=[
         "iam:ListAccessKeys",
+        "secretsmanager:ListSecretVersionIds",
         "iam:TagUser",
         "iam:CreateAccessKey",
         "secretsmanager:PutSecretValue (AWSPENDING)",
         "sts:GetCallerIdentity (with the new key)",
         "secretsmanager:UpdateSecretVersionStage (AWSCURRENT)",
         "iam:UpdateAccessKey (old key Inactive)",
+        "iam:UntagUser",
     ],
 )
 def rotate_access_key(
@@ -566,153 +808,225 @@ def rotate_access_key(
 ) -> Rotation:
     """Rotate a user's key stored in Secrets Manager, never leaving zero working keys; the old key ends Inactive.
 
-    Steps: tag the user, create the new key, store it as AWSPENDING, verify it with STS, promote it to
-    AWSCURRENT, deactivate the old key. A re-run resumes where a crash stopped; a failure before the old key
-    is deactivated leaves the old key working and removes the half-made new key. Deleting the old key is a
-    separate step (aws.iam.delete_access_key) after a grace period or a gate.
+    Steps: mark the user (a tag keyed by the old key), create the new key, store it as AWSPENDING, verify it
+    with STS (bounded wait), promote it to AWSCURRENT, deactivate the old key, remove the mark. A re-run under
+    any incident finishes what the live state shows is left and mints no second key once one is stored.
+    Lost answers: a tag, store, promote, deactivate or delete whose answer is lost is read back and counted
+    done when in place; a lost CreateAccessKey leaves a key nobody holds, which the re-run deletes. A key is
+    deleted only when live state proves it half-made (made after the mark, held by no secret version, never
+    used). Deleting the old key is a separate step (aws.iam.delete_access_key).
     """
     iam = ctx.aws.client("iam")
     sm = ctx.aws.client("secretsmanager")
-    base = {"user_name": user_name, "secret_id": secret_id, "old_access_key_id": access_key_id}
+    old = access_key_id
+    base = {"user_name": user_name, "secret_id": secret_id, "old_access_key_id": old}
     keys = _user_keys(ctx, user_name)
     current = _secret_pair(ctx, secret_id, "AWSCURRENT")
     if current is None:
         raise LookupError(f"secret {secret_id} has no current version")
     current_pair, current_version = current
-    if current_pair["AccessKeyId"] != access_key_id:
-        # Promoted already (by us or a person): what remains is to make sure the old key is Inactive.
-        new_id = current_pair["AccessKeyId"]
-        if new_id not in keys:
-            raise LookupError(f"secret {secret_id} holds key {new_id}, which user {user_name} does not have")
-        old_status = keys.get(access_key_id, {}).get("Status")
-        if old_status != "Active":
-            if not ctx.dry_run and _rotation_mark(ctx, user_name) is not None:
-                _untag(ctx, user_name)  # a crash after the last step left the mark behind
-            return Rotation(
-                changed=False,
-                dry_run=ctx.dry_run,
-                state="already-rotated",
-                new_access_key_id=new_id,
-                verified=True,
-                detail=f"{user_name} already rotated to {new_id}; {access_key_id} is not active",
-                **base,
-            )
-        if ctx.dry_run:
-            return Rotation(
-                changed=True,
-                dry_run=True,
-                state="would-rotate",
-                new_access_key_id=new_id,
-                detail=f"would deactivate {access_key_id} of {user_name} (the secret already holds {new_id})",
-                **base,
-            )
-        _clear_pending(ctx, secret_id, current_version)
-        iam.update_access_key(UserName=user_name, AccessKeyId=access_key_id, Status="Inactive")
-        _boundary("deactivated")
-        _untag(ctx, user_name)
-        return Rotation(
-            changed=True,
-            state="rotated",
-            new_access_key_id=new_id,
-            verified=True,
-            detail=f"{user_name}: {new_id} is current; deactivated {access_key_id}",
-            **base,
-        )
-    if access_key_id not in keys:
-        raise LookupError(f"access key {access_key_id} is not a key of IAM user {user_name}")
+    if current_pair["AccessKeyId"] != old:
+        return _finish_promoted(ctx, user_name, secret_id, old, current_pair["AccessKeyId"], current_version, keys)
+    if old not in keys:
+        raise LookupError(f"access key {old} is not a key of IAM user {user_name}")
     pending = _secret_pair(ctx, secret_id, "AWSPENDING")
+    if pending and (pending[0]["AccessKeyId"] not in keys or pending[0]["AccessKeyId"] == old):
+        pending = None  # a pending version whose key is gone (or is the old key): start again
     pending_id = pending[0]["AccessKeyId"] if pending else None
-    if pending and pending_id not in keys:
-        pending = None  # a pending version whose key is gone: start again
-    mark = _rotation_mark(ctx, user_name)
-    orphans = [k for k in keys if mark is not None and k not in mark and k != pending_id]
-    others = [k for k in keys if k not in (access_key_id, pending_id) and k not in orphans]
+    warnings: list[str] = []
+    candidates = [k for k in keys if k not in (old, pending_id)]
+    stored = _stored_keys(ctx, secret_id) if candidates else set()
+    mark, problem = _read_mark(ctx, user_name, old)
+    if mark is not None:
+        problem = _mark_problem(mark, keys)
+        # A key the rotation made is stored by it or was never used: a used, unstored key it omits predates it.
+        used = [k for k in candidates if k not in mark.keys and k not in stored and not _never_used(ctx, k)]
+        if problem is None and used:
+            problem = f"it omits {used[0]}, a key in use that no rotation step made"
+    if problem:
+        warnings.append(f"the resume mark on {user_name} is not Stanch's ({problem}): possible tampering; ignored")
+        ctx.logger.warning("%s", warnings[-1])
+        mark = None
+    half = [k for k in candidates if _half_made(ctx, k, keys[k], mark, secret_id, stored)]
+    others = [k for k in candidates if k not in half]
     if ctx.dry_run:
         steps = []
-        if orphans:
-            steps.append(f"delete half-made key(s) {', '.join(orphans)}")
+        if half:
+            steps.append(f"delete half-made key(s) {', '.join(half)}")
         if others and not pending:
             steps.append(f"delete {remove_key_id or '(choose with remove_key_id)'}")
         steps.append(f"{'verify pending' if pending else 'create'} a new key, store it in {secret_id}")
-        steps.append(f"promote it and deactivate {access_key_id}")
-        return Rotation(changed=True, dry_run=True, state="would-rotate", detail="would " + "; ".join(steps), **base)
-    for orphan in orphans:
-        # Created by a crashed attempt of this rotation and never stored: nobody can be using it.
-        iam.delete_access_key(UserName=user_name, AccessKeyId=orphan)
-        ctx.logger.warning("Deleted half-made key %s of %s left by an interrupted rotation", orphan, user_name)
+        steps.append(f"promote it and deactivate {old}")
+        return Rotation(
+            changed=True, dry_run=True, state="would-rotate", warnings=warnings, detail="would " + "; ".join(steps), **base
+        )
+    if problem:
+        _remove_mark(ctx, user_name, old)  # a mark Stanch did not write guides nothing, now or later
+    deleted = [k for k in half if _discard_half_made(ctx, user_name, k, secret_id)]
     removed = None
     if others and not pending:
         if remove_key_id is None:
+            note = f" ({'; '.join(warnings)})" if warnings else ""
             raise RuntimeError(
-                f"user {user_name} already has two keys ({access_key_id} and {others[0]}); IAM allows two, so "
-                "say which other key to delete with remove_key_id, behind an approval gate"
+                f"user {user_name} already has two keys ({old} and {others[0]}); IAM allows two, so "
+                f"say which other key to delete with remove_key_id, behind an approval gate{note}"
             )
-        if remove_key_id == access_key_id or remove_key_id not in others:
+        if remove_key_id == old or remove_key_id not in others:
             raise ValueError(f"remove_key_id must be {others[0]}, the user's other key, not {remove_key_id}")
-        iam.update_access_key(UserName=user_name, AccessKeyId=remove_key_id, Status="Inactive")
-        iam.delete_access_key(UserName=user_name, AccessKeyId=remove_key_id)
-        removed = remove_key_id
-    if mark is None:
-        before = ",".join(sorted(k for k in keys if k != removed))
-        iam.tag_user(UserName=user_name, Tags=[{"Key": ROTATION_TAG, "Value": f"{ctx.run.incident_id}|{before}"}])
-        _boundary("tagged")
-    created_here: str | None = None
-    try:
-        if pending:
-            new_pair, new_version = pending
-        else:
-            made = iam.create_access_key(UserName=user_name)["AccessKey"]
-            new_pair = {"AccessKeyId": made["AccessKeyId"], "SecretAccessKey": made["SecretAccessKey"]}
-            ctx.masker.register(new_pair["SecretAccessKey"])
-            created_here = new_pair["AccessKeyId"]
-            _boundary("created")
-            stored = sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(new_pair), VersionStages=["AWSPENDING"])
-            new_version = str(stored["VersionId"])
-            _boundary("stored")
-        _verify_key(ctx, user_name, new_pair, verify_attempts)
-        _boundary("verified")
-        sm.update_secret_version_stage(
-            SecretId=secret_id,
-            VersionStage="AWSCURRENT",
-            MoveToVersionId=new_version,
-            RemoveFromVersionId=current_version,
+        gone = functools.partial(lambda k: k not in _user_keys(ctx, user_name), remove_key_id)
+        applied(
+            ctx,
+            f"deactivate {remove_key_id}",
+            lambda: iam.update_access_key(UserName=user_name, AccessKeyId=remove_key_id, Status="Inactive"),
+            lambda: _key_status(ctx, user_name, remove_key_id) in ("Inactive", None),
         )
-    except Exception:
-        # Not promoted: the old key still works and stays current; remove what this attempt made.
-        if created_here:
-            try:
-                iam.delete_access_key(UserName=user_name, AccessKeyId=created_here)
-            except Exception as cleanup:
-                ctx.logger.error("could not delete the half-made key %s: %s", created_here, cleanup)
-        raise
-    _boundary("promoted")
-    _clear_pending(ctx, secret_id, new_version)
-    iam.update_access_key(UserName=user_name, AccessKeyId=access_key_id, Status="Inactive")
-    _boundary("deactivated")
-    _untag(ctx, user_name)
+        applied(
+            ctx,
+            f"delete {remove_key_id}",
+            lambda: iam.delete_access_key(UserName=user_name, AccessKeyId=remove_key_id),
+            gone,
+        )
+        removed = remove_key_id
+    if pending:
+        new_pair, new_version = pending
+    else:
+        # Written afresh before every create, so a half-made key is always made within minutes of its mark.
+        _write_mark(ctx, user_name, old, [k for k in keys if k not in (removed, *deleted)])
+        _boundary("tagged")
+        made = iam.create_access_key(UserName=user_name)["AccessKey"]
+        new_pair = {"AccessKeyId": made["AccessKeyId"], "SecretAccessKey": made["SecretAccessKey"]}
+        ctx.masker.register(new_pair["SecretAccessKey"])
+        _boundary("created")
+        new_version = _store_pending(ctx, user_name, secret_id, new_pair)
+        _boundary("stored")
     new_id = new_pair["AccessKeyId"]
-    ctx.logger.info("Rotated %s: %s is current and verified; %s is Inactive", user_name, new_id, access_key_id)
+    try:
+        waited = _verify_key(ctx, user_name, new_pair, verify_attempts)
+    except Exception:
+        # Not promoted: the old key still works and stays current. Take the pending stage off the version,
+        # then delete the key only if live state shows no labelled version holds it and it was never used.
+        _unstage(ctx, secret_id, new_version, "AWSPENDING")
+        _discard_half_made(ctx, user_name, new_id, secret_id)
+        raise
+    _boundary("verified")
+    applied(
+        ctx,
+        f"promote {new_id} to AWSCURRENT in {secret_id}",
+        lambda: sm.update_secret_version_stage(
+            SecretId=secret_id, VersionStage="AWSCURRENT", MoveToVersionId=new_version, RemoveFromVersionId=current_version
+        ),
+        lambda: "AWSCURRENT" in _stages(ctx, secret_id).get(new_version, []),
+    )
+    _boundary("promoted")
+    _unstage(ctx, secret_id, new_version, "AWSPENDING")
+    _deactivate(ctx, user_name, old)
+    _boundary("deactivated")
+    _remove_mark(ctx, user_name, old)
+    ctx.logger.info("Rotated %s: %s is current and verified; %s is Inactive", user_name, new_id, old)
     return Rotation(
         changed=True,
         state="rotated",
         new_access_key_id=new_id,
         removed_access_key_id=removed,
+        deleted_half_made=deleted,
         verified=True,
-        detail=f"{user_name}: new key {new_id} stored and verified; {access_key_id} deactivated",
+        waited_seconds=waited,
+        warnings=warnings,
+        detail=f"{user_name}: new key {new_id} stored and verified; {old} deactivated",
         **base,
     )
 
 
-def _clear_pending(ctx: ActionContext, secret_id: str, version: str) -> None:
-    """Take AWSPENDING off a version once it is current (it matters to nobody then)."""
+def _store_pending(ctx: ActionContext, user_name: str, secret_id: str, pair: dict[str, str]) -> str:
+    """Put a new pair as AWSPENDING under a version id derived from the key, so a lost answer is found again.
+    A store that did not happen leaves a key nobody holds: it is deleted at once."""
     sm = ctx.aws.client("secretsmanager")
-    stages = sm.describe_secret(SecretId=secret_id).get("VersionIdsToStages", {})
-    if "AWSPENDING" in stages.get(version, []):
-        sm.update_secret_version_stage(SecretId=secret_id, VersionStage="AWSPENDING", RemoveFromVersionId=version)
+    arn = str(sm.describe_secret(SecretId=secret_id)["ARN"])
+    version = str(uuid.uuid5(_NAMESPACE, f"{arn}|{pair['AccessKeyId']}"))
+    try:
+        applied(
+            ctx,
+            f"store {pair['AccessKeyId']} as AWSPENDING in {secret_id}",
+            lambda: sm.put_secret_value(
+                SecretId=secret_id, ClientRequestToken=version, SecretString=json.dumps(pair), VersionStages=["AWSPENDING"]
+            ),
+            lambda: "AWSPENDING" in _stages(ctx, secret_id).get(version, []),
+        )
+    except Exception:
+        _discard_half_made(ctx, user_name, pair["AccessKeyId"], secret_id)
+        raise
+    return version
 
 
-def _untag(ctx: ActionContext, user_name: str) -> None:
-    ctx.aws.client("iam").untag_user(UserName=user_name, TagKeys=[ROTATION_TAG])
+def _unstage(ctx: ActionContext, secret_id: str, version: str, stage: str) -> None:
+    """Take a stage off a version (AWSPENDING once it is current, or when its key failed verification)."""
+    sm = ctx.aws.client("secretsmanager")
+    if stage not in _stages(ctx, secret_id).get(version, []):
+        return
+    applied(
+        ctx,
+        f"take {stage} off a version of {secret_id}",
+        lambda: sm.update_secret_version_stage(SecretId=secret_id, VersionStage=stage, RemoveFromVersionId=version),
+        lambda: stage not in _stages(ctx, secret_id).get(version, []),
+    )
+
+
+def _deactivate(ctx: ActionContext, user_name: str, key_id: str) -> None:
+    iam = ctx.aws.client("iam")
+    applied(
+        ctx,
+        f"deactivate {key_id}",
+        lambda: iam.update_access_key(UserName=user_name, AccessKeyId=key_id, Status="Inactive"),
+        lambda: _key_status(ctx, user_name, key_id) == "Inactive",
+    )
+
+
+def _finish_promoted(
+    ctx: ActionContext,
+    user_name: str,
+    secret_id: str,
+    old: str,
+    new_id: str,
+    current_version: str,
+    keys: dict[str, dict[str, Any]],
+) -> Rotation:
+    """The secret already holds another key (promoted by Stanch or a person): make sure the old key is Inactive."""
+    base = {"user_name": user_name, "secret_id": secret_id, "old_access_key_id": old, "new_access_key_id": new_id}
+    if new_id not in keys:
+        raise LookupError(f"secret {secret_id} holds key {new_id}, which user {user_name} does not have")
+    if keys[new_id]["Status"] != "Active":
+        raise RuntimeError(f"secret {secret_id} holds key {new_id}, which is Inactive: fix the secret before rotating")
+    if keys.get(old, {}).get("Status") != "Active":
+        if not ctx.dry_run:
+            _unstage(ctx, secret_id, current_version, "AWSPENDING")
+            _remove_mark(ctx, user_name, old)  # a crash after the last step left them behind
+        return Rotation(
+            changed=False,
+            dry_run=ctx.dry_run,
+            state="already-rotated",
+            verified=True,
+            detail=f"{user_name} already rotated to {new_id}; {old} is not active",
+            **base,
+        )
+    if ctx.dry_run:
+        return Rotation(
+            changed=True,
+            dry_run=True,
+            state="would-rotate",
+            detail=f"would deactivate {old} of {user_name} (the secret already holds {new_id})",
+            **base,
+        )
+    _unstage(ctx, secret_id, current_version, "AWSPENDING")
+    _deactivate(ctx, user_name, old)
+    _boundary("deactivated")
+    _remove_mark(ctx, user_name, old)
+    return Rotation(
+        changed=True,
+        state="rotated",
+        verified=True,
+        detail=f"{user_name}: {new_id} is current; deactivated {old}",
+        **base,
+    )
 
 
 class KeyDeletion(Change):
@@ -737,7 +1051,10 @@ def delete_access_key(
         str | None, Field(description="A secret that must not hold this key (checked before deleting).")
     ] = None,
 ) -> KeyDeletion:
-    """Delete an Inactive access key for good (after a grace period or a gate); an Active key is refused."""
+    """Delete an Inactive access key for good (after a grace period or a gate); an Active key is refused.
+
+    A lost answer: the user's keys are listed again; the key gone means done.
+    """
     iam = ctx.aws.client("iam")
     if user_name is None:
         try:
@@ -764,8 +1081,14 @@ def delete_access_key(
             raise RuntimeError(f"{access_key_id} is the key {secret_id} holds as current; rotate first")
     if ctx.dry_run:
         return KeyDeletion(changed=True, dry_run=True, detail=f"would delete {access_key_id} of {user_name}", **base)
+    user = user_name
     try:
-        iam.delete_access_key(UserName=user_name, AccessKeyId=access_key_id)
+        applied(
+            ctx,
+            f"delete {access_key_id}",
+            lambda: iam.delete_access_key(UserName=user, AccessKeyId=access_key_id),
+            lambda: _key_status(ctx, user, access_key_id) is None,
+        )
     except Exception as exc:
         if error_code(exc) != "NoSuchEntity":  # deleted meanwhile: the goal is met
             raise

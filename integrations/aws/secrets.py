@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from integrations.aws import error_code, on_secret
+from integrations.aws import applied, error_code, on_secret
 from integrations.context import ActionContext, HttpCallError
 from integrations.registry import ActionResult, Change, Permission, action
 
@@ -127,6 +127,34 @@ class VendorRotation(Change):
     old_key_revoked: bool = False
 
 
+def _boundary(name: str) -> None:
+    """A step boundary of the vendor rotation: the crash tests make this raise (a killed process)."""
+
+
+def _version_for(arn: str, replaced_version: str | None) -> str:
+    """The version id (and mint idempotency key) of the rotation away from one version's key: keyed by the
+    credential replaced, not by the incident, so a re-run under any incident resumes the same rotation."""
+    return str(uuid.uuid5(_NAMESPACE, f"rotate|{arn}|{replaced_version}"))
+
+
+def _stages_of(ctx: ActionContext, secret_id: str) -> dict[str, list[str]]:
+    return dict(ctx.aws.client("secretsmanager").describe_secret(SecretId=secret_id).get("VersionIdsToStages", {}))
+
+
+def _created(ctx: ActionContext, secret_id: str, version: str) -> datetime | None:
+    sm = ctx.aws.client("secretsmanager")
+    params: dict[str, Any] = {"SecretId": secret_id}
+    while True:  # not pageable in botocore: follow NextToken by hand
+        page = sm.list_secret_version_ids(**params)
+        for entry in page["Versions"]:
+            if entry["VersionId"] == version:
+                created = entry.get("CreatedDate")
+                return created if isinstance(created, datetime) else None
+        if not page.get("NextToken"):
+            return None
+        params["NextToken"] = page["NextToken"]
+
+
 @action(
     "aws.secrets.rotate_vendor_secret",
     mutates=True,
@@ -135,6 +163,7 @@ class VendorRotation(Change):
             "secret_id",
             "secretsmanager:DescribeSecret",
             "secretsmanager:GetSecretValue",
+            "secretsmanager:ListSecretVersionIds",
             "secretsmanager:PutSecretValue",
             "secretsmanager:UpdateSecretVersionStage",
             "secretsmanager:TagResource",
@@ -147,6 +176,7 @@ class VendorRotation(Change):
         "GET check_url (vendor, with the new key)",
         "secretsmanager:UpdateSecretVersionStage (AWSCURRENT)",
         "POST revoke_url (vendor, the old key)",
+        "secretsmanager:TagResource",
     ],
 )
 def rotate_vendor_secret(
@@ -160,19 +190,31 @@ def rotate_vendor_secret(
     admin_token_secret_id: Annotated[
         str | None, Field(description="The secret holding the vendor admin token used to mint and revoke.")
     ] = None,
+    rotated_within_hours: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=720,
+            description="A rotation Stanch promoted less than this long ago counts as this one (a re-run under "
+            "any incident finishes it and mints nothing); an older one is rotated again.",
+        ),
+    ] = 24,
 ) -> VendorRotation:
     """Rotate a vendor API key stored in a secret: mint, store (AWSPENDING), check, promote, revoke the old key.
 
     With no mint_url the rotation waits on a person (status `manual`): the playbook's gate asks them to put a
-    new key into the secret, then aws.secrets.verify_rotation checks it. Re-running resumes a partial rotation;
-    the mint call carries an idempotency key, so a crash between minting and storing does not mint twice.
+    new key into the secret, then aws.secrets.verify_rotation checks it. The rotation is keyed by the version it
+    replaces (its new version id and the mint's idempotency key derive from it), so a re-run under any incident
+    resumes it and mints nothing new. Lost answers: a store, promote or tag whose answer is lost is read back
+    and counted done when in place; a lost mint answer is asked again with the same idempotency key.
     """
     sm = ctx.aws.client("secretsmanager")
     described = sm.describe_secret(SecretId=secret_id)
     name = str(described["Name"])
+    arn = str(described["ARN"])
     stages: dict[str, list[str]] = described.get("VersionIdsToStages", {})
-    token = str(uuid.uuid5(_NAMESPACE, f"{ctx.run.incident_id}|{described['ARN']}"))
     current_version = next((v for v, s in stages.items() if "AWSCURRENT" in s), None)
+    previous = next((v for v, s in stages.items() if "AWSPREVIOUS" in s), None)
     revoked_tag = {t["Key"]: t["Value"] for t in described.get("Tags", [])}.get(REVOKED_TAG)
     base: dict[str, Any] = {"secret": name}
     if mint_url is None:
@@ -189,69 +231,97 @@ def rotate_vendor_secret(
     for url in (mint_url, revoke_url, check_url):
         if url:
             ctx.http.check_url(url)
-    ours = stages.get(token)
-    if ours is not None and "AWSCURRENT" in ours:
-        previous = next((v for v, s in stages.items() if "AWSPREVIOUS" in s), None)
-        if not revoke_url or revoked_tag == previous or previous is None:
-            return VendorRotation(
-                changed=False,
-                dry_run=ctx.dry_run,
-                status="already-rotated",
-                new_version_id=token,
-                previous_version_id=previous,
-                checked=True,
-                old_key_revoked=bool(revoke_url),
-                detail=f"{name} is already rotated for {ctx.run.incident_id}",
-                **base,
-            )
+    # Live state decides: is the current version Stanch's rotation away from the previous one, recently?
+    promoted = previous is not None and current_version == _version_for(arn, previous)
+    if promoted and current_version:
+        created = _created(ctx, secret_id, current_version)
+        age = datetime.now(UTC) - created if created else timedelta(0)
+        promoted = age <= timedelta(hours=rotated_within_hours)
+    replaced = previous if promoted else current_version
+    token = _version_for(arn, replaced)
+    if promoted and (not revoke_url or revoked_tag == previous):
+        return VendorRotation(
+            changed=False,
+            dry_run=ctx.dry_run,
+            status="already-rotated",
+            new_version_id=token,
+            previous_version_id=previous,
+            checked=True,
+            old_key_revoked=bool(revoke_url),
+            detail=f"{name}: the key of version {previous} is already replaced" + (" and revoked" if revoke_url else ""),
+            **base,
+        )
     if ctx.dry_run:
         return VendorRotation(
             changed=True,
             dry_run=True,
             status="would-rotate",
-            previous_version_id=current_version,
-            detail=f"would mint a new key for {name}, check it, promote it and revoke the old one",
+            previous_version_id=replaced,
+            detail=f"would {'revoke the old key of' if promoted else 'mint a new key for'} {name}"
+            + ("" if promoted else ", check it, promote it and revoke the old one"),
             **base,
         )
     admin = _admin_token(ctx, admin_token_secret_id)
-    if ours is None:
-        old = _secret_value(ctx, secret_id, VersionStage="AWSCURRENT")
+    old = _secret_value(ctx, secret_id, VersionId=replaced) if replaced else {}
+    if token not in stages:
         minted = ctx.http.call("POST", mint_url, admin, {"name": name}, idempotency=token)
         new = _parse_vendor_value(json.dumps(minted)) if isinstance(minted, dict) else {}
         if not new.get("api_key"):
             raise VendorError(f"the vendor's mint endpoint answered without an api_key for {name}")
         ctx.masker.register(new["api_key"])
-        sm.put_secret_value(
-            SecretId=secret_id, ClientRequestToken=token, SecretString=json.dumps(new), VersionStages=["AWSPENDING"]
+        _boundary("minted")
+        applied(
+            ctx,
+            f"store the new key of {name} as AWSPENDING",
+            lambda: sm.put_secret_value(
+                SecretId=secret_id, ClientRequestToken=token, SecretString=json.dumps(new), VersionStages=["AWSPENDING"]
+            ),
+            lambda: token in _stages_of(ctx, secret_id),
         )
-        previous_version = current_version
+        _boundary("stored")
     else:
         new = _secret_value(ctx, secret_id, VersionId=token)
-        previous_version = current_version if "AWSCURRENT" not in ours else None
-        if previous_version is None:
-            previous_version = next((v for v, s in stages.items() if "AWSPREVIOUS" in s), None)
-        old = _secret_value(ctx, secret_id, VersionId=previous_version) if previous_version else {}
     checked = False
     if check_url:
         ctx.http.call("GET", check_url, new["api_key"])
         checked = True
-    if "AWSCURRENT" not in (ours or []):
-        sm.update_secret_version_stage(
-            SecretId=secret_id, VersionStage="AWSCURRENT", MoveToVersionId=token, RemoveFromVersionId=current_version
+        _boundary("checked")
+    if not promoted:
+        applied(
+            ctx,
+            f"promote the new key of {name}",
+            lambda: sm.update_secret_version_stage(
+                SecretId=secret_id, VersionStage="AWSCURRENT", MoveToVersionId=token, RemoveFromVersionId=current_version
+            ),
+            lambda: "AWSCURRENT" in _stages_of(ctx, secret_id).get(token, []),
         )
-        sm.update_secret_version_stage(SecretId=secret_id, VersionStage="AWSPENDING", RemoveFromVersionId=token)
+        _boundary("promoted")
+    if "AWSPENDING" in _stages_of(ctx, secret_id).get(token, []):
+        applied(
+            ctx,
+            f"take AWSPENDING off the new version of {name}",
+            lambda: sm.update_secret_version_stage(SecretId=secret_id, VersionStage="AWSPENDING", RemoveFromVersionId=token),
+            lambda: "AWSPENDING" not in _stages_of(ctx, secret_id).get(token, []),
+        )
     revoked = False
     if revoke_url and old.get("api_key"):
         url = revoke_url.replace("{key_id}", old.get("key_id", ""))
         ctx.http.call("POST", url, admin, {"key_id": old.get("key_id"), "api_key": old["api_key"]})
-        sm.tag_resource(SecretId=secret_id, Tags=[{"Key": REVOKED_TAG, "Value": str(previous_version)}])
+        _boundary("revoked")
+        tag = [{"Key": REVOKED_TAG, "Value": str(replaced)}]
+
+        def tagged() -> bool:
+            found = sm.describe_secret(SecretId=secret_id).get("Tags", [])
+            return any(t == tag[0] for t in found)
+
+        applied(ctx, f"record the revocation on {name}", lambda: sm.tag_resource(SecretId=secret_id, Tags=tag), tagged)
         revoked = True
     ctx.logger.info("Rotated vendor key in %s (checked: %s, old key revoked: %s)", name, checked, revoked)
     return VendorRotation(
         changed=True,
         status="rotated",
         new_version_id=token,
-        previous_version_id=previous_version,
+        previous_version_id=replaced,
         checked=checked,
         old_key_revoked=revoked,
         detail=f"{name}: new key stored{' and checked' if checked else ''}{'; old key revoked' if revoked else ''}",
@@ -314,7 +384,10 @@ class LambdaRotation(Change):
     calls=["secretsmanager:DescribeSecret", "secretsmanager:RotateSecret"],
 )
 def rotate_secret(ctx: ActionContext, secret_id: SecretId) -> LambdaRotation:
-    """Start a secret's own rotation (its rotation Lambda), once per incident."""
+    """Start a secret's own rotation (its rotation Lambda), once per incident.
+
+    A lost answer: the request token is looked for among the secret's versions; found means started.
+    """
     sm = ctx.aws.client("secretsmanager")
     described = sm.describe_secret(SecretId=secret_id)
     name = str(described["Name"])
@@ -328,7 +401,12 @@ def rotate_secret(ctx: ActionContext, secret_id: SecretId) -> LambdaRotation:
     if ctx.dry_run:
         return LambdaRotation(changed=True, dry_run=True, secret=name, detail=f"would rotate {name} with its Lambda")
     try:
-        sm.rotate_secret(SecretId=secret_id, ClientRequestToken=token)
+        applied(
+            ctx,
+            f"start the rotation of {name}",
+            lambda: sm.rotate_secret(SecretId=secret_id, ClientRequestToken=token),
+            lambda: token in sm.describe_secret(SecretId=secret_id).get("VersionIdsToStages", {}),
+        )
     except Exception as exc:
         if error_code(exc) != "InvalidRequestException":
             raise
