@@ -10,6 +10,8 @@ import typer
 
 from flows.cli.common import (
     app,
+    err,
+    escape,
     fail,
     new_table,
     out,
@@ -63,6 +65,12 @@ def review_logs(
         print(review_markdown(report))
     else:
         print_review(report)
+    if report.partial:
+        what = f"{report.files_skipped_total} file(s) and {report.records_skipped_total} record(s) could not be read"
+        err.print(f"[yellow]warning:[/] {escape(what)}; the review is partial (files_skipped, records_skipped)")
+    if report.files_scanned and report.files_skipped_total == report.files_scanned:
+        first = report.files_skipped[0]
+        raise fail(f"none of the {report.files_scanned} file(s) could be read (first: {first.file}: {first.reason})")
 
 
 def review_markdown(report: Any) -> str:
@@ -73,6 +81,12 @@ def review_markdown(report: Any) -> str:
         f"{report.files_scanned} file(s), {report.bytes_scanned / 1e6:.1f} MB scanned in {report.seconds:.2f}s.",
         "",
     ]
+    if report.partial:
+        lines += [
+            f"**Partial review**: {report.files_skipped_total} file(s) and {report.records_skipped_total} record(s)"
+            " could not be read (listed at the end).",
+            "",
+        ]
     if report.derived_keys:
         lines += ["## Derived credentials", "", "| key | from | via | event |", "| --- | --- | --- | --- |"]
         lines += [f"| {d.access_key_id} | {d.parent} | {d.via} | {d.event_id} |" for d in report.derived_keys]
@@ -92,7 +106,16 @@ def review_markdown(report: Any) -> str:
                 f"| {f.event_time} | {f.event_name} | {f.access_key_id} | {', '.join(f.resources)} | "
                 f"{f.error_code or ''} | {f.event_id} |"
             )
+    if report.files_skipped or report.records_skipped:
+        lines += ["", "## Not read", "", "| file | record | reason |", "| --- | --- | --- |"]
+        lines += [f"| {_cell(s.file)} | | {_cell(s.reason)} |" for s in report.files_skipped]
+        lines += [f"| {_cell(r.file)} | {r.index} | {_cell(r.reason)} |" for r in report.records_skipped]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell (file names and reasons come from the logs' own bytes)."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def print_review(report: Any) -> None:
@@ -116,3 +139,10 @@ def print_review(report: Any) -> None:
                 category, f.event_time, f.event_name, f.access_key_id or "", ", ".join(f.resources), f.error_code or ""
             )
     out.print(findings)
+    if report.files_skipped or report.records_skipped:
+        skipped = new_table("file", "record", "reason", title="Not read (the review is partial)")
+        for s in report.files_skipped:
+            skipped.add_row(escape(s.file), "", escape(s.reason))
+        for r in report.records_skipped:
+            skipped.add_row(escape(r.file), str(r.index), escape(r.reason))
+        out.print(skipped)

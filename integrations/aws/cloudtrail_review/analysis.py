@@ -17,6 +17,7 @@ from integrations.aws.cloudtrail_review.report import (
     Finding,
     IpSeen,
     Review,
+    Skips,
 )
 from integrations.aws.cloudtrail_review.scanner import Scanner
 from integrations.aws.cloudtrail_review.sources import Pacer, lookup_events
@@ -26,22 +27,26 @@ _RESOURCE_KEY = re.compile(r"(?:name|id|arn|Name|Id|Arn|ARN)s?$")
 
 def _resources(event: dict[str, Any]) -> list[str]:
     found: list[str] = []
-
-    def walk(value: Any, key: str = "") -> None:
+    # Iterative, not recursive: requestParameters nested a thousand deep must not end the review.
+    todo: list[tuple[Any, str]] = [(event["requestParameters"], "")]
+    while todo:
+        value, key = todo.pop()
         if isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, k)
+            todo.extend((v, str(k)) for k, v in value.items())
         elif isinstance(value, list):
-            for v in value:
-                walk(v, key)
+            todo.extend((v, key) for v in value)
         elif isinstance(value, str) and _RESOURCE_KEY.search(key) and key not in ("accessKeyId",):
             found.append(value)
-
-    walk(event["requestParameters"])
     made = created_key(event)
     if made:
         found.append(made.access_key_id)
     return sorted(set(found))
+
+
+def _name(params: dict[str, Any], key: str) -> str | None:
+    """A parameter that names something, when it is a non-empty string (a record is attacker-shaped data)."""
+    value = params.get(key)
+    return value if isinstance(value, str) and value else None
 
 
 def analyse(
@@ -53,6 +58,7 @@ def analyse(
     files: int,
     size: int,
     seconds: float,
+    skips: Skips | None = None,
 ) -> Review:
     events = sorted(events, key=lambda e: (e["eventTime"], e["eventID"]))
     ips: dict[str, IpSeen] = {}
@@ -86,15 +92,16 @@ def analyse(
             continue
         params = event["requestParameters"]
         name = event["eventName"]
-        if name == "CreateUser" and params.get("userName"):
-            contain.users.append(params["userName"])
-        elif name in ("CreateLoginProfile", "UpdateLoginProfile") and params.get("userName"):
-            contain.login_profiles.append(params["userName"])
-        elif name == "CreateRole" and params.get("roleName"):
-            contain.roles.append(params["roleName"])
-        elif name in ("AttachUserPolicy", "AttachRolePolicy") and params.get("policyArn"):
-            who = f"user/{params['userName']}" if "userName" in params else f"role/{params.get('roleName')}"
-            contain.attached_policies.append({"principal": who, "policy_arn": params["policyArn"]})
+        user, role, policy = _name(params, "userName"), _name(params, "roleName"), _name(params, "policyArn")
+        if name == "CreateUser" and user:
+            contain.users.append(user)
+        elif name in ("CreateLoginProfile", "UpdateLoginProfile") and user:
+            contain.login_profiles.append(user)
+        elif name == "CreateRole" and role:
+            contain.roles.append(role)
+        elif name in ("AttachUserPolicy", "AttachRolePolicy") and policy:
+            who = f"user/{user}" if "userName" in params else f"role/{role}"
+            contain.attached_policies.append({"principal": who, "policy_arn": policy})
         made = created_key(event)
         if made:
             contain.access_keys.append(made)
@@ -120,6 +127,7 @@ def analyse(
         files_scanned=files,
         bytes_scanned=size,
         seconds=round(seconds, 3),
+        **(skips or Skips()).fields(),
     )
 
 
@@ -153,6 +161,7 @@ def review(
     """Every event made with `keys` (and the keys derived from them) in [since, until], analysed."""
     start = time.monotonic()
     events: dict[str, dict[str, Any]] = {}
+    skips = scanner.skips if scanner is not None else Skips()
     if scanner is not None:
         for event in scanner.scan(keys, since, until):
             events.setdefault(event["eventID"], event)
@@ -164,10 +173,11 @@ def review(
         pacer = Pacer()
         while todo:
             asked |= todo
-            for event in lookup_events(lookup, todo, since, until, pacer):
+            for event in lookup_events(lookup, todo, since, until, pacer, skips):
                 events.setdefault(event["eventID"], event)
             todo = {d.access_key_id for d in derivations(list(events.values()), keys)} - asked
     found = list(events.values())
     files = scanner.files_scanned if scanner else 0
     size = scanner.bytes_scanned if scanner else 0
-    return analyse(found, sorted(keys), derivations(found, keys), since, until, files, size, time.monotonic() - start)
+    derived = derivations(found, keys)
+    return analyse(found, sorted(keys), derived, since, until, files, size, time.monotonic() - start, skips)

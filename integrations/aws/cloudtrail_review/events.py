@@ -2,25 +2,79 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from integrations.aws.cloudtrail_review.report import DERIVING, CreatedKey
 
 
+class BadRecord(ValueError):
+    """A record the review cannot use; the message says which field and why."""
+
+
+_EVENT_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+KEY_ID = re.compile(r"(AKIA|ASIA)[A-Z0-9]{12,124}")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    kinds: dict[type, str] = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    return kinds.get(type(value), "a number")
+
+
+def _text(record: dict[str, Any], name: str) -> str | None:
+    value = record.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise BadRecord(f"{name} is {_kind(value)}, not a string")
+
+
+def _required(record: dict[str, Any], name: str) -> str:
+    value = _text(record, name)
+    if not value:
+        raise BadRecord(
+            f"{name} is missing" if name not in record else f"{name} is {_kind(value) if value is None else 'empty'}"
+        )
+    return value
+
+
+def identity_of(record: Any) -> dict[str, Any]:
+    """A record's userIdentity, checked as far as telling whose record it is needs (BadRecord if it cannot be told)."""
+    if not isinstance(record, dict):
+        raise BadRecord(f"the record is {_kind(record)}, not an object")
+    identity = record.get("userIdentity")
+    if identity is None:
+        return {}
+    if not isinstance(identity, dict):
+        raise BadRecord(f"userIdentity is {_kind(identity)}, not an object")
+    for name in ("accessKeyId", "arn"):
+        value = identity.get(name)
+        if value is not None and not isinstance(value, str):
+            raise BadRecord(f"userIdentity.{name} is {_kind(value)}, not a string")
+    return identity
+
+
 def slim(record: dict[str, Any]) -> dict[str, Any]:
-    identity = record.get("userIdentity") or {}
+    """The fields the review keeps, checked (BadRecord names the first that is wrong)."""
+    identity = identity_of(record)
+    stamp = _required(record, "eventTime")
+    if not _EVENT_TIME.fullmatch(stamp):
+        raise BadRecord(f"eventTime {stamp[:40]!r} is not CloudTrail's time form (2024-11-30T08:43:17Z)")
+    params = record.get("requestParameters")
     return {
-        "eventID": record.get("eventID", ""),
-        "eventTime": record.get("eventTime", ""),
-        "eventName": record.get("eventName", ""),
-        "eventSource": record.get("eventSource", ""),
-        "awsRegion": record.get("awsRegion"),
-        "sourceIPAddress": record.get("sourceIPAddress"),
-        "userAgent": record.get("userAgent"),
-        "errorCode": record.get("errorCode"),
+        "eventID": _required(record, "eventID"),
+        "eventTime": stamp,
+        "eventName": _required(record, "eventName"),
+        "eventSource": _required(record, "eventSource"),
+        "awsRegion": _text(record, "awsRegion"),
+        "sourceIPAddress": _text(record, "sourceIPAddress"),
+        "userAgent": _text(record, "userAgent"),
+        "errorCode": _text(record, "errorCode"),
         "accessKeyId": identity.get("accessKeyId"),
         "principal": identity.get("arn"),
-        "requestParameters": record.get("requestParameters") or {},
+        # Some services log parameters that are not an object; the event still counts, with none.
+        "requestParameters": params if isinstance(params, dict) else {},
         "responseElements": public_response(record.get("responseElements")),
     }
 
@@ -31,8 +85,13 @@ def public_response(response: Any) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     for key, value in response.items():
-        if key in ("credentials", "accessKey") and isinstance(value, dict):
-            out[key] = {k: v for k, v in value.items() if k in ("accessKeyId", "userName", "expiration", "status")}
+        if key in ("credentials", "accessKey"):
+            if isinstance(value, dict):  # only the public fields, and only as strings: keys are followed from them
+                out[key] = {
+                    k: v
+                    for k, v in value.items()
+                    if k in ("accessKeyId", "userName", "expiration", "status") and isinstance(v, str)
+                }
         elif key.lower() in ("sessiontoken", "secretaccesskey", "password"):
             continue
         else:
@@ -66,18 +125,19 @@ def is_ours(identity: dict[str, Any], targets: frozenset[str] | set[str]) -> boo
 
 def derived(event: dict[str, Any]) -> str | None:
     if event["eventName"] in DERIVING and not event["errorCode"]:
-        creds = event["responseElements"].get("credentials") or {}
-        return creds.get("accessKeyId")
+        made = (event["responseElements"].get("credentials") or {}).get("accessKeyId")
+        return made if made and KEY_ID.fullmatch(made) else None  # a made-up "key" must not widen the review
     return None
 
 
 def created_key(event: dict[str, Any]) -> CreatedKey | None:
     if event["eventName"] == "CreateAccessKey" and not event["errorCode"]:
         made = event["responseElements"].get("accessKey") or {}
-        if made.get("accessKeyId"):
+        if made.get("accessKeyId") and KEY_ID.fullmatch(made["accessKeyId"]):
+            asked = event["requestParameters"].get("userName")
             return CreatedKey(
                 access_key_id=made["accessKeyId"],
-                user_name=made.get("userName") or event["requestParameters"].get("userName"),
+                user_name=made.get("userName") or (asked if isinstance(asked, str) else None),
                 created_with=event["accessKeyId"],
                 event_id=event["eventID"],
             )

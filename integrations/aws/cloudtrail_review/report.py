@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -131,6 +132,69 @@ class Containable(BaseModel):
     attached_policies: list[dict[str, str]] = Field(default_factory=list, description="principal, policy_arn")
 
 
+class SkippedFile(BaseModel):
+    file: str = Field(description="s3://bucket/key, a local path, or LookupEvents.")
+    reason: str
+
+
+class SkippedRecord(BaseModel):
+    file: str
+    index: int = Field(description="The record's position in the file's Records (from 0).")
+    reason: str
+
+
+MAX_LISTED = 100  # skipped files (and records) listed in a report; the totals count every one
+
+
+class Skips:
+    """What a review could not read, collected across the scanner's threads (each file or record once)."""
+
+    _REMEMBERED = 100_000  # records remembered to count each once when a file is read again for a later key
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+        self.records: dict[tuple[str, int], str] = {}
+        self.files_total = 0
+        self.records_total = 0
+        self._file_names: set[str] = set()
+        self._record_ids: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+
+    def file(self, name: str, reason: str) -> None:
+        with self._lock:
+            if name in self._file_names:
+                return
+            self._file_names.add(name)
+            self.files_total += 1
+            if len(self.files) < MAX_LISTED:
+                self.files[name] = reason
+
+    def record(self, name: str, index: int, reason: str) -> None:
+        with self._lock:
+            if (name, index) in self._record_ids:
+                return
+            if len(self._record_ids) < self._REMEMBERED:
+                self._record_ids.add((name, index))
+            self.records_total += 1
+            if len(self.records) < MAX_LISTED:
+                self.records[(name, index)] = reason
+
+    def skipped_file(self, name: str) -> bool:
+        with self._lock:
+            return name in self._file_names
+
+    def fields(self) -> dict[str, Any]:
+        """The report's fields for what was skipped."""
+        with self._lock:
+            return {
+                "partial": bool(self.files_total or self.records_total),
+                "files_skipped": [SkippedFile(file=f, reason=r) for f, r in sorted(self.files.items())],
+                "records_skipped": [SkippedRecord(file=f, index=i, reason=r) for (f, i), r in sorted(self.records.items())],
+                "files_skipped_total": self.files_total,
+                "records_skipped_total": self.records_total,
+            }
+
+
 class Review(ActionResult):
     """The review report; its JSON form (`stanch review-logs --format json`) is the stable shape stanch.review/v1."""
 
@@ -150,9 +214,14 @@ class Review(ActionResult):
     error_codes: dict[str, int]
     findings: dict[str, list[Finding]]
     contain: Containable
-    files_scanned: int
+    files_scanned: int = Field(description="Files read or tried, the skipped ones included.")
     bytes_scanned: int
     seconds: float
+    partial: bool = Field(False, description="True when a file or a record could not be read (see the skipped lists).")
+    files_skipped: list[SkippedFile] = Field(default_factory=list)
+    records_skipped: list[SkippedRecord] = Field(default_factory=list)
+    files_skipped_total: int = 0
+    records_skipped_total: int = 0
 
     model_config = {"populate_by_name": True, "extra": "forbid"}
 

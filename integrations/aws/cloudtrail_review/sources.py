@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from integrations.aws.cloudtrail_review.events import slim
+from integrations.aws.cloudtrail_review.events import BadRecord, identity_of, slim
+from integrations.aws.cloudtrail_review.report import Skips
 
 _DATE_IN_KEY = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/")
 
@@ -80,10 +81,19 @@ class Pacer:
 
 
 def lookup_events(
-    cloudtrail: Any, keys: Iterable[str], since: str | None, until: str | None, pacer: Pacer | None = None
+    cloudtrail: Any,
+    keys: Iterable[str],
+    since: str | None,
+    until: str | None,
+    pacer: Pacer | None = None,
+    skips: Skips | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Events by access key through LookupEvents: 50 a page, at most 2 calls a second (the API's limit)."""
+    """Events by access key through LookupEvents: 50 a page, at most 2 calls a second (the API's limit).
+
+    An event whose record cannot be used is listed in `skips` (file `LookupEvents:KEY`, its position) and passed over.
+    """
     pacer = pacer or Pacer()
+    skips = skips if skips is not None else Skips()
     for key in sorted(set(keys)):
         params: dict[str, Any] = {
             "LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": key}],
@@ -93,13 +103,21 @@ def lookup_events(
             params["StartTime"] = _parse_time(since)
         if until:
             params["EndTime"] = _parse_time(until)
+        index = 0
         while True:
             pacer.wait()
             page = cloudtrail.lookup_events(**params)
             for event in page.get("Events", []):
-                record = json.loads(event["CloudTrailEvent"])
-                if (record.get("userIdentity") or {}).get("accessKeyId") == key:
-                    yield slim(record)
+                try:
+                    record = json.loads(event["CloudTrailEvent"])
+                    if identity_of(record).get("accessKeyId") == key:
+                        yield slim(record)
+                except (KeyError, TypeError, ValueError, RecursionError) as exc:  # BadRecord is a ValueError
+                    reason = (
+                        str(exc) if isinstance(exc, BadRecord) else f"CloudTrailEvent is not a JSON record ({exc!r:.80})"
+                    )
+                    skips.record(f"LookupEvents:{key}", index, reason)
+                index += 1
             token = page.get("NextToken")
             if not token:
                 break
