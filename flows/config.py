@@ -48,19 +48,39 @@ class SecretRef(BaseModel):
         return f"Prefect Secret block {self.prefect_block}"
 
     def resolve(self, aws_client_factory: Any = None) -> str | None:
-        """The secret's value, or None when it is not set. Callers register it with the masker."""
+        """The secret's value, or None when it is not set. Callers register it with the masker.
+
+        Raises ConfigError, naming the reference (never a value), when it cannot be read.
+        """
         if self.env:
             return os.environ.get(self.env) or None
         if self.secretsmanager_arn:
             if aws_client_factory is None:
-                raise ConfigError("a Secrets Manager reference needs AWS access")
-            sm = aws_client_factory("secretsmanager")
-            return str(sm.get_secret_value(SecretId=self.secretsmanager_arn)["SecretString"])
-        from prefect.blocks.system import Secret
+                raise ConfigError(f"reading {self.describe()} needs AWS access")
+            # A secret is read in its own region, which the ARN names; the configured region may differ.
+            region = self.secretsmanager_arn.split(":")[3] or None
+            try:
+                sm = aws_client_factory("secretsmanager", region)
+                found = sm.get_secret_value(SecretId=self.secretsmanager_arn)
+            except Exception as exc:
+                raise ConfigError(f"cannot read {self.describe()}: {error_summary(exc)}") from None
+            if not isinstance(found.get("SecretString"), str):
+                raise ConfigError(f"{self.describe()} has no SecretString (a binary secret cannot be used here)")
+            return found["SecretString"] or None
+        try:
+            from prefect.blocks.system import Secret
 
-        block: Any = Secret.load(str(self.prefect_block))
-        value = block.get()
-        return str(value)
+            block: Any = Secret.load(str(self.prefect_block))
+            value = block.get()
+        except Exception as exc:
+            raise ConfigError(f"cannot read {self.describe()}: {error_summary(exc)}") from None
+        return str(value) if value else None
+
+
+def error_summary(exc: BaseException) -> str:
+    """An exception as one line for a message: its type and the first 300 characters of its text."""
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class AwsAccount(BaseModel):
@@ -78,6 +98,9 @@ class AwsSettings(BaseModel):
     role_arn: str | None = Field(None, description="The responder role to assume; never the exposed principal.")
     external_id: str | None = None
     endpoint_url: str | None = Field(None, description="Only for the sandbox or a local AWS stand-in.")
+    credential_max_age: int | None = Field(
+        None, ge=1, description="Refresh the responder role's credentials at least this often (seconds)."
+    )
     accounts: dict[str, AwsAccount] = Field(
         default_factory=dict, description="Other accounts a step may name (`aws: {account: ...}`), by account id."
     )
@@ -97,9 +120,19 @@ class SlackSettings(BaseModel):
 class ApprovalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    signing_key: SecretRef | None = Field(
-        default_factory=lambda: SecretRef(env="STANCH_APPROVAL_KEY"),
-        description="The key the approval service signs decisions with; the runner checks them with it.",
+    private_key: SecretRef | None = Field(
+        default_factory=lambda: SecretRef(env="STANCH_APPROVAL_PRIVATE_KEY"),
+        description="The approval service's Ed25519 private key (`stanch keys init`): only `stanch serve` needs it.",
+    )
+    public_key: SecretRef | None = Field(
+        default_factory=lambda: SecretRef(env="STANCH_APPROVAL_PUBLIC_KEY"),
+        description="The service's public key: runners accept only decisions it verifies.",
+    )
+    previous_public_key: SecretRef | None = Field(
+        None, description="During a key change-over: the old public key, still accepted for new decisions."
+    )
+    retired_public_keys: list[str] = Field(
+        default_factory=list, description="Public keys no longer accepted, kept so `stanch audit` verifies old decisions."
     )
     service_url: str = Field("http://127.0.0.1:8480", description="Where `stanch approve` sends answers.")
     allow_unsigned: bool = Field(
@@ -107,6 +140,11 @@ class ApprovalSettings(BaseModel):
     )
     channel: str | None = Field(None, description="Where gates ask for approval; the incident channel by default.")
     escalation_channel: str | None = Field(None, description="Where escalations go; the approval channel by default.")
+    state_path: str = Field(
+        ".stanch/service.sqlite3",
+        description="The approval service's own state (Slack signatures seen, so a replay is refused after a "
+        "restart): a SQLite file, relative to the working directory unless absolute.",
+    )
 
 
 class ApproverIdentity(BaseModel):
@@ -152,13 +190,46 @@ class Settings(BaseSettings):
         return self
 
 
-def signing_key(settings: Settings) -> bytes | None:
-    """The approval signing key, when one is configured and set."""
-    ref = settings.approvals.signing_key
+def approval_private_key(settings: Settings) -> Any:
+    """The service's signing key (an Ed25519 private key object), or None when not set; ConfigError when unreadable."""
+    from flows.approvals.signing import ApprovalKeyError, load_private
+
+    value = resolve_secret(settings, "approvals.private_key")
+    if not value:
+        return None
+    try:
+        return load_private(value, "approvals.private_key")
+    except ApprovalKeyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def approval_public_keys(settings: Settings, audit: bool = False) -> dict[str, Any]:
+    """The public keys decisions are checked with, by key id: the current one and, during a change-over, the
+    previous one; with `audit`, also the retired ones (old decisions still verify, new ones never do)."""
+    from flows.approvals.signing import ApprovalKeyError, public_keys
+
+    texts = [resolve_secret(settings, "approvals.public_key"), resolve_secret(settings, "approvals.previous_public_key")]
+    if audit:
+        texts += settings.approvals.retired_public_keys
+    try:
+        return public_keys(*[t for t in texts if t])
+    except ApprovalKeyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def resolve_secret(settings: Settings, field: str, aws_client: Any = None) -> str | None:
+    """The value behind the secret reference at `field` (e.g. `slack.token`), or None when unset or not configured.
+
+    Raises ConfigError naming the field and the reference when it cannot be read (never the value).
+    """
+    section, _, name = field.partition(".")
+    ref = getattr(getattr(settings, section), name)
     if ref is None:
         return None
-    value = ref.resolve(aws_client_factory(settings))
-    return value.encode() if value else None
+    try:
+        return ref.resolve(aws_client or aws_client_factory(settings))  # type: ignore[no-any-return]
+    except ConfigError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
 
 
 def aws_client_factory(settings: Settings) -> Any:

@@ -52,6 +52,9 @@ class RunInfo:
     launched_by: str
     trigger: str = "manual"
     sandbox: bool = False
+    # True when the approval service vouched for `launched_by` (a launch made with an approver's token);
+    # otherwise the name is only a claim (`--as`, the environment, the Prefect UI).
+    launcher_verified: bool = False
 
     @property
     def dry_run(self) -> bool:
@@ -64,6 +67,7 @@ class RunInfo:
             "incident_id": self.incident_id,
             "mode": self.mode.value,
             "launched_by": self.launched_by,
+            "launcher_verified": self.launcher_verified,
             "trigger": self.trigger,
             "sandbox": self.sandbox,
             "dry_run": self.dry_run,
@@ -85,6 +89,8 @@ class AwsClients:
     session_name: str = "stanch"
     max_attempts: int = 8
     read_only: bool = False  # dry-run: every operation that is not a read is refused before it is sent
+    # Refresh the responder role's credentials at least this often (None: only as AWS's expiry nears).
+    max_credential_age: int | None = None
     # (event name, handler) pairs registered on every session: the seam for fault injection in tests
     # and tabletop exercises (for example throttling), never for changing what an action does.
     event_hooks: ClassVar[list[tuple[str, Callable[..., Any]]]] = []
@@ -113,6 +119,7 @@ class AwsClients:
             external_id=external_id,
             session_name=f"stanch-{session_label}"[:64],
             read_only=read_only,
+            max_credential_age=getattr(aws, "credential_max_age", None),
         )
 
     def _config(self) -> Any:
@@ -121,29 +128,56 @@ class AwsClients:
         return Config(retries={"mode": "adaptive", "max_attempts": self.max_attempts})
 
     def session(self) -> Any:
+        """The boto3 session, made once. With a responder role its credentials refresh themselves before they
+        expire, so a run that waits hours at a gate still acts with valid credentials."""
         import boto3
 
         with self._lock:
             if self._session is None:
                 base = boto3.session.Session(region_name=self.region)
                 if self.role_arn:
-                    sts = base.client("sts", endpoint_url=self.endpoint_url, config=self._config())
-                    params: dict[str, Any] = {
-                        "RoleArn": self.role_arn,
-                        "RoleSessionName": self.session_name[:64],
-                    }
-                    if self.external_id:
-                        params["ExternalId"] = self.external_id
-                    creds = sts.assume_role(**params)["Credentials"]
-                    base = boto3.session.Session(
-                        aws_access_key_id=creds["AccessKeyId"],
-                        aws_secret_access_key=creds["SecretAccessKey"],
-                        aws_session_token=creds["SessionToken"],
-                        region_name=self.region,
-                    )
+                    base = self._assumed_session(base)
                 self._register_hooks(base)
                 self._session = base
             return self._session
+
+    def _assumed_session(self, base: Any) -> Any:
+        import boto3
+        import botocore.session
+        from botocore.credentials import RefreshableCredentials
+
+        sts = base.client("sts", endpoint_url=self.endpoint_url, config=self._config())
+        for event, handler in self.event_hooks:
+            sts.meta.events.register(event, handler)
+
+        def fetch() -> dict[str, str]:
+            from datetime import UTC, datetime, timedelta
+
+            params: dict[str, Any] = {"RoleArn": self.role_arn, "RoleSessionName": self.session_name[:64]}
+            if self.external_id:
+                params["ExternalId"] = self.external_id
+            creds = sts.assume_role(**params)["Credentials"]
+            expiry = creds["Expiration"]
+            if self.max_credential_age is not None:
+                expiry = min(expiry, datetime.now(UTC) + timedelta(seconds=self.max_credential_age))
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": expiry.isoformat(),
+            }
+
+        credentials: Any = RefreshableCredentials.create_from_metadata(
+            metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+        )
+        if self.max_credential_age is not None:
+            # botocore refreshes 10-15 minutes before expiry; short lifetimes refresh in their last quarter
+            window = max(1, self.max_credential_age // 4)
+            credentials._advisory_refresh_timeout = min(credentials._advisory_refresh_timeout, window)
+            credentials._mandatory_refresh_timeout = min(credentials._mandatory_refresh_timeout, window)
+        core: Any = botocore.session.get_session()
+        core._credentials = credentials
+        return boto3.session.Session(botocore_session=core, region_name=self.region)
 
     def _register_hooks(self, session: Any) -> None:
         for event, handler in self.event_hooks:

@@ -28,6 +28,7 @@ _PATTERNS = [
     r"sk_live_[A-Za-z0-9]{16,}",
     # PEM private keys.
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+    r"ed25519-sk:[A-Za-z0-9_-]{43}",  # the approval service's private key (`stanch keys init`)
 ]
 CREDENTIAL_RE = re.compile("|".join(f"(?:{p})" for p in _PATTERNS))
 

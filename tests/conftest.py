@@ -77,7 +77,9 @@ def stanch_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def approval_service(sandbox_session: Any, stanch_config: Path, prefect_api: str) -> Iterator[str]:
+def approval_service(
+    sandbox_session: Any, stanch_config: Path, prefect_api: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """`stanch serve`'s app on a free loopback port, for the whole session; its base URL."""
     import socket
     import time
@@ -87,6 +89,7 @@ def approval_service(sandbox_session: Any, stanch_config: Path, prefect_api: str
     from flows.approvals.service import create_app
     from flows.config import load_settings
 
+    os.environ["STANCH_APPROVALS__STATE_PATH"] = str(tmp_path_factory.mktemp("service") / "service.sqlite3")
     sandbox_session.activate()
     try:
         app = create_app(load_settings())
@@ -120,43 +123,56 @@ class BackgroundRun:
     """A playbook run on a thread, with its events in a queue."""
 
     events: queue.Queue[tuple[str, dict[str, Any]]] = field(default_factory=queue.Queue)
+    history: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    taken: set[int] = field(default_factory=set)
     run_id: str | None = None
     summary: Any = None
     error: BaseException | None = None
     thread: threading.Thread | None = None
 
     def wait_for(self, kind: str, timeout: float = 60, **match: Any) -> dict[str, Any]:
-        deadline_left = timeout
+        """The first event of `kind` (matching `match`) not returned before; earlier events of other kinds are
+        kept, so waiting for one gate never loses another gate's event (gates open concurrently)."""
         import time
 
-        start = time.monotonic()
-        while deadline_left > 0:
-            try:
-                got, data = self.events.get(timeout=min(1.0, deadline_left))
-            except queue.Empty:
-                if self.thread is not None and not self.thread.is_alive():
-                    raise AssertionError(f"the run ended before {kind}: {self.error or self.summary}") from None
-            else:
-                if got == kind and all(data.get(k) == v for k, v in match.items()):
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, (got, data) in enumerate(self.history):
+                if index not in self.taken and got == kind and all(data.get(k) == v for k, v in match.items()):
+                    self.taken.add(index)
                     return data
-            deadline_left = timeout - (time.monotonic() - start)
-        raise AssertionError(f"no {kind} event within {timeout}s")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {kind} event within {timeout}s")
+            try:
+                self.history.append(self.events.get(timeout=min(1.0, left)))
+            except queue.Empty:
+                if self.thread is not None and not self.thread.is_alive() and self.events.empty():
+                    raise AssertionError(f"the run ended before {kind}: {self.error or self.summary}") from None
 
-    def wait_paused(self, timeout: float = 30) -> None:
-        """Until the flow run is Paused in the API (the gate has opened its pause)."""
+    def index_of(self, kind: str, **match: Any) -> int:
+        """Where an event already seen stands in the run's order of events (-1 when not seen)."""
+        while not self.events.empty():
+            self.history.append(self.events.get_nowait())
+        for index, (got, data) in enumerate(self.history):
+            if got == kind and all(data.get(k) == v for k, v in match.items()):
+                return index
+        return -1
+
+    def wait_paused(self, timeout: float = 30, gate: str | None = None) -> None:
+        """Until the run lists an open gate (that gate, when named) in the Prefect API, where answers find it."""
         import time
 
-        from prefect.client.orchestration import get_client
+        from flows.approvals.client import open_gates
 
         assert self.run_id
         deadline = time.monotonic() + timeout
-        with get_client(sync_client=True) as client:
-            while time.monotonic() < deadline:
-                state = client.read_flow_run(self.run_id).state  # type: ignore[arg-type]
-                if state and state.is_paused():
-                    return
-                time.sleep(0.1)
-        raise AssertionError("the run did not pause")
+        while time.monotonic() < deadline:
+            listed = [g["gate"] for g in open_gates(self.run_id)]
+            if listed and (gate is None or gate in listed):
+                return
+            time.sleep(0.1)
+        raise AssertionError("the run lists no open gate")
 
     def result(self, timeout: float = 90) -> Any:
         assert self.thread is not None

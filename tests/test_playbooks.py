@@ -8,15 +8,16 @@ from typing import Any
 import pytest
 from conftest import FIXTURES, BackgroundRun, start_run
 
-from flows.approvals.client import answer_gate
+from flows.approvals.client import answer_gate, open_gates
 from flows.sandbox import trail
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def answer(run: BackgroundRun, gate: str, decision: str = "approve", who: str = "dana") -> None:
-    run.wait_for("gate_opened", timeout=90, gate=gate)
-    run.wait_paused()
+    if run.index_of("gate_opened", gate=gate) < 0:
+        run.wait_for("gate_opened", timeout=90, gate=gate)
+    run.wait_paused(gate=gate)
     verdict = answer_gate(run.run_id, gate, who, decision, f"test: {decision}")  # type: ignore[arg-type]
     assert verdict.accepted, verdict.message
 
@@ -72,8 +73,13 @@ def test_leaked_key_confirmed_by_aws_health_is_contained_reviewed_cleaned_up_and
     before = iam_state(sandbox)
     assert before["backdoor_login"] and before["backdoor_attached"]
     run = start_flagship_on_health_alert(sandbox)
-    answer(run, "approve-containment")
+    run.wait_for("gate_opened", timeout=90, gate="approve-containment")
+    run.wait_for("gate_opened", timeout=90, gate="rotate-key")
+    assert run.run_id is not None
+    listed = {g["gate"] for g in open_gates(run.run_id)}
+    assert {"approve-containment", "rotate-key"} <= listed, "the rotation gate does not wait behind containment's"
     answer(run, "rotate-key")
+    answer(run, "approve-containment")
     summary = run.result(timeout=120)
     assert summary.state == "Completed", summary.message
     got = states(summary)
@@ -124,6 +130,9 @@ def test_an_anomaly_waits_for_a_person_and_rejections_leave_everything_in_place(
     answer(run, "deactivate-approved", "reject", who="bob")
     answer(run, "approve-containment", "reject", who="bob")
     summary = run.result(timeout=120)
+    opened = run.index_of("gate_opened", gate="deactivate-approved")
+    reviewed = next(i for i, (k, d) in enumerate(run.history) if k == "step_finished" and d["record"].id == "review")
+    assert 0 <= opened < reviewed, "the anomaly's gate opens while the review is still reading"
     assert summary.state == "Cancelled"
     got = states(summary)
     assert got["deactivate-now"] == "skipped" and got["deactivate-approved"] == "rejected"

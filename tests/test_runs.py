@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 from conftest import FIXTURES, STANCH, approver_token, cli_env, playbook, start_run
 
-from flows.approvals.client import ApprovalError, answer_gate, open_gate
+from flows.approvals.client import ApprovalError, answer_gate, open_gates
 from flows.engine.launch import LaunchError, run_playbook
 from flows.language.model import Playbook
 
@@ -73,7 +73,8 @@ def test_gate_pauses_cli_approve_resumes_and_key_becomes_inactive(sandbox: Any, 
     assert opened["min_approvals"] == 1 and "dana" in opened["members"]
     run.wait_paused()
     assert run.run_id is not None
-    assert open_gate(run.run_id) == ("deactivate-key", "Paused")
+    [listed] = open_gates(run.run_id)
+    assert listed["gate"] == "deactivate-key" and listed["members"] == ["alice", "bob", "dana"]
     assert sandbox.key_states()[key] == "ci-deployer: Active", "nothing is deactivated before approval"
     proc = subprocess.run(
         [
@@ -178,7 +179,7 @@ def test_outsider_is_refused_and_the_gate_keeps_waiting(sandbox: Any, approval_s
     assert "Traceback" not in proc.stderr
     run.wait_paused()  # still waiting
     assert sandbox.key_states()[key] == "alice: Active"
-    with pytest.raises(ApprovalError, match="waiting at gate 'deactivate', not 'after'"):
+    with pytest.raises(ApprovalError, match=r"not waiting at gate 'after' \(open gates: deactivate\)"):
         answer_gate(run.run_id, "after", "bob", "approve", "wrong gate")
     assert answer_gate(run.run_id, "deactivate", "bob", "approve", "ok").accepted
     summary = run.result()

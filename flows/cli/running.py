@@ -56,6 +56,8 @@ class Progress:
                 f"    answer: stanch approve {self.run_id} --gate {data['gate']} --as NAME "
                 "--approve|--reject --reason TEXT"
             )
+        elif kind == "run_resumed":
+            c.print(f"  [bold]resumed[/]: finished before, not run again: {escape(', '.join(data['steps']) or 'none')}")
         elif kind == "gate_dry_run":
             c.print(f"  [bold yellow]⏸ gate[/] before {escape(data['gate'])}: {escape(data['message'])}")
         elif kind == "gate_escalated":
@@ -129,24 +131,54 @@ def run(
         out.print(f"[dim]sandbox: AWS {box.aws_endpoint}, Slack {box.slack.base_url if box.slack else ''}[/]")
     try:
         warn_without_server()
+        from flows.approvals.client import ApprovalError
+        from flows.cli.approvals import verified_launcher
+        from flows.engine.flow import new_incident_id
         from flows.engine.launch import run_playbook
 
+        incident = incident_id or new_incident_id()
+        try:
+            launcher, proof = verified_launcher(pb.metadata.name, incident, launched_by)
+        except ApprovalError as exc:
+            raise LaunchError(f"the launch could not be verified: {exc}") from None
         summary = run_playbook(
             pb,
             values,
             alert=raw_alert,
             dry_run=dry_run,
-            incident_id=incident_id,
-            launched_by=launched_by,
+            incident_id=incident,
+            launched_by=launcher,
             trigger="manual",
             sandbox=sandbox,
             observer=Progress(out),
+            launch_proof=proof,
         )
     except LaunchError as exc:
         raise fail(str(exc)) from None
     finally:
         if box is not None:
             box.stop()
+    print_summary(summary)
+    raise typer.Exit(0 if summary.state == "Completed" else 1)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The flow run id printed at launch (or an incident id naming one run).")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Resume even though the run's heartbeat is recent (its process is gone).")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Prefect's own log lines.")] = False,
+) -> None:
+    """Continue a run whose process died, as the same flow run: nothing done is redone, nothing decided is re-asked."""
+    from flows.engine.launch import LaunchError, resume_run
+
+    if not verbose:
+        quiet_prefect_console()
+    try:
+        summary = resume_run(run_id, force=force, observer=Progress(out))
+    except LaunchError as exc:
+        raise fail(str(exc)) from None
     print_summary(summary)
     raise typer.Exit(0 if summary.state == "Completed" else 1)
 
@@ -243,3 +275,6 @@ def quiet_prefect_console() -> None:
     import os
 
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    # The temporary server a run starts without PREFECT_API_URL: its telemetry write races the run's own writes
+    # on SQLite ("database is locked" tracebacks on the console) and tells nobody anything.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

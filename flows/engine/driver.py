@@ -25,11 +25,13 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from flows.config import Settings, is_local_sandbox, signing_key
-from flows.engine.gates import GateOutcome, Verification, run_gate
+from flows.config import Settings, approval_public_keys, is_local_sandbox
+from flows.engine import gates as gate_rules
+from flows.engine.gates import Gate, GateAnswer, GateOutcome, Verification
+from flows.engine.journal import PLAYBOOK_KEY, Journal, heartbeat_seconds
 from flows.engine.notify import IncidentThread
 from flows.engine.observe import emit
-from flows.engine.records import RunSummary, StepRecord
+from flows.engine.records import DecisionRecord, RunSummary, StepRecord
 from flows.language import expressions
 from flows.language.model import Approval, Playbook, Step, duration_seconds
 from integrations.aws import error_code
@@ -198,9 +200,15 @@ class Driver:
         self.abort_reason: str | None = None
         self.tasks = {s.id: _make_task(s, self.specs[s.id], self._step_context(s)) for s in playbook.steps}
         self.approved: set[str] = set()
+        self.journal = Journal(flow_run_id, logger)
+        self.gates: dict[str, Gate] = {}
+        self.saved_gates: dict[str, dict[str, dict[str, Any]]] = {}
+        self.seen_answers: set[str] = set()
+        self.last_poll = 0.0
+        self.resumed = False
         self.thread: IncidentThread | None = None
         self.verification = Verification(
-            key=signing_key(settings),
+            keys=approval_public_keys(settings),
             allow_unsigned=settings.approvals.allow_unsigned and is_local_sandbox(settings),
         )
         self.running: dict[Any, _Unit] = {}
@@ -234,27 +242,104 @@ class Driver:
                     "UNSIGNED APPROVALS ACCEPTED: approvals.allow_unsigned is on (sandbox only). Anyone who can "
                     "reach the Prefect API can answer this run's gates."
                 )
-            elif self.verification.key is None and self.abort_reason is None:
+            elif not self.verification.keys and self.abort_reason is None:
                 self.abort_reason = (
-                    "this playbook has approval gates but no approval signing key is configured: set "
-                    "approvals.signing_key (default: the STANCH_APPROVAL_KEY environment variable), shared with "
-                    "the approval service (`stanch serve`)"
+                    "this playbook has approval gates but no approval public key is configured: set "
+                    "approvals.public_key (default: the STANCH_APPROVAL_PUBLIC_KEY environment variable) to the "
+                    "approval service's public key (`stanch keys init` makes a pair)"
                 )
+        self._restore()
+        self.journal.write(PLAYBOOK_KEY, self.playbook.model_dump(mode="json", by_alias=True, exclude_defaults=True))
+        stop = threading.Event()
+        beat = threading.Thread(target=contextvars.copy_context().run, args=(self._heartbeat, stop), daemon=True)
+        beat.start()
+        try:
+            self._loop()
+        finally:
+            stop.set()
+            self.journal.open_gates([])
+        return self._summary()
+
+    def _loop(self) -> None:
         while True:
-            gated = self._schedule()
+            approved = len(self.approved)
+            for step in self._schedule():
+                if step.id not in self.gates:
+                    self._open_gate(step)
+            if len(self.approved) > approved:
+                continue  # a dry-run passed its gates at once: their steps start now
+            if self.abort_reason is not None:
+                for gate in list(self.gates.values()):
+                    self._drop_gate(gate, f"the run stopped: {self.abort_reason}")
+            if self.gates and time.monotonic() - self.last_poll >= gate_rules.POLL_SECONDS:
+                self.last_poll = time.monotonic()  # at most once a poll interval, however fast tasks finish
+                if self._poll_gates():
+                    continue  # a gate closed: its step (or what needs it) may start now
             if self.running:
-                self._wait_one()
+                self._wait_one(timeout=gate_rules.POLL_SECONDS if self.gates else None)
                 continue
-            if gated and self.abort_reason is None:
-                self._open_gate(gated[0])
+            if self.gates:
+                time.sleep(gate_rules.POLL_SECONDS)
                 continue
             if all(r.state != "pending" for r in self.records.values()):
-                break
+                return
             # nothing runs and nothing can start: only steps whose needs never finished remain
             for record in self.records.values():
                 if record.state == "pending":
                     self._finish(record, "not_run", reason="its needs never finished")
-        return self._summary()
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Tell the Prefect server this process is alive, so a run whose process died can be told apart."""
+        while True:
+            self.journal.heartbeat()
+            if stop.wait(heartbeat_seconds()):
+                return
+
+    def _restore(self) -> None:
+        """Take up what the run had done before its process died: finished steps, decided gates, open gates."""
+        saved = self.journal.load()
+        if not saved.steps and not saved.gates:
+            return
+        self.resumed = True
+        self.seen_answers |= saved.answered
+        for step_id, record in saved.steps.items():
+            if step_id not in self.records or record.state == "pending":
+                continue
+            self.records[step_id] = record
+            if record.outputs is not None:
+                self.outputs[step_id] = record.outputs
+            for decision in record.decisions:
+                self._note_nonce(decision.signature)
+            # what a finished step meant for the run then, it means again now
+            step = self.playbook.step(step_id)
+            if record.state == "failed" and step.on_failure == "abort" and self.abort_reason is None:
+                self.abort_reason = f"step {step_id} failed: {record.reason}"
+            elif record.state in ("rejected", "timed_out") and "on_timeout: continue" not in record.reason:
+                self.cancel_reasons.append(f"gate before {step_id} {record.reason.removeprefix('gate ')}")
+        for gate_id, events in saved.gates.items():
+            closed = events.get("closed")
+            if closed is None:
+                self.saved_gates[gate_id] = events
+                continue
+            for decision in closed.get("decisions", []):
+                self._note_nonce(decision.get("signature"))
+            if gate_id in self.records and closed.get("status") == "approved" and self.records[gate_id].state == "pending":
+                self.approved.add(gate_id)
+                self.records[gate_id].decisions = [DecisionRecord.model_validate(d) for d in closed.get("decisions", [])]
+        done = sorted(s for s, r in saved.steps.items() if r.state != "pending")
+        self.log.warning(
+            "Resumed: %d step(s) finished before are not run again (%s); %d gate(s) decided before are not asked again",
+            len(done),
+            ", ".join(done) or "none",
+            sum(1 for e in saved.gates.values() if "closed" in e),
+        )
+        emit("run_resumed", steps=done)
+
+    def _note_nonce(self, signature: str | None) -> None:
+        from flows.approvals.signing import nonce_of
+
+        if nonce_of(signature):
+            self.verification.seen.add(nonce_of(signature))
 
     def _schedule(self) -> list[Step]:
         gated: list[Step] = []
@@ -338,9 +423,9 @@ class Driver:
             task = task.with_options(task_run_name=f"{step.id}[{label}]")
         self.running[task.submit(items)] = _Unit(step.id, indices)
 
-    def _wait_one(self) -> None:
+    def _wait_one(self, timeout: float | None = None) -> None:
         by_wrapped = {f.wrapped_future: f for f in self.running}
-        done, _ = wait_futures(list(by_wrapped), return_when=FIRST_COMPLETED)
+        done, _ = wait_futures(list(by_wrapped), timeout=timeout, return_when=FIRST_COMPLETED)
         for wrapped in done:
             future = by_wrapped[wrapped]
             unit = self.running.pop(future)
@@ -419,13 +504,21 @@ class Driver:
         if record.started_at is not None:
             record.finished_at = now
         emit("step_finished", record=record.model_copy(deep=True))
+        self.journal.step(record)
         if self.thread:
             self.thread.step(record)
 
     # ---------------------------------------------------------------- gates
 
+    def _tell(self, kind: str, **data: Any) -> None:
+        emit(kind, **data)
+        if self.thread is not None:
+            try:
+                self.thread.gate(kind, data)
+            except Exception as exc:  # telling people must not stop the gate
+                self.log.warning("gate notification failed: %s", exc)
+
     def _open_gate(self, step: Step) -> None:
-        record = self.records[step.id]
         approval = step.approval
         if approval is None:  # _schedule queues only gated steps here
             raise RuntimeError(f"step {step.id} has no gate")
@@ -437,6 +530,11 @@ class Driver:
         except expressions.ExpressionError as exc:
             message = f"(the gate's message could not be rendered: {exc})"
         message = self.masker.mask(message or f"Run step {step.display_name} ({step.uses})?")
+        partial = self._partial_reads()
+        if partial:
+            message += " Note: " + "; ".join(partial)
+        if approval.separate_duties and not self.run.launcher_verified:
+            message += f" (launcher unverified: {self.run.launched_by!r} is only a claim)"
         try:
             if step.for_each is None:
                 arguments: Any = expressions.evaluate(step.with_, self._context())
@@ -445,30 +543,136 @@ class Driver:
                 arguments = {"for each of": f"{len(items)} item(s)" if isinstance(items, list) else items, **step.with_}
         except expressions.ExpressionError as exc:
             arguments = {"(not yet known)": str(exc)}
-        outcome = run_gate(
-            step,
-            self.playbook.approvers,
-            self.run,
+        details = {"action": step.uses, "arguments": self.masker.mask_data(arguments)}
+        gate = Gate.open(step, self.playbook.approvers, self.run, message, details)
+        saved = self.saved_gates.pop(step.id, None)
+        if saved:
+            self._reopen(gate, saved)
+        else:
+            self.journal.gate(
+                step.id, "opened", {"at": gate.opened_at.isoformat(), "deadline": gate.deadline_at.isoformat()}
+            )
+        self.gates[step.id] = gate
+        self._tell(
+            "gate_opened",
+            gate=step.id,
+            step=step.display_name,
+            group=" or ".join(gate.group_names),
+            members=sorted(gate.allowed),
+            min_approvals=approval.min_approvals,
+            deadline=gate.deadline_at,
+            message=message,
+            **details,
+        )
+        self.log.warning(
+            "Gate before %r is waiting for %d approval(s) from %s (%s) until %s UTC. Answer with: "
+            "stanch approve %s --gate %s --as NAME --approve|--reject --reason TEXT",
+            step.id,
+            approval.min_approvals,
+            " or ".join(gate.group_names),
+            ", ".join(sorted(gate.allowed)),
+            gate.deadline_at.strftime("%H:%M:%S"),
             self.flow_run_id,
-            message,
-            self.log,
-            self.verification,
-            notify=self.thread.gate if self.thread else None,
-            details={"action": step.uses, "arguments": self.masker.mask_data(arguments)},
+            step.id,
+        )
+        self._publish_gates()
+
+    def _reopen(self, gate: Gate, saved: dict[str, dict[str, Any]]) -> None:
+        """A gate that was open when the process died: its original deadline, its approvals re-verified."""
+        window = saved.get("escalated") or saved.get("opened") or {}
+        if window.get("deadline"):
+            gate.deadline_at = datetime.fromisoformat(str(window["deadline"]))
+            gate.opened_at = datetime.fromisoformat(str(saved.get("opened", window).get("at", window["deadline"])))
+        gate.escalated = "escalated" in saved
+        for event, data in sorted(saved.items()):
+            if event.startswith("approval"):
+                record, _ = gate.offer(GateAnswer.model_validate(data), self.verification, self.log, replayed=True)
+                if not record.accepted:
+                    self.log.warning("A recorded approval no longer verifies and is dropped: %s", record.refusal)
+        self.log.warning(
+            "Gate before %r re-opened after a resume: %d approval(s) kept, deadline %s UTC",
+            gate.id,
+            len(gate.approvals),
+            gate.deadline_at.strftime("%H:%M:%S"),
+        )
+
+    def _poll_gates(self) -> bool:
+        """Judge the answers that arrived, then apply deadlines and escalations; True when a gate closed."""
+        open_before = len(self.gates)
+        try:
+            answers = self.journal.new_answers(self.seen_answers)
+        except Exception as exc:  # the Prefect API is briefly unreachable: try again at the next poll
+            self.log.warning("could not read gate answers: %s", exc)
+            answers = []
+        for key, data in answers:
+            self.seen_answers.add(key)
+            try:
+                answer = GateAnswer.model_validate(data)
+            except ValidationError:
+                self.journal.verdict(key, {"accepted": False, "refusal": "not a gate answer"})
+                continue
+            gate = self.gates.get(answer.gate)
+            if gate is None:
+                refusal = f"gate {answer.gate!r} is not open (open: {', '.join(sorted(self.gates)) or 'none'})"
+                self.journal.verdict(key, {"accepted": False, "refusal": refusal})
+                continue
+            before = len(gate.approvals)
+            record, verdict = gate.offer(answer, self.verification, self.log)
+            if len(gate.approvals) > before:
+                self.journal.gate(gate.id, f"approval{len(gate.approvals)}", answer.model_dump())
+            self.journal.verdict(key, verdict)
+            self._tell("gate_answer", gate=gate.id, record=record, verdict=verdict)
+            if gate.outcome is not None:
+                self._close_gate(gate)
+            else:
+                self._publish_gates()
+        for gate in list(self.gates.values()):
+            event = gate.tick(self.log)
+            if event == "escalated":
+                a = gate.approval
+                escalated = {"at": datetime.now(UTC).isoformat(), "deadline": gate.deadline_at.isoformat()}
+                self.journal.gate(gate.id, "escalated", escalated)
+                self._tell(
+                    "gate_escalated",
+                    gate=gate.id,
+                    group=a.escalate_to,
+                    members=sorted(self.playbook.approvers.get(str(a.escalate_to), [])),
+                    deadline=gate.deadline_at,
+                )
+                self._publish_gates()
+            elif event == "closed":
+                self._close_gate(gate)
+        return len(self.gates) < open_before
+
+    def _close_gate(self, gate: Gate) -> None:
+        outcome = gate.outcome
+        if outcome is None:
+            return
+        del self.gates[gate.id]
+        step, record = gate.step, self.records[gate.id]
+        self.journal.gate(
+            gate.id,
+            "closed",
+            {
+                "status": outcome.status,
+                "policy": outcome.policy,
+                "message": outcome.message,
+                "decisions": [d.model_dump(mode="json") for d in outcome.decisions],
+            },
         )
         record.decisions.extend(outcome.decisions)
         self._gate_artifact(step, outcome)
+        decided = "; ".join(
+            f"{_PAST[d.decision]} by {d.approver} at {d.at:%H:%M:%S} UTC via {d.channel}: {d.reason}"
+            for d in outcome.decisions
+            if d.accepted and d.decision != "timeout"
+        )
         emit("gate_closed", gate=step.id, status=outcome.status, policy=outcome.policy, message=outcome.message)
         if self.thread:
-            decided = "; ".join(
-                f"{_PAST[d.decision]} by {d.approver} at {d.at:%H:%M:%S} UTC via {d.channel}: {d.reason}"
-                for d in outcome.decisions
-                if d.accepted and d.decision != "timeout"
-            )
             self.thread.gate(
-                "gate_closed",
-                {"gate": step.id, "status": outcome.status, "message": decided or outcome.message},
+                "gate_closed", {"gate": step.id, "status": outcome.status, "message": decided or outcome.message}
             )
+        self._publish_gates()
         if outcome.status == "approved":
             self.approved.add(step.id)
             return
@@ -481,6 +685,32 @@ class Driver:
             self.notes.append(f"gate before {step.id} timed out; skipped per on_timeout: continue")
         else:
             self.cancel_reasons.append(f"gate before {step.id} timed out: {outcome.message}")
+
+    def _drop_gate(self, gate: Gate, reason: str) -> None:
+        del self.gates[gate.id]
+        self._finish(self.records[gate.id], "not_run", reason=reason)
+        self._publish_gates()
+
+    def _publish_gates(self) -> None:
+        """The open gates, for `stanch approve` (a run input) and for people (an artifact in the Prefect UI)."""
+        from prefect.artifacts import create_markdown_artifact
+
+        listing = [g.describe() for g in self.gates.values()]
+        self.journal.open_gates(listing)
+        lines = ["# Open gates", ""]
+        if listing:
+            lines += ["| gate | who may answer | approvals | until (UTC) |", "| --- | --- | --- | --- |"]
+            for g in listing:
+                who = f"{g['group']}: {', '.join(g['members'])}"
+                count = f"{len(g['approvals'])} of {g['min_approvals']}"
+                lines.append(f"| {g['gate']} | {who} | {count} | {g['deadline'][:19].replace('T', ' ')} |")
+            lines += ["", f"Answer with `stanch approve {self.flow_run_id} --gate GATE ...` or the Slack buttons."]
+        else:
+            lines.append("No gate is waiting.")
+        try:
+            create_markdown_artifact(key="open-gates", markdown="\n".join(lines), description=f"{len(listing)} open gate(s)")
+        except Exception as exc:
+            self.log.debug("could not write the open-gates artifact: %s", exc)
 
     def _pass_gate_in_dry_run(self, step: Step, approval: Approval) -> None:
         """A dry-run waits for nobody: it says who it would ask and goes on, so the plan shows the whole path."""
@@ -508,6 +738,21 @@ class Driver:
 
     # ---------------------------------------------------------------- summary
 
+    def _partial_reads(self) -> list[str]:
+        """What the run could not read (a log review that skipped bad files or records): said wherever the
+        review's findings are acted on, so nobody takes a partial review for a whole one."""
+        notes = []
+        for step_id, outputs in self.outputs.items():
+            if isinstance(outputs, dict) and outputs.get("partial"):
+                files, records = outputs.get("files_skipped_total", 0), outputs.get("records_skipped_total", 0)
+                skipped = outputs.get("files_skipped") or outputs.get("records_skipped") or [{}]
+                first = skipped[0] if isinstance(skipped[0], dict) else {}
+                notes.append(
+                    f"{step_id} was partial: {files} file(s) and {records} record(s) could not be read"
+                    + (f" (first: {first.get('file')}: {first.get('reason')})" if first.get("file") else "")
+                )
+        return notes
+
     def _summary(self) -> RunSummary:
         failed = [r for r in self.records.values() if r.state == "failed"]
         if self.abort_reason is not None:
@@ -518,6 +763,9 @@ class Driver:
             state = "Completed"
             parts = [f"step {r.id} failed (on_failure: continue): {r.reason}" for r in failed] + self.notes
             message = "; ".join(parts) or "all steps finished"
+        partial = self._partial_reads()
+        if partial:
+            message += "; " + "; ".join(partial)
         if self.thread and self.thread.failures:
             message += f" ({len(self.thread.failures)} Slack notification(s) failed: {self.thread.failures[0]})"
         return RunSummary(

@@ -44,8 +44,9 @@ def playbook_flow(playbook: Playbook) -> Any:
         trigger: str = "manual",
         launched_by: str = "unknown",
         sandbox: bool = False,
+        launch_proof: str | None = None,
     ) -> Any:
-        return execute_playbook(playbook, inputs, alert, mode, incident_id, trigger, launched_by, sandbox)
+        return execute_playbook(playbook, inputs, alert, mode, incident_id, trigger, launched_by, sandbox, launch_proof)
 
     return flow(  # type: ignore[call-overload]
         body,
@@ -67,6 +68,7 @@ def execute_playbook(
     trigger: str,
     launched_by: str,
     sandbox: bool = False,
+    launch_proof: str | None = None,
 ) -> Any:
     """The body of every Stanch flow run: returns the Prefect state the run ends in."""
     from prefect.context import FlowRunContext
@@ -90,24 +92,27 @@ def execute_playbook(
         logger.error("%s", exc)
         return Failed(message=str(exc))
     settings = load_settings()
+    incident = incident_id or flow_run.name
     run = RunInfo(
         id=str(flow_run.id),
         playbook=playbook.metadata.name,
-        incident_id=incident_id or flow_run.name,
+        incident_id=incident,
         mode=RunMode(mode),
         launched_by=launched_by,
         trigger=trigger,
         sandbox=sandbox,
+        launcher_verified=_launcher_verified(settings, playbook, incident, launched_by, launch_proof, logger),
     )
     _tag_run(flow_run.id, run)
     ui_url = flow_run_url(flow_run.id, settings)
     emit("run_started", run_id=str(flow_run.id), name=flow_run.name, ui_url=ui_url)
     logger.info(
-        "Playbook %s, incident %s, mode %s, launched by %s (%s)",
+        "Playbook %s, incident %s, mode %s, launched by %s (%s, %s)",
         run.playbook,
         run.incident_id,
         run.mode.value,
         launched_by,
+        "verified by the approval service" if run.launcher_verified else "an unverified claim",
         trigger,
     )
     driver = Driver(playbook, values, alert, run, flow_run.id, settings, logger)
@@ -126,12 +131,34 @@ def execute_playbook(
     return Completed(message=summary.message, data=summary)
 
 
+def _launcher_verified(
+    settings: Any, playbook: Playbook, incident: str, launched_by: str, proof: str | None, logger: Any
+) -> bool:
+    """Whether the approval service vouched for the launcher: its signature over playbook, incident and name."""
+    if not proof:
+        return False
+    from flows.approvals.signing import check_launch
+    from flows.config import ConfigError, approval_public_keys
+
+    try:
+        keys = approval_public_keys(settings)
+    except ConfigError as exc:
+        logger.warning("the launcher cannot be verified: %s", exc)
+        return False
+    refusal = check_launch(keys, playbook.metadata.name, incident, launched_by, proof)
+    if refusal is not None:
+        logger.warning("The launch's proof is refused (%s); %s is taken as an unverified claim", refusal, launched_by)
+    return refusal is None
+
+
 def run_tags(run: RunInfo) -> list[str]:
     return [
+        "stanch",
         f"playbook:{run.playbook}",
         f"mode:{run.mode.value}",
         f"incident:{run.incident_id}",
         f"trigger:{run.trigger}",
+        f"launcher:{'verified' if run.launcher_verified else 'claimed'}",
         *(["sandbox"] if run.sandbox else []),
     ]
 

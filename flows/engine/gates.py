@@ -1,59 +1,48 @@
-"""Human-approval gates on Prefect's pause with typed input.
+"""Human-approval gates that wait for their own step only.
 
-A gate pauses the flow run with `wait_for_input=GateAnswer` (polling once a second) and checks each
-answer itself: approver in the group, distinct approvers up to `min_approvals`, separation of duties.
-A refused answer is recorded and the gate pauses again. The deadline is kept by a timer of ours that
-resumes the run with a `timeout` answer, because a Prefect pause that times out fails the run whatever
-the flow does; Prefect's own pause timeout is set later, as a backstop only.
+A gate opens as soon as its step's needs are done and waits beside everything else: other steps keep running and
+several gates can be open at once. Answers arrive as flow-run inputs (`stanch-answer-<gate>-<nonce>`, written by
+`flows.approvals.client.answer_gate`), which the driver reads about once a second and offers to the open gate
+they name. The gate checks each answer itself: a signature from the approval service, the approver in the group,
+distinct approvers up to `min_approvals`, separation of duties. A refused answer is recorded with its reason and
+the gate keeps waiting. Deadlines and escalation are kept by the run's own clock (wall time, so they survive a
+resume in another process); a timeout is decided by the run, never sent by anyone.
 """
 
 from __future__ import annotations
 
-import contextvars
-import json
 import logging
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from uuid import UUID
 
-from prefect.input import RunInput
+from pydantic import BaseModel, ConfigDict
 
-from flows.engine.observe import emit
 from flows.engine.records import DecisionRecord
 from flows.language.model import Approval, Step, duration_seconds
 from integrations.context import RunInfo
 
-POLL_SECONDS = 1
-BACKSTOP_SECONDS = 300
-TIMER_CHANNEL = "timer"
+POLL_SECONDS = 1.0
+ANSWER_PREFIX = "stanch-answer-"
 VERDICT_PREFIX = "stanch-verdict-"
+OPEN_GATES_KEY = "stanch-open-gates"
 
 
-class GateAnswer(RunInput):
-    """What an approver sends to a paused run."""
+class GateAnswer(BaseModel):
+    """What an approver sends to a run (through the approval service, which signs it)."""
+
+    model_config = ConfigDict(extra="ignore")
 
     gate: str
-    decision: Literal["approve", "reject", "timeout"]
+    decision: Literal["approve", "reject"]
     approver: str
     reason: str = ""
     channel: str = "cli"
     signature: str | None = None
 
 
-def pause_key(step_id: str, n: int) -> str:
-    return f"{step_id}-{n}"
-
-
-def gate_of(key: str | None) -> str | None:
-    """The step id of a pause key made by `pause_key`."""
-    if not key or "-" not in key:
-        return None
-    head, _, tail = key.rpartition("-")
-    return head if tail.isdigit() else None
+def answer_key(gate: str, nonce: str) -> str:
+    return f"{ANSWER_PREFIX}{gate}-{nonce}"
 
 
 def verdict_key(key: str) -> str:
@@ -70,274 +59,206 @@ class GateOutcome:
 
 
 @dataclass
-class _Window:
-    groups: tuple[str, ...]
-    allowed: frozenset[str]
-    deadline: float  # time.monotonic()
-    deadline_at: datetime
-    escalated: bool = False
-
-
-@dataclass
 class Verification:
-    """How a gate checks who answered: the key the approval service signs with, the nonces already used."""
+    """How a gate checks who answered: the approval service's public keys (by key id), the nonces already used.
 
-    key: bytes | None
+    A runner holds only public keys: it can check a decision, never make one it would accept."""
+
+    keys: dict[str, Any]
     allow_unsigned: bool = False
     seen: set[str] = field(default_factory=set)
 
 
-def _resume_at_deadline(
-    flow_run_id: UUID, key: str, gate: str, log: logging.Logger | Any, signer: bytes | None = None
-) -> None:
-    """Answer the gate with a timeout if it is still paused at `key` (runs on a timer thread)."""
-    from prefect.client.orchestration import get_client
-    from prefect.flow_runs import resume_flow_run
+@dataclass
+class Gate:
+    """One open gate: its window (who may answer, until when), the approvals so far, and its outcome once closed."""
 
-    try:
-        with get_client(sync_client=True) as client:
-            state = client.read_flow_run(flow_run_id).state
-        if not (state and state.is_paused() and state.state_details.pause_key == key):
-            return
-        from flows.approvals.signing import sign_decision
+    step: Step
+    groups: dict[str, list[str]]
+    run: RunInfo
+    message: str
+    details: dict[str, Any]
+    opened_at: datetime
+    deadline_at: datetime
+    escalated: bool = False
+    approvals: dict[str, DecisionRecord] = field(default_factory=dict)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    outcome: GateOutcome | None = None
 
-        resume_flow_run(
-            flow_run_id,
-            run_input={
-                "gate": gate,
-                "decision": "timeout",
-                "approver": "stanch",
-                "reason": "the gate's deadline passed",
-                "channel": TIMER_CHANNEL,
-                "signature": sign_decision(signer, str(flow_run_id), gate, "timeout", "stanch") if signer else None,
-            },
-        )
-    except Exception as exc:  # the run may have been answered in the same instant
-        log.debug("deadline timer for gate %s: %s", gate, exc)
+    @classmethod
+    def open(cls, step: Step, groups: dict[str, list[str]], run: RunInfo, message: str, details: dict[str, Any]) -> Gate:
+        now = datetime.now(UTC)
+        return cls(step, groups, run, message, details, now, now + timedelta(seconds=duration_seconds(cls._a(step).timeout)))
 
+    @staticmethod
+    def _a(step: Step) -> Approval:
+        if step.approval is None:
+            raise ValueError(f"step {step.id} has no gate")
+        return step.approval
 
-def _publish_verdict(flow_run_id: UUID, key: str, verdict: dict[str, Any], log: logging.Logger | Any) -> None:
-    """Tell the sender (stanch approve, the approval service) what became of its answer."""
-    from prefect.client.orchestration import get_client
+    @property
+    def approval(self) -> Approval:
+        return self._a(self.step)
 
-    try:
-        with get_client(sync_client=True) as client:
-            client.create_flow_run_input(flow_run_id, key=verdict_key(key), value=json.dumps(verdict))
-    except Exception as exc:
-        log.warning("could not publish the verdict for %s: %s", key, exc)
+    @property
+    def id(self) -> str:
+        return self.step.id
 
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        a = self.approval
+        return (a.from_, a.escalate_to) if self.escalated and a.escalate_to else (a.from_,)
 
-def run_gate(
-    step: Step,
-    groups: dict[str, list[str]],
-    run: RunInfo,
-    flow_run_id: UUID,
-    message: str,
-    log: logging.Logger | Any,
-    verification: Verification,
-    pause: Callable[..., GateAnswer] | None = None,
-    notify: Callable[[str, dict[str, Any]], None] | None = None,
-    details: dict[str, Any] | None = None,
-) -> GateOutcome:
-    """Hold the run at the gate before `step` until it is approved, rejected or times out."""
-    from prefect.flow_runs import pause_flow_run
+    @property
+    def allowed(self) -> frozenset[str]:
+        return frozenset(member for name in self.group_names for member in self.groups.get(name, []))
 
-    pause = pause or pause_flow_run
-    approval: Approval = step.approval  # type: ignore[assignment]
-    first = _window((approval.from_,), groups, duration_seconds(approval.timeout))
-    window = first
-    approvals: dict[str, DecisionRecord] = {}
-    decisions: list[DecisionRecord] = []
-    n = 0
+    def describe(self) -> dict[str, Any]:
+        """What the UI listing and `answer_gate` show of an open gate."""
+        return {
+            "launcher": self.run.launched_by + ("" if self.run.launcher_verified else " (unverified)"),
+            "gate": self.id,
+            "group": " or ".join(self.group_names),
+            "members": sorted(self.allowed),
+            "min_approvals": self.approval.min_approvals,
+            "approvals": sorted(self.approvals),
+            "deadline": self.deadline_at.isoformat(),
+            "escalated": self.escalated,
+        }
 
-    def tell(kind: str, **data: Any) -> None:
-        emit(kind, **data)
-        if notify is not None:
-            try:
-                notify(kind, data)
-            except Exception as exc:  # telling people must not stop the gate
-                log.warning("gate notification failed: %s", exc)
+    # ---------------------------------------------------------------- time
 
-    tell(
-        "gate_opened",
-        gate=step.id,
-        step=step.display_name,
-        group=approval.from_,
-        members=sorted(window.allowed),
-        min_approvals=approval.min_approvals,
-        deadline=window.deadline_at,
-        message=message,
-        **(details or {}),
-    )
-    log.warning(
-        "Gate before %r is waiting for %d approval(s) from %s (%s) until %s UTC. Answer with: "
-        "stanch approve %s --gate %s --as NAME --approve|--reject --reason TEXT",
-        step.id,
-        approval.min_approvals,
-        approval.from_,
-        ", ".join(sorted(window.allowed)),
-        window.deadline_at.strftime("%H:%M:%S"),
-        flow_run_id,
-        step.id,
-    )
-    while True:
-        remaining = window.deadline - time.monotonic()
-        if remaining <= 0:
-            if approval.on_timeout == "escalate" and not window.escalated:
-                second = duration_seconds(approval.escalation_timeout or approval.timeout)
-                escalate_to: str = approval.escalate_to  # type: ignore[assignment]
-                window = _window((approval.from_, escalate_to), groups, second, escalated=True)
-                log.warning(
-                    "Gate before %r timed out; escalating to %s (%s) until %s UTC",
-                    step.id,
-                    escalate_to,
-                    ", ".join(sorted(groups.get(escalate_to, []))),
-                    window.deadline_at.strftime("%H:%M:%S"),
-                )
-                tell(
-                    "gate_escalated",
-                    gate=step.id,
-                    group=escalate_to,
-                    members=sorted(groups.get(escalate_to, [])),
-                    deadline=window.deadline_at,
-                )
-                continue
-            policy = "reject" if window.escalated or approval.on_timeout != "continue" else "continue"
-            text = (
-                f"no decision by {window.deadline_at:%H:%M:%S} UTC"
-                + (" after escalation" if window.escalated else "")
-                + (f" ({len(approvals)} of {approval.min_approvals} approvals)" if approvals else "")
-                + ("; step skipped, run continues (on_timeout: continue)" if policy == "continue" else "; rejected")
+    def tick(self, log: logging.Logger | Any, now: datetime | None = None) -> str | None:
+        """Apply the deadline: 'escalated' when the window moved to the escalation group, 'closed' when the gate
+        timed out (its outcome set), else None."""
+        now = now or datetime.now(UTC)
+        if self.outcome is not None or now < self.deadline_at:
+            return None
+        a = self.approval
+        if a.on_timeout == "escalate" and not self.escalated:
+            self.escalated = True
+            self.deadline_at = now + timedelta(seconds=duration_seconds(a.escalation_timeout or a.timeout))
+            log.warning(
+                "Gate before %r timed out; escalating to %s (%s) until %s UTC",
+                self.id,
+                a.escalate_to,
+                ", ".join(sorted(self.groups.get(str(a.escalate_to), []))),
+                self.deadline_at.strftime("%H:%M:%S"),
             )
-            log.warning("Gate before %r: %s", step.id, text)
-            return GateOutcome("timed_out", policy, text, decisions, sorted(approvals))
-        n += 1
-        key = pause_key(step.id, n)
-        # The timer thread carries this context so it talks to the same Prefect API as the run.
-        context = contextvars.copy_context()
-        timer = threading.Timer(
-            remaining, context.run, (_resume_at_deadline, flow_run_id, key, step.id, log, verification.key)
+            return "escalated"
+        policy = "reject" if self.escalated or a.on_timeout != "continue" else "continue"
+        text = (
+            f"no decision by {self.deadline_at:%H:%M:%S} UTC"
+            + (" after escalation" if self.escalated else "")
+            + (f" ({len(self.approvals)} of {a.min_approvals} approvals)" if self.approvals else "")
+            + ("; step skipped, run continues (on_timeout: continue)" if policy == "continue" else "; rejected")
         )
-        timer.daemon = True
-        timer.start()
-        try:
-            answer = pause(
-                wait_for_input=GateAnswer,
-                timeout=int(remaining) + BACKSTOP_SECONDS,
-                poll_interval=POLL_SECONDS,
-                key=key,
+        log.warning("Gate before %r: %s", self.id, text)
+        self.decisions.append(
+            DecisionRecord(
+                gate=self.id,
+                approver="stanch",
+                decision="timeout",
+                reason="the gate's deadline passed",
+                channel="deadline",
+                at=now,
+                accepted=True,
             )
-        finally:
-            timer.cancel()
-        record, verdict = _judge(answer, step, approval, window, run, approvals, verification)
-        decisions.append(record)
-        if record.decision == "timeout" and record.accepted:
-            window.deadline = min(window.deadline, time.monotonic())
-            continue  # the loop top applies the policy
-        _publish_verdict(flow_run_id, key, verdict, log)
-        tell("gate_answer", gate=step.id, record=record, verdict=verdict)
-        if not record.accepted:
-            log.warning("Gate before %r refused an answer from %r: %s", step.id, record.approver, record.refusal)
-            continue
-        if record.decision == "reject":
-            text = f"rejected by {record.approver}" + (f": {record.reason}" if record.reason else "")
-            log.warning("Gate before %r %s", step.id, text)
-            return GateOutcome("rejected", "", text, decisions, sorted(approvals))
-        approvals[record.approver] = record
-        if len(approvals) >= approval.min_approvals:
-            names = ", ".join(sorted(approvals))
-            log.info("Gate before %r approved by %s", step.id, names)
-            return GateOutcome("approved", "", f"approved by {names}", decisions, sorted(approvals))
-        log.info(
-            "Gate before %r: %d of %d approvals (%s)",
-            step.id,
-            len(approvals),
-            approval.min_approvals,
-            ", ".join(sorted(approvals)),
         )
+        self.outcome = GateOutcome("timed_out", policy, text, self.decisions, sorted(self.approvals))
+        return "closed"
+
+    # ---------------------------------------------------------------- answers
+
+    def offer(
+        self, answer: GateAnswer, verification: Verification, log: logging.Logger | Any, replayed: bool = False
+    ) -> tuple[DecisionRecord, dict[str, Any]]:
+        """Judge one answer; the record (kept, accepted or not) and the verdict told to its sender.
+
+        `replayed` re-checks a decision recorded before a resume: its signature must still verify, without the
+        five-minute expiry (it was fresh when it arrived)."""
+        approver = answer.approver.strip()
+        refusal = _signature_refusal(answer, approver, self.run, verification, replayed) or self._policy_refusal(
+            answer, approver
+        )
+        record = DecisionRecord(
+            gate=self.id,
+            approver=approver,
+            decision=answer.decision,
+            reason=answer.reason,
+            channel=answer.channel,
+            at=datetime.now(UTC),
+            accepted=refusal is None,
+            refusal=refusal,
+            signature=answer.signature,
+        )
+        self.decisions.append(record)
+        a = self.approval
+        if refusal is not None:
+            log.warning("Gate before %r refused an answer from %r: %s", self.id, approver, refusal)
+        elif answer.decision == "reject":
+            text = f"rejected by {approver}" + (f": {answer.reason}" if answer.reason else "")
+            log.warning("Gate before %r %s", self.id, text)
+            self.outcome = GateOutcome("rejected", "", text, self.decisions, sorted(self.approvals))
+        else:
+            self.approvals[approver] = record
+            if len(self.approvals) >= a.min_approvals:
+                names = ", ".join(sorted(self.approvals))
+                log.info("Gate before %r approved by %s", self.id, names)
+                self.outcome = GateOutcome("approved", "", f"approved by {names}", self.decisions, sorted(self.approvals))
+            else:
+                log.info("Gate before %r: %d of %d approvals", self.id, len(self.approvals), a.min_approvals)
+        verdict = {
+            "accepted": refusal is None,
+            "refusal": refusal,
+            "decision": answer.decision,
+            "approvals": len(self.approvals),
+            "needed": a.min_approvals,
+        }
+        return record, verdict
+
+    def _policy_refusal(self, answer: GateAnswer, approver: str) -> str | None:
+        """Why the gate's policy refuses the answer, or None when it takes it."""
+        a = self.approval
+        if answer.gate != self.id:
+            return f"the answer is for gate {answer.gate!r}, but this gate is {self.id!r}"
+        if self.outcome is not None:
+            return f"the gate is already closed ({self.outcome.status})"
+        if approver not in self.allowed:
+            who = " or ".join(self.group_names)
+            return f"{approver!r} is not in approver group {who} ({', '.join(sorted(self.allowed))})"
+        if a.separate_duties and approver == self.run.launched_by:
+            how = "launched this run" if self.run.launcher_verified else "is named as this run's launcher (unverified)"
+            return f"{approver!r} {how} and may not approve it (separate_duties)"
+        if a.separate_duties == "strict" and not self.run.launcher_verified and answer.decision == "approve":
+            return (
+                f"the run's launcher is unverified ({self.run.launched_by!r} is only a claim), and separate_duties: "
+                "strict takes no approval then; launch with an approver token (STANCH_APPROVER_TOKEN) to verify it"
+            )
+        if answer.decision == "approve" and approver in self.approvals:
+            return f"{approver!r} has already approved; {a.min_approvals} distinct people are needed"
+        return None
 
 
-def _window(group_names: tuple[str, ...], groups: dict[str, list[str]], seconds: int, escalated: bool = False) -> _Window:
-    allowed = frozenset(member for name in group_names for member in groups.get(name, []))
-    return _Window(
-        groups=group_names,
-        allowed=allowed,
-        deadline=time.monotonic() + seconds,
-        deadline_at=datetime.now(UTC) + timedelta(seconds=seconds),
-        escalated=escalated,
-    )
-
-
-def _signature_refusal(answer: GateAnswer, approver: str, run: RunInfo, verification: Verification) -> str | None:
+def _signature_refusal(
+    answer: GateAnswer, approver: str, run: RunInfo, verification: Verification, replayed: bool
+) -> str | None:
     """Why the answer is not known to come from the approval service, or None when it is."""
     from flows.approvals.signing import check_decision
 
-    if verification.key is None:
-        return None if verification.allow_unsigned else "no approval signing key is configured, so no answer can be verified"
+    if not verification.keys:
+        return None if verification.allow_unsigned else "no approval public key is configured, so no answer can be verified"
     if not answer.signature and verification.allow_unsigned:
         return None
     return check_decision(
-        verification.key, run.id, answer.gate, answer.decision, approver, answer.signature, verification.seen
+        verification.keys,
+        run.id,
+        answer.gate,
+        answer.decision,
+        approver,
+        answer.reason,
+        answer.channel,
+        answer.signature,
+        verification.seen,
+        check_age=not replayed,
     )
-
-
-def _policy_refusal(
-    answer: GateAnswer,
-    approver: str,
-    step: Step,
-    approval: Approval,
-    window: _Window,
-    run: RunInfo,
-    approvals: dict[str, DecisionRecord],
-) -> str | None:
-    """Why the gate's policy refuses the answer, or None when it takes it."""
-    if answer.gate != step.id:
-        return f"the answer is for gate {answer.gate!r}, but the open gate is {step.id!r}"
-    if answer.decision == "timeout":
-        if answer.channel != TIMER_CHANNEL or time.monotonic() < window.deadline - 2:
-            return "a timeout is decided by Stanch's deadline timer, not sent by a person"
-        return None
-    if approver not in window.allowed:
-        who = " or ".join(window.groups)
-        return f"{approver!r} is not in approver group {who} ({', '.join(sorted(window.allowed))})"
-    if approval.separate_duties and approver == run.launched_by:
-        return f"{approver!r} launched this run and may not approve it (separate_duties)"
-    if answer.decision == "approve" and approver in approvals:
-        return f"{approver!r} has already approved; {approval.min_approvals} distinct people are needed"
-    return None
-
-
-def _judge(
-    answer: GateAnswer,
-    step: Step,
-    approval: Approval,
-    window: _Window,
-    run: RunInfo,
-    approvals: dict[str, DecisionRecord],
-    verification: Verification,
-) -> tuple[DecisionRecord, dict[str, Any]]:
-    """Check one answer against the gate's policy: the record, and the verdict told to the sender."""
-    approver = answer.approver.strip()
-    refusal = _signature_refusal(answer, approver, run, verification) or _policy_refusal(
-        answer, approver, step, approval, window, run, approvals
-    )
-    record = DecisionRecord(
-        gate=step.id,
-        approver=approver,
-        decision=answer.decision,
-        reason=answer.reason,
-        channel=answer.channel,
-        at=datetime.now(UTC),
-        accepted=refusal is None,
-        refusal=refusal,
-        signature=answer.signature,
-    )
-    count = len(approvals) + (1 if refusal is None and answer.decision == "approve" else 0)
-    verdict = {
-        "accepted": refusal is None,
-        "refusal": refusal,
-        "decision": answer.decision,
-        "approvals": count,
-        "needed": approval.min_approvals,
-    }
-    return record, verdict

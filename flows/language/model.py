@@ -94,7 +94,11 @@ class Approval(_Strict):
     escalate_to: Slug | None = Field(None, description="The group asked when on_timeout is escalate.")
     escalation_timeout: Duration | None = Field(None, description="Defaults to `timeout`.")
     message: str = ""
-    separate_duties: bool = Field(True, description="The person who launched the run may not approve it.")
+    separate_duties: bool | Literal["strict"] = Field(
+        True,
+        description="true: whoever launched the run (as verified, or as claimed) may not approve it; strict: also "
+        "refuse every approval while the launcher is unverified (a launch that only claims a name).",
+    )
 
     _durations = field_validator("timeout", "escalation_timeout")(_check_duration)
 

@@ -47,6 +47,7 @@ def _static_context(inputs: dict[str, Any], alert: dict[str, Any] | None, launch
             "incident_id": "<incident id>",
             "mode": "live",
             "launched_by": launched_by,
+            "launcher_verified": False,
             "trigger": "manual",
             "sandbox": False,
             "dry_run": False,

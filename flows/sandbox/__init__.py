@@ -100,6 +100,17 @@ def is_mutating(operation: str) -> bool:
     return not is_read_only_operation(name)
 
 
+def _approval_pair() -> tuple[str, str]:
+    """(private, public): a new pair, unless the environment names the service's public key already (a runner
+    beside a `stanch serve` of its own holds only that; the private key stays with the service)."""
+    public = os.environ.get("STANCH_APPROVAL_PUBLIC_KEY")
+    if public:
+        return os.environ.get("STANCH_APPROVAL_PRIVATE_KEY", ""), public
+    from flows.approvals.signing import generate
+
+    return generate()
+
+
 def _env_or_random(name: str, size: int) -> str:
     import secrets
 
@@ -123,7 +134,9 @@ class Sandbox:
     cloudtrail_bucket: str | None = None
     # Taken from the environment when set, so `stanch serve` in another terminal can share them.
     slack_signing_secret: str = field(default_factory=lambda: _env_or_random("STANCH_SLACK_SIGNING_SECRET", 16))
-    approval_key: str = field(default_factory=lambda: _env_or_random("STANCH_APPROVAL_KEY", 32))
+    # The approval service's key pair, made afresh (or taken from the environment, so `stanch serve` in another
+    # terminal shares it): the sandbox's demo approver signs with the private key like the service does.
+    approval_keys: tuple[str, str] = field(default_factory=lambda: _approval_pair())
     scenario: dict[str, str] = field(default_factory=dict)
     separate_process: bool = False  # serve moto from its own process (loads that share one GIL badly)
     _moto: Any = None
@@ -186,7 +199,8 @@ class Sandbox:
             "STANCH_SANDBOX_SLACK_TOKEN": self.slack.token,
             "STANCH_SLACK__TOKEN": '{"env": "STANCH_SANDBOX_SLACK_TOKEN"}',
             "STANCH_SANDBOX_VENDOR_URL": self.vendor.base_url if self.vendor else "",
-            "STANCH_APPROVAL_KEY": self.approval_key,
+            **({"STANCH_APPROVAL_PRIVATE_KEY": self.approval_keys[0]} if self.approval_keys[0] else {}),
+            "STANCH_APPROVAL_PUBLIC_KEY": self.approval_keys[1],
             "STANCH_SLACK_SIGNING_SECRET": self.slack_signing_secret,
             "STANCH_SLACK__INCIDENT_CHANNEL": "#stanch-incidents",
         }
