@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.stanch/prefect
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test lint typecheck unit bench schema clean
+.PHONY: demo test lint typecheck unit fuzz bench schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The long property-based run: 10,000 random examples for each fuzz test (playbook loader and validator,
+# expressions, alerts); `make test` runs a few hundred repeatable ones. Peak memory is printed at the end.
+FUZZ_EXAMPLES ?= 10000
+fuzz: $(STAMP)
+	STANCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:cacheprovider --timeout=0 \
+		tests/test_fuzz_playbooks.py tests/test_fuzz_alerts.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/validate_speed.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, PLAYBOOKS, STANCH
@@ -28,6 +29,27 @@ EXPECTED = {
     "item-in-when.yaml": (12, "steps[0].when", "'item' is defined only in `with`"),
     "item-in-gate-message.yaml": (17, "steps[0].approval.message", "`approval.message` is evaluated once"),
     "unknown-output-field.yaml": (17, "steps[1].with.message", "has no field 'kyes' (aws.iam.list_access_keys gives: "),
+    # bounded parsing: each was an uncaught exception, a stall or a report at 1:1 before (several found by fuzzing)
+    "recursive-alias.yaml": (8, "approvers.oncall[1]", "a recursive alias"),
+    "alias-bomb.yaml": (11, "approvers.l3[0][0][8][8]", "aliases expand to more than 1000 values"),
+    "int-tag-not-a-number.yaml": (13, "steps[0].retries", "'three' is not a valid int"),
+    "empty-int-tag.yaml": (13, "steps[0].retries", "'' is not a valid int"),  # found by `make fuzz`
+    "huge-integer.yaml": (13, "steps[0].retries", "a number of 4301 digits is too long"),
+    "non-string-key.yaml": (8, "inputs", "a mapping key must be text: quote '1'"),
+    "binary-tag.yaml": (12, "steps[0].with.message", "the tag '!!binary' is not allowed"),
+    "ref-to-nowhere.yaml": (8, "inputs.user_name", "$ref '#/$defs/missing' points to nothing"),
+    "deep-expression.yaml": (12, "steps[0].with.message", "nested too deeply"),
+    "deep-nesting.yaml": (12, "steps[0].with.message" + "[0]" * 29, "nested deeper than 32 levels"),
+    "control-character.yaml": (12, "", "control character U+0007 is not allowed"),
+    "not-utf8.yaml": (5, "", "byte 0xe9 is not UTF-8 text"),
+}
+
+# fixture -> column, where the column says more than the line
+COLUMNS = {
+    "control-character.yaml": 19,
+    "not-utf8.yaml": 13,
+    "int-tag-not-a-number.yaml": 14,
+    "deep-nesting.yaml": 45,
 }
 
 
@@ -43,6 +65,8 @@ def test_invalid_fixture_reports_its_one_problem_where_it_is(name: str) -> None:
     assert len(checked.problems) == 1, [str(p) for p in checked.problems]
     problem = checked.problems[0]
     assert problem.line == line, str(problem)
+    assert problem.col == COLUMNS.get(name, problem.col), str(problem)
+    assert "\n" not in str(problem)
     assert problem.file.endswith(name)
     from flows.language.loader import format_path
 
@@ -217,3 +241,60 @@ steps:
     joined = "\n".join(str(p) for p in checked.problems)
     assert "on_timeout: escalate needs `escalate_to`" in joined
     assert "input 'count' is not a valid JSON Schema" in joined
+
+
+def test_special_files_are_refused_by_type_and_every_other_file_is_still_checked(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "a-fifo.yaml")  # opening it for reading would wait for a writer forever
+    (tmp_path / "b-directory.yaml").mkdir()
+    (tmp_path / "c-bomb.yaml").write_bytes((INVALID / "alias-bomb.yaml").read_bytes())
+    (tmp_path / "d-good.yaml").write_bytes((PLAYBOOKS / "aws-access-key-compromise.yaml").read_bytes())
+    proc = subprocess.run([STANCH, "validate", str(tmp_path)], capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"{tmp_path / 'a-fifo.yaml'}:1:1: this is a FIFO, not a regular file: refused without opening it" in lines
+    assert f"{tmp_path / 'b-directory.yaml'}:1:1: this is a directory, not a playbook file" in lines
+    assert any(ln.startswith(f"{tmp_path / 'c-bomb.yaml'}:11:3: aliases expand") for ln in lines), lines
+    assert f"{tmp_path / 'd-good.yaml'}: ok" in lines
+    assert "3 problem(s) in 4 file(s)" in proc.stderr
+
+
+def test_an_oversized_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from flows.language.loader import MAX_BYTES
+
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * (MAX_BYTES // 10 + 1))
+    checked = check_file(big)
+    assert [str(p) for p in checked.problems] == [
+        f"{big}:1:1: the file is {big.stat().st_size} bytes; a playbook is at most {MAX_BYTES}"
+    ]
+
+
+def test_a_merge_key_copies_within_the_alias_budget_and_explicit_keys_win() -> None:
+    checked = check_text(
+        BASE
+        + """\
+steps:
+  - &base {id: first, phase: notify, uses: core.log, with: {message: hi}}
+  - <<: *base
+    id: second
+    needs: [first]
+""",
+        "merge.yaml",
+    )
+    assert checked.ok, [str(p) for p in checked.problems]
+    assert checked.playbook is not None
+    assert [s.id for s in checked.playbook.steps] == ["first", "second"]
+    assert checked.playbook.steps[1].with_ == {"message": "hi"}
+
+
+def test_the_alias_bomb_from_the_report_is_refused_quickly() -> None:
+    import time
+
+    levels = "".join(f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]\n" for i in range(1, 10))
+    start = time.perf_counter()
+    checked = check_text("l0: &l0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + levels, "bomb.yaml")
+    assert time.perf_counter() - start < 1
+    assert [p.message for p in checked.problems] == ["aliases expand to more than 1000 values (an alias bomb?)"]

@@ -30,6 +30,7 @@ def validate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
 ) -> None:
     """Check playbooks and print every problem as file:line:col: message (at path)."""
+    from flows.language.loader import Problem
     from flows.language.validate import check_file
 
     files = expand_paths(paths)
@@ -37,11 +38,17 @@ def validate(
         raise fail("no playbook files found in " + ", ".join(str(p) for p in paths))
     total = 0
     for file in files:
-        checked = check_file(file)
-        for problem in checked.problems:
+        try:
+            problems = check_file(file).problems
+        except Exception as exc:
+            # A bug, not the user's fault: say so for this file and go on with the others.
+            problems = [
+                Problem(str(file), 1, 1, f"the validator failed on this file ({type(exc).__name__}); please report it")
+            ]
+        for problem in problems:
             print(problem)
-        total += len(checked.problems)
-        if not quiet and not checked.problems:
+        total += len(problems)
+        if not quiet and not problems:
             print(f"{file}: ok")
     if total:
         print(f"{total} problem(s) in {len(files)} file(s)", file=sys.stderr)
@@ -76,6 +83,7 @@ def plan(
     iam_policy: Annotated[bool, typer.Option("--iam-policy", help="Print the IAM policy the run needs.")] = False,
 ) -> None:
     """Show what a run would do, offline: resolved arguments, API calls, gates."""
+    from flows.alerts import AlertError
     from flows.engine.launch import LaunchError, prepare
     from flows.language.plan import build_plan, gate_summary
     from flows.language.plan import iam_policy as policy_of
@@ -83,7 +91,7 @@ def plan(
     pb = load_playbook_arg(playbook)
     try:
         pb, values, facts = prepare(pb, parse_inputs(pb, input), read_alert(alert))
-    except LaunchError as exc:
+    except (LaunchError, AlertError) as exc:
         raise fail(str(exc)) from None
     planned = build_plan(pb, values, facts)
     if iam_policy:

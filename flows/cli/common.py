@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -68,6 +67,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
+    """Files as given, and every *.yaml/*.yml under a directory (special files too: the loader refuses them by type)."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -105,14 +105,14 @@ def parse_inputs(playbook: Any, pairs: list[str] | None) -> dict[str, Any]:
 
 
 def read_alert(path: Path | None) -> dict[str, Any] | None:
+    """The alert in a JSON file, checked against its source's format; a clear error naming the field otherwise."""
     if path is None:
         return None
+    from flows.alerts import AlertError, load_alert_file, normalize
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise fail(f"--alert {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise fail(f"--alert {path}: not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise fail(f"--alert {path}: an alert is a JSON object")
+        data = load_alert_file(path)
+        normalize(data)  # a malformed known alert fails here, naming its field, before anything starts
+    except AlertError as exc:
+        raise fail(f"--alert {path}: {exc}") from None
     return data

@@ -7,7 +7,7 @@ import getpass
 import os
 from typing import Any
 
-from flows.alerts import normalize
+from flows.alerts import AlertError, normalize
 from flows.engine.flow import new_incident_id
 from flows.engine.observe import Observer, observing
 from flows.engine.records import RunSummary
@@ -54,7 +54,10 @@ def prepare(
             raise LaunchError(str(exc)) from None
         except PlaybookError as exc:
             raise LaunchError(f"the playbook has problems; fix them first:\n{exc}") from None
-    alert = normalize(alert_raw) if alert_raw is not None else None
+    try:
+        alert = normalize(alert_raw) if alert_raw is not None else None
+    except AlertError as exc:
+        raise LaunchError(f"the alert cannot be used: {exc}") from None
     given = dict(inputs)
     if alert is not None:
         # Inputs not given are taken from the alert's facts of the same name.

@@ -20,7 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 START = "${{"
 ROOTS = ("inputs", "alert", "steps", "run", "item", "index")
-RUN_FIELDS = ("id", "mode", "launched_by", "incident_id", "playbook", "trigger", "dry_run", "sandbox")
+RUN_FIELDS = ("id", "mode", "launched_by", "launcher_verified", "incident_id", "playbook", "trigger", "dry_run", "sandbox")
 ALLOWED_FILTERS = (
     "default",
     "lower",
@@ -54,12 +54,40 @@ _DASHED_STEP_RE = re.compile(r"(?<![\w.\]'\"])steps\.([a-z0-9][a-z0-9]*(?:-[a-z0
 _FULL_RE = re.compile(r"^\s*\$\{\{(?P<body>(?:(?!\}\}).)*)\}\}\s*$", re.S)
 
 
+# Bounds on what one string may ask of the parser: jinja's parser and compiler recurse once per level of an
+# expression, and a playbook is untrusted input.
+MAX_TEXT = 10_000  # characters in a string that holds expressions
+MAX_DEPTH = 40  # levels of the parsed expression: brackets, operators, filters, `not`s
+
+
 class ExpressionError(ValueError):
     """An expression that cannot be parsed or evaluated; the message says which and why."""
 
 
+MAX_VALUE = 1_000_000  # characters or items that `*`, `**` and `replace` may produce
+
+
 class _Environment(ImmutableSandboxedEnvironment):
-    """Mapping keys win over methods: `outputs.keys` is the `keys` output, never dict.keys."""
+    """Mapping keys win over methods: `outputs.keys` is the `keys` output, never dict.keys.
+
+    `*` and `**` are bounded: `'a' * 10**9` or `9 ** 9 ** 9` would take the runner's memory or time.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            big = isinstance(left, int) and isinstance(right, int) and right > 0 and left.bit_length() * right > 4096
+            if big or (
+                isinstance(right, int | float) and abs(right) > 64 and isinstance(left, int | float) and abs(left) > 1
+            ):
+                raise SecurityError("a power over 4096 bits (or an exponent over 64) is not allowed in an expression")
+        elif isinstance(left, str | list | tuple) or isinstance(right, str | list | tuple):
+            seq, times = (left, right) if isinstance(left, str | list | tuple) else (right, left)
+            size = _weight(seq) * times if isinstance(times, int) else 0
+            if size > MAX_VALUE:
+                raise SecurityError(f"the result would hold {size} characters or items (at most {MAX_VALUE})")
+        return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict):
@@ -82,8 +110,42 @@ def _environment() -> ImmutableSandboxedEnvironment:
         keep_trailing_newline=True,
     )
     env.filters = {name: env.filters[name] for name in ALLOWED_FILTERS}
+    env.filters["replace"] = _bounded_replace
     env.globals = {}
     return env
+
+
+def _weight(value: Any) -> int:
+    """Characters and items in a value, counted deeply and only up to just past MAX_VALUE.
+
+    A list of one long string repeated a million times is cheap to hold but not to join or print.
+    """
+    total, stack = 0, [value]
+    while stack and total <= MAX_VALUE:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, list | tuple):
+            total += len(item)
+            stack.extend(item)
+        elif isinstance(item, dict):
+            total += len(item)
+            stack.extend(item.values())
+        else:
+            total += 1
+    return total
+
+
+def _bounded_replace(value: Any, old: Any, new: Any, count: Any = None) -> str:
+    """jinja's replace, refusing a result over MAX_VALUE characters (replacements multiply in a chain)."""
+    text, old, new = str(value), str(old), str(new)
+    limit = -1 if count is None else int(count)
+    found = text.count(old) if old else len(text) + 1
+    if limit >= 0:
+        found = min(found, limit)
+    if len(text) + found * max(len(new) - len(old), 0) > MAX_VALUE:
+        raise SecurityError(f"replace would make over {MAX_VALUE} characters")
+    return text.replace(old, new, limit)
 
 
 _ENV = _environment()
@@ -156,16 +218,35 @@ def normalize(text: str) -> str:
 @lru_cache(maxsize=4096)
 def parse(text: str) -> Parsed:
     """Parse an expression string; raises ExpressionError with jinja's reason."""
+    if len(text) > MAX_TEXT:
+        raise ExpressionError(f"the text is {len(text)} characters; a string with expressions is at most {MAX_TEXT}")
     try:
         tree = _ENV.parse(normalize(text))
     except TemplateSyntaxError as exc:
-        raise ExpressionError(f"expression does not parse: {exc.message}") from None
+        raise ExpressionError(f"expression does not parse: {' '.join(str(exc.message).split())}") from None
+    except RecursionError:
+        raise ExpressionError(f"the expression is nested too deeply (at most {MAX_DEPTH} levels)") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise ExpressionError(f"the expression is nested too deeply (at most {MAX_DEPTH} levels)")
     parsed = Parsed(text)
     for stmt in tree.body:
         if not isinstance(stmt, nodes.Output):
             raise ExpressionError("only ${{ ... }} expressions are allowed, not ${% ... %} statements")
     _collect(tree, parsed)
     return parsed
+
+
+def _depth(tree: nodes.Node) -> int:
+    """The depth of a parsed tree, without recursion (a left-deep `1+1+...+1` parses without any)."""
+    deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in node.iter_child_nodes())
+    return deepest
 
 
 def _chain(node: nodes.Node) -> tuple[str | int, ...] | None:
@@ -292,6 +373,7 @@ def _compiled_template(text: str) -> Any:
 def evaluate_string(text: str, context: dict[str, Any]) -> Any:
     if START not in text:
         return text
+    parse(text)  # the bounds (length, depth) hold at run time too, whatever skipped validation
     try:
         body = full_expression(normalize(text))
         if body is not None:
@@ -308,7 +390,7 @@ def evaluate_string(text: str, context: dict[str, Any]) -> Any:
         raise ExpressionError(f"{text.strip()}: not allowed ({exc})") from None
     except TemplateError as exc:
         raise ExpressionError(f"{text.strip()}: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
+    except (TypeError, ValueError, ArithmeticError, LookupError, AssertionError) as exc:  # jinja's filters assert
         raise ExpressionError(f"{text.strip()}: {type(exc).__name__}: {exc}") from None
 
 

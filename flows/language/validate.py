@@ -84,6 +84,9 @@ def resolve_playbook_path(name_or_path: str, search: Iterable[Path] = ()) -> Pat
 
 def check_document(doc: Document, problems: list[Problem] | None = None) -> Checked:
     problems = list(problems or [])
+    # Where the loader refused a value (it reads as None), the tiers below would only report that None again.
+    refused = {p.path for p in problems}
+    from_loader = len(problems)
     data = doc.data
     if not isinstance(data, dict):
         problems.append(doc.problem((), "a playbook is a YAML mapping with apiVersion, kind, metadata, steps"))
@@ -97,8 +100,15 @@ def check_document(doc: Document, problems: list[Problem] | None = None) -> Chec
     problems.extend(_graph_problems(doc, data))
     problems.extend(_action_problems(doc, data))
     problems.extend(_expression_problems(doc, data))
+    problems = [p for i, p in enumerate(problems) if i < from_loader or p.path not in refused]
     problems = _dedupe(problems)
     return Checked(doc.file, playbook if not problems else None, problems, doc)
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value's type and a short, single-line repr (values come from the playbook: they can be huge)."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
@@ -126,6 +136,8 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[PathT, bool]:
     node = data
     exists = True
     for part in loc:
+        if part == "[key]":
+            continue  # pydantic's marker for a mapping key that failed: the path already names the key
         in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
         in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         if in_dict or in_list:
@@ -169,7 +181,7 @@ def _schema_problems(doc: Document, exc: ValidationError) -> list[Problem]:
         elif kind == "value_error":
             message = message.removeprefix("Value error, ")
         elif kind.endswith("_type") and "input" in error:
-            message = f"{message} (got {type(error['input']).__name__} {error['input']!r})"
+            message = f"{message} (got {_shown(error['input'])})"
         problems.append(doc.problem(path, message))
     return problems
 
@@ -218,7 +230,28 @@ def _input_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
                 problems.append(
                     doc.problem(("inputs", name, "default"), f"the default does not fit the input: {exc.message}")
                 )
+            except _SCHEMA_FAILURES as exc:
+                problems.append(doc.problem(("inputs", name), f"input {name!r} cannot be used: {_schema_failure(exc)}"))
     return problems
+
+
+def _schema_failure(exc: Exception) -> str:
+    """Why a schema that passed the metaschema still cannot check a value, in one line."""
+    if isinstance(exc, RecursionError):
+        return "its $ref refers to itself without end"
+    from referencing.exceptions import Unresolvable
+
+    if isinstance(exc, Unresolvable):
+        # jsonschema wraps this in a frozen attrs exception: read it, never re-raise it
+        ref = getattr(exc, "ref", None) or getattr(getattr(exc, "_wrapped", None), "ref", None)
+        if isinstance(ref, str) and ref.startswith("/"):
+            ref = "#" + ref  # referencing reports a local pointer without its '#'
+        return f"$ref {ref!r} points to nothing" if ref else "a $ref points to nothing"
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+
+
+# A schema can pass the metaschema and still fail on use: a $ref to nowhere or to itself, a regex Python rejects.
+_SCHEMA_FAILURES = (Exception,)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -244,8 +277,11 @@ def check_inputs(playbook: Playbook, given: dict[str, Any]) -> list[str]:
         schema = playbook.inputs.get(name)
         if schema is None:
             continue
-        for error in Draft202012Validator(schema).iter_errors(value):
-            messages.append(f"input {name!r}: {error.message}")
+        try:
+            for error in Draft202012Validator(schema).iter_errors(value):
+                messages.append(f"input {name!r}: {error.message}")
+        except _SCHEMA_FAILURES as exc:
+            messages.append(f"input {name!r} cannot be checked: {_schema_failure(exc)}")
     return messages
 
 
@@ -399,7 +435,7 @@ def _action_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
                     problems.append(
                         doc.problem(
                             (*with_path, *path),
-                            f"argument {name!r} of {key}: {error['msg']} (got {type(got).__name__} {got!r})",
+                            f"argument {name!r} of {key}: {error['msg']} (got {_shown(got)})",
                         )
                     )
     return problems
