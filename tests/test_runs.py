@@ -195,7 +195,7 @@ def test_two_distinct_approvers_and_separation_of_duties(sandbox: Any) -> None:
     run.wait_for("gate_opened")
     run.wait_paused()
     refused = answer_gate(run.run_id, "deactivate", "alice", "approve", "my own run")
-    assert refused.accepted is False and "launched this run" in refused.message
+    assert refused.accepted is False and "as this run's launcher (unverified)" in refused.message
     run.wait_paused()
     first = answer_gate(run.run_id, "deactivate", "bob", "approve", "yes")
     assert first.accepted and (first.approvals, first.needed) == (1, 2)
