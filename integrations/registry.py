@@ -21,6 +21,11 @@ ACTION_MODULES = (
     "integrations.aws.ec2",
     "integrations.aws.secrets",
     "integrations.aws.cloudtrail",
+    "integrations.aws.s3",
+    "integrations.aws.awslambda",
+    "integrations.aws.rds",
+    "integrations.aws.logging",
+    "integrations.aws.rolesanywhere",
     "integrations.slack",
 )
 

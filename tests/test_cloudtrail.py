@@ -55,15 +55,25 @@ def test_sandbox_trail_in_s3_review_finds_the_attack_and_what_to_contain(sandbox
     }
     [stop] = report.findings["defense_evasion"]
     assert stop.error_code == "AccessDenied"
-    assert report.contain.users == [trail.BACKDOOR_USER]
-    assert [k.access_key_id for k in report.contain.access_keys] == [scenario["backdoor_key"]]
-    assert report.contain.login_profiles == [trail.BACKDOOR_USER]
-    assert report.contain.attached_policies == [
-        {
-            "principal": f"user/{trail.BACKDOOR_USER}",
-            "policy_arn": f"arn:aws:iam::123456789012:policy/{trail.BACKDOOR_POLICY}",
-        }
-    ]
+    contain = report.to_json()["contain"]
+    by_kind = {(e["kind"], e["event_id"]): e for entries in contain.values() for e in entries}
+    assert {kind for kind, _ in by_kind} == {
+        "session",
+        "access_key",
+        "login_profile",
+        "user",
+        "attached_policy",
+        "secret",
+    }, "the failed StopLogging stays a finding and never becomes an entry; a rule logged without a source names none"
+    assert all(e["undone_by"] is None for e in by_kind.values())
+    [session] = contain["credentials"][:1]
+    assert session["access_key_id"] == scenario["session_key"] and session["via"] == "GetFederationToken"
+    assert [(e["kind"], e["user_name"]) for e in contain["principals"][:1]] == [("user", trail.BACKDOOR_USER)]
+    [key] = [e for e in contain["credentials"] if e["kind"] == "access_key"]
+    assert key["access_key_id"] == scenario["backdoor_key"] and key["user_name"] == trail.BACKDOOR_USER
+    [attached] = [e for e in contain["principals"] if e["kind"] == "attached_policy"]
+    assert attached["principal"] == f"user/{trail.BACKDOOR_USER}"
+    assert attached["policy_arn"] == f"arn:aws:iam::123456789012:policy/{trail.BACKDOOR_POLICY}"
     assert [ip.ip for ip in report.source_ips] == ["203.0.113.5", "198.51.100.23"]
     assert report.files_scanned > 10
 
@@ -88,7 +98,7 @@ def test_local_directories_of_gz_records_and_bare_arrays(tmp_path: Path) -> None
     (trail_dir / "b.json").write_text(json.dumps(story[6:]))  # a bare array, not gzipped
     report = engine.review(["AKIAEXAMPLEEXPOSED01"], scanner=engine.Scanner(engine.local_units(tmp_path), workers=2))
     assert report.events_total == 12
-    assert report.contain.users == ["svc-backup"]
+    assert [(e.model_extra or {})["user_name"] for e in report.contain.principals if e.kind == "user"] == ["svc-backup"]
     windowed = engine.review(
         ["AKIAEXAMPLEEXPOSED01"],
         since=engine.normalize_time("2026-11-20T09:00:00Z"),
@@ -128,7 +138,7 @@ def test_review_logs_command_formats_and_errors(tmp_path: Path) -> None:
     run = ["review-logs", "--source", str(tmp_path), "--access-key-id", LEAKED]
     as_json = subprocess.run([STANCH, *run, "--format", "json"], capture_output=True, text=True, timeout=60, check=True)
     report = json.loads(as_json.stdout)
-    assert report["schema"] == "stanch.review/v1"
+    assert report["schema"] == "stanch.review/v2"
     assert report["events_total"] == 2 and report["files_scanned"] == 2
     assert set(report) >= {"derived_keys", "source_ips", "findings", "contain", "events_by_name", "error_codes"}
     as_md = subprocess.run([STANCH, *run, "--format", "markdown"], capture_output=True, text=True, timeout=60, check=True)

@@ -19,8 +19,9 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from test_actions_aws import ASSUME_EC2, make_ctx
 
+from integrations.aws import awslambda, iam, rds, s3, secrets
 from integrations.aws import ec2 as ec2_actions
-from integrations.aws import iam, secrets
+from integrations.aws import logging as logging_actions
 from integrations.context import AwsClients, is_read_only_operation
 
 
@@ -232,6 +233,146 @@ def _lambda_secret(box: Any, n: str) -> str:
     return name
 
 
+# ---------------------------------------------------------------- what an attacker changed, to revert
+
+OUTSIDE = "999988887777"
+
+
+def _inline(box: Any, n: str) -> str:
+    user, _ = _user(box, n, keys=0)
+    allow = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    box.client("iam").put_user_policy(UserName=user, PolicyName="backdoor", PolicyDocument=json.dumps(allow))
+    return user
+
+
+def _member(box: Any, n: str) -> str:
+    user, _ = _user(box, n, keys=0)
+    box.client("iam").create_group(GroupName=f"fm-admins-{n}")
+    box.client("iam").add_user_to_group(GroupName=f"fm-admins-{n}", UserName=user)
+    return user
+
+
+def _groups(box: Any, user: str) -> list[str]:
+    return [g["GroupName"] for g in box.client("iam").list_groups_for_user(UserName=user)["Groups"]]
+
+
+def _mfa(box: Any, n: str) -> tuple[str, str]:
+    user, _ = _user(box, n, keys=0)
+    client = box.client("iam")
+    serial = client.create_virtual_mfa_device(VirtualMFADeviceName=f"fm-{n}")["VirtualMFADevice"]["SerialNumber"]
+    client.enable_mfa_device(UserName=user, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321")
+    return user, serial
+
+
+def _changed_trust(box: Any, n: str) -> str:
+    role = _role(box, n)
+    outside = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OUTSIDE}:root"}, "Action": "sts:AssumeRole"}
+    box.client("iam").update_assume_role_policy(
+        RoleName=role, PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [outside]})
+    )
+    return role
+
+
+def _open_group(box: Any, n: str) -> str:
+    ec2 = box.client("ec2")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    group = ec2.create_security_group(GroupName=f"fm-db-{n}", Description="db", VpcId=vpc)["GroupId"]
+    rules = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=rules)
+    return str(group)
+
+
+def _ingress(box: Any, group: str) -> Any:
+    return box.client("ec2").describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["IpPermissions"]
+
+
+def _shared_snapshot(box: Any, n: str) -> str:
+    ec2 = box.client("ec2")
+    volume = ec2.create_volume(AvailabilityZone=f"{box.region}a", Size=1)["VolumeId"]
+    snapshot = str(ec2.create_snapshot(VolumeId=volume)["SnapshotId"])
+    ec2.modify_snapshot_attribute(
+        SnapshotId=snapshot, Attribute="createVolumePermission", OperationType="add", UserIds=[OUTSIDE]
+    )
+    return snapshot
+
+
+def _open_bucket(box: Any, n: str) -> str:
+    bucket = f"fm-exports-{n}"
+    box.client("s3").create_bucket(Bucket=bucket)
+    public = {
+        "Sid": "Open",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*",
+    }
+    box.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [public]}))
+    return bucket
+
+
+def _bucket_policy(box: Any, bucket: str) -> Any:
+    client = box.client("s3")
+    try:
+        return json.loads(client.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+    except client.exceptions.ClientError:
+        return None
+
+
+def _permitted_function(box: Any, n: str) -> str:
+    import io
+    import zipfile
+
+    role = box.client("iam").create_role(RoleName=f"fm-fn-{n}", AssumeRolePolicyDocument=ASSUME_EC2)["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return 1\n")
+    client = box.client("lambda")
+    name = f"fm-fn-{n}"
+    client.create_function(
+        FunctionName=name, Runtime="python3.11", Role=role, Handler="handler.handler", Code={"ZipFile": code.getvalue()}
+    )
+    client.add_permission(FunctionName=name, StatementId="attacker", Action="lambda:InvokeFunction", Principal=OUTSIDE)
+    return name
+
+
+def _function_sids(box: Any, name: str) -> Any:
+    client = box.client("lambda")
+    try:
+        return [s["Sid"] for s in json.loads(client.get_policy(FunctionName=name)["Policy"])["Statement"]]
+    except client.exceptions.ResourceNotFoundException:
+        return []
+
+
+def _shared_db_snapshot(box: Any, n: str) -> str:
+    client = box.client("rds")
+    client.create_db_instance(
+        DBInstanceIdentifier=f"fm-db-{n}",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="admin",
+        MasterUserPassword="sandbox-only-pass",
+        AllocatedStorage=20,
+    )
+    client.create_db_snapshot(DBInstanceIdentifier=f"fm-db-{n}", DBSnapshotIdentifier=f"fm-snap-{n}")
+    client.modify_db_snapshot_attribute(DBSnapshotIdentifier=f"fm-snap-{n}", AttributeName="restore", ValuesToAdd=[OUTSIDE])
+    return f"fm-snap-{n}"
+
+
+def _restorers(box: Any, snapshot: str) -> Any:
+    found = box.client("rds").describe_db_snapshot_attributes(DBSnapshotIdentifier=snapshot)["DBSnapshotAttributesResult"]
+    return sorted(v for a in found["DBSnapshotAttributes"] for v in a["AttributeValues"])
+
+
+def _stopped_trail(box: Any, n: str) -> str:
+    box.client("s3").create_bucket(Bucket=f"fm-trail-{n}")
+    client = box.client("cloudtrail")
+    client.create_trail(Name=f"fm-trail-{n}", S3BucketName=f"fm-trail-{n}")
+    client.put_event_selectors(
+        TrailName=f"fm-trail-{n}", EventSelectors=[{"ReadWriteType": "ReadOnly", "IncludeManagementEvents": False}]
+    )
+    return f"fm-trail-{n}"
+
+
 SCENARIOS: dict[str, Scenario] = {
     "deactivate_access_key": Scenario(
         lambda box, n: _user(box, n),
@@ -295,6 +436,63 @@ SCENARIOS: dict[str, Scenario] = {
         _instance_setup,
         lambda ctx, m: ec2_actions.snapshot_volumes(ctx, instance_id=m["instance"]),
         lambda box, m: _snapshot_count(box, m["instance"]),
+    ),
+    "delete_inline_policy": Scenario(
+        _inline,
+        lambda ctx, user: iam.delete_inline_policy(ctx, principal=f"user/{user}", policy_name="backdoor"),
+        lambda box, user: box.client("iam").list_user_policies(UserName=user)["PolicyNames"],
+    ),
+    "remove_user_from_group": Scenario(
+        _member,
+        lambda ctx, user: iam.remove_user_from_group(ctx, group_name=f"fm-admins-{user[3:]}", user_name=user),
+        _groups,
+    ),
+    "deactivate_mfa_device": Scenario(
+        _mfa,
+        lambda ctx, m: iam.deactivate_mfa_device(ctx, serial_number=m[1], user_name=m[0]),
+        lambda box, m: box.client("iam").list_mfa_devices(UserName=m[0])["MFADevices"],
+    ),
+    "restore_trust_policy": Scenario(
+        _changed_trust,
+        lambda ctx, role: iam.restore_trust_policy(ctx, role_name=role, document=json.loads(ASSUME_EC2)),
+        lambda box, role: box.client("iam").get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"],
+    ),
+    "revoke_security_group_rule": Scenario(
+        _open_group,
+        lambda ctx, group: ec2_actions.revoke_security_group_rule(
+            ctx, group_id=group, rule={"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIp": "0.0.0.0/0"}
+        ),
+        _ingress,
+    ),
+    "unshare_snapshot": Scenario(
+        _shared_snapshot,
+        lambda ctx, snap: ec2_actions.unshare_snapshot(ctx, snapshot_id=snap, accounts=[OUTSIDE]),
+        lambda box, snap: box.client("ec2").describe_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission")[
+            "CreateVolumePermissions"
+        ],
+    ),
+    "remove_outside_bucket_policy_statements": Scenario(
+        _open_bucket, lambda ctx, bucket: s3.remove_outside_bucket_policy_statements(ctx, bucket=bucket), _bucket_policy
+    ),
+    "remove_permission": Scenario(
+        _permitted_function,
+        lambda ctx, name: awslambda.remove_permission(ctx, function_name=name, statement_id="attacker"),
+        _function_sids,
+    ),
+    "unshare_db_snapshot": Scenario(
+        _shared_db_snapshot,
+        lambda ctx, snap: rds.unshare_db_snapshot(ctx, db_snapshot_id=snap, accounts=[OUTSIDE]),
+        _restorers,
+    ),
+    "restart_logging": Scenario(
+        lambda box, n: (box.client("cloudtrail").stop_logging(Name=_stopped_trail(box, n)), f"fm-trail-{n}")[1],
+        lambda ctx, trail: logging_actions.restart_logging(ctx, trail=trail),
+        lambda box, trail: box.client("cloudtrail").get_trail_status(Name=trail)["IsLogging"],
+    ),
+    "restore_event_selectors": Scenario(
+        _stopped_trail,
+        lambda ctx, trail: logging_actions.restore_event_selectors(ctx, trail=trail),
+        lambda box, trail: box.client("cloudtrail").get_event_selectors(TrailName=trail)["EventSelectors"],
     ),
 }
 

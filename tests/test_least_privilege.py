@@ -70,6 +70,7 @@ def inputs_for(sandbox: Any) -> dict[str, Any]:
         "confirmed": True,
         "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
         "secret_id": "workloads/ci-deployer/aws",
+        "watch_seconds": 2,
     }
 
 

@@ -68,6 +68,18 @@ def _login(iam: Any, user: str) -> Any:
         return None
 
 
+def assert_federation_token_denied(sandbox: Any, review: dict[str, Any]) -> None:
+    """The user carries a deny on every token issued before a time after the federation token was minted."""
+    [token] = [d for d in review["derived_keys"] if d["via"] == "GetFederationToken"]
+    document = sandbox.client("iam").get_user_policy(UserName="ci-deployer", PolicyName="AWSRevokeOlderSessions")[
+        "PolicyDocument"
+    ]
+    [statement] = document["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Action"] == "*" and statement["Resource"] == "*"
+    cut_off = statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+    assert cut_off > token["event_time"], (cut_off, token)
+
+
 def test_leaked_key_confirmed_by_aws_health_is_contained_reviewed_cleaned_up_and_rotated(sandbox: Any) -> None:
     key = sandbox.scenario["key"]
     before = iam_state(sandbox)
@@ -85,7 +97,9 @@ def test_leaked_key_confirmed_by_aws_health_is_contained_reviewed_cleaned_up_and
     got = states(summary)
     assert got["deactivate-now"] == "completed", "a confirmed exposure is contained at once, without a gate"
     assert got["deactivate-approved"] == "skipped"
-    assert all(got[s] == "completed" for s in got if s != "deactivate-approved"), got
+    nothing_of_the_kind = {"approve-role-sessions", "approve-exposure", "approve-bucket-policies", "approve-logging"}
+    assert all(got[s] == "skipped" for s in nothing_of_the_kind), "no gate opens when nothing of its kind stands"
+    assert all(got[s] == "completed" for s in got if s not in {"deactivate-approved", *nothing_of_the_kind}), got
     after = iam_state(sandbox)
     backdoor_key = sandbox.scenario["backdoor_key"]
     assert after["keys"][key] == "ci-deployer: Inactive"
@@ -99,7 +113,10 @@ def test_leaked_key_confirmed_by_aws_health_is_contained_reviewed_cleaned_up_and
     )
     assert stored["AccessKeyId"] != key and after["keys"][stored["AccessKeyId"]] == "ci-deployer: Active"
     review = next(s for s in summary.steps if s.id == "review").outputs
-    assert review["events_total"] == 12 and review["contain"]["users"] == [trail.BACKDOOR_USER]
+    assert review["events_total"] == 12
+    assert [e["user_name"] for e in review["contain"]["principals"] if e["kind"] == "user"] == [trail.BACKDOOR_USER]
+    assert got["revoke-user-sessions"] == "completed"
+    assert_federation_token_denied(sandbox, review)
     messages = [m["text"] for m in sandbox.slack.messages("incident-response")]
     assert len(messages) == 2
     assert "aws.health" in messages[0]
@@ -109,7 +126,11 @@ def test_leaked_key_confirmed_by_aws_health_is_contained_reviewed_cleaned_up_and
         "12 event(s)",
         "203.0.113.5",
         "persistence",
+        "the key and the sessions minted from it are cut off",
+        "Sessions: revoked sessions of user/ci-deployer issued before",
         "Contained: 1 user(s), 1 key(s)",
+        "Already undone by the attacker (left alone): nothing.",
+        "Secrets read, to rotate: prod/db/password.",
         "Rotation: ci-deployer: new key",
     ):
         assert words in report, (words, report)
@@ -137,10 +158,15 @@ def test_an_anomaly_waits_for_a_person_and_rejections_leave_everything_in_place(
     got = states(summary)
     assert got["deactivate-now"] == "skipped" and got["deactivate-approved"] == "rejected"
     assert got["rotate-key"] == "blocked" and got["quarantine-created-users"] == "blocked"
+    assert got["revoke-user-sessions"] == "blocked", "on an anomaly, the sessions wait behind the deactivation gate"
     assert got["report"] == "completed", "the report goes out whatever happened"
     assert iam_state(sandbox) == before
     report = sandbox.slack.messages("incident-response")[-1]["text"]
-    assert "Key: not deactivated" in report and "Contained: 0 user(s)" in report
+    assert "Key: not deactivated" in report and "Changed: 0 user(s)" in report
+    assert "NOT CONTAINED" in report and "Contained" not in report, "never contained while a token may work"
+    assert (
+        "Sessions: NOT revoked (step blocked); still valid until they expire: " + sandbox.scenario["session_key"] in report
+    )
 
 
 def test_vendor_breach_rotates_every_key_and_reports_what_waits_and_what_failed(sandbox: Any) -> None:
@@ -213,3 +239,90 @@ def test_role_sessions_are_revoked_and_their_activity_reviewed(sandbox: Any) -> 
     assert [f["event_name"] for f in review["findings"]["exfiltration"]] == ["PutBucketPolicy"]
     report = sandbox.slack.messages("incident-response")[-1]["text"]
     assert "revoked sessions of role/app-deployer" in report and "192.0.2.44" in report and "exfiltration" in report
+
+
+def test_the_wider_attack_is_contained_gate_by_gate_and_what_the_attacker_undid_is_left_alone(sandbox: Any) -> None:
+    ids = sandbox.seed_wide_attack()
+    run = start_flagship_on_health_alert(sandbox)
+    gates = [
+        "approve-containment",
+        "approve-role-sessions",
+        "approve-exposure",
+        "approve-bucket-policies",
+        "approve-logging",
+    ]
+    asked = {gate: run.wait_for("gate_opened", timeout=90, gate=gate)["message"] for gate in [*gates, "rotate-key"]}
+    for gate, listed in {  # each gate lists exactly what it will change
+        "approve-containment": ["user/alice", "ops-admins", ids["mfa_serial"], "svc-escalation"],
+        "approve-role-sessions": [ids["role"]],
+        "approve-exposure": [ids["group"], ids["snapshot"], ids["db_snapshot"], "ops"],
+        "approve-bucket-policies": [ids["bucket"], "granted to *"],
+        "approve-logging": [f"Restart logging of trails {ids['trail']}", f"selectors of {ids['trail']}"],
+    }.items():
+        assert all(w in asked[gate] for w in listed), (gate, listed, asked[gate])
+    assert "ami-" not in asked["approve-exposure"], "a share the attacker undid is not offered"
+    assert run.run_id is not None
+    messages = {g["gate"]: g for g in open_gates(run.run_id)}
+    assert set(gates) <= set(messages), "each blast radius has its own gate, all open at once"
+    for gate in [*gates, "rotate-key"]:
+        answer(run, gate)
+    summary = run.result(timeout=180)
+    assert summary.state == "Completed", summary.message
+    got = states(summary)
+    assert all(state in ("completed", "skipped") for state in got.values()), got
+    review = next(s for s in summary.steps if s.id == "review").outputs
+    assert_federation_token_denied(sandbox, review)
+    iam = sandbox.client("iam")
+    assert iam.list_groups_for_user(UserName="alice")["Groups"] == []
+    assert iam.list_user_policies(UserName="alice")["PolicyNames"] == []
+    assert iam.list_mfa_devices(UserName=trail.BACKDOOR_USER)["MFADevices"] == []
+    trust = iam.get_role(RoleName="svc-escalation")["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}, "restored from the logs"
+    role_policies = sorted(iam.list_role_policies(RoleName=ids["role"])["PolicyNames"])
+    assert role_policies == ["AWSRevokeOlderSessions", "StanchQuarantine"], "unknown earlier trust: quarantined"
+    ec2 = sandbox.client("ec2")
+    assert ec2.describe_security_groups(GroupIds=[ids["group"]])["SecurityGroups"][0]["IpPermissions"] == []
+    shares = ec2.describe_snapshot_attribute(SnapshotId=ids["snapshot"], Attribute="createVolumePermission")
+    assert shares["CreateVolumePermissions"] == []
+    db = sandbox.client("rds").describe_db_snapshot_attributes(DBSnapshotIdentifier=ids["db_snapshot"])
+    assert all(not a["AttributeValues"] for a in db["DBSnapshotAttributesResult"]["DBSnapshotAttributes"])
+    policy = json.loads(sandbox.client("s3").get_bucket_policy(Bucket=ids["bucket"])["Policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["Pipeline"], "the pipeline's statement is kept"
+    lam = sandbox.client("lambda")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_policy(FunctionName=ids["function"])
+    cloudtrail = sandbox.client("cloudtrail")
+    assert cloudtrail.get_trail_status(Name=ids["trail"])["IsLogging"]
+    [selector] = cloudtrail.get_event_selectors(TrailName=ids["trail"])["EventSelectors"]
+    assert selector["ReadWriteType"] == "All" and selector["IncludeManagementEvents"]
+    report = sandbox.slack.messages("incident-response")[-1]["text"]
+    for words in (
+        "the key and the sessions minted from it are cut off",
+        "role sessions completed, exposure completed, bucket policies completed, logging completed",
+        "Already undone by the attacker (left alone): user, access_key, security_group_rule, image_share, "
+        "lambda_permission, instances.",
+        "Secrets read, to rotate: prod/db/password.",
+    ):
+        assert words in report, (words, report)
+
+
+def test_a_credential_used_after_containment_fails_the_watch_and_the_report_never_says_contained(sandbox: Any) -> None:
+    import gzip
+    from datetime import UTC, datetime, timedelta
+
+    session = sandbox.scenario["session_key"]
+    soon = datetime.now(UTC) + timedelta(minutes=5)  # after containment: an event CloudTrail delivers late
+    used = trail.record(soon, "ListBuckets", "s3.amazonaws.com", session, "user/ci-deployer")
+    body = gzip.compress(json.dumps({"Records": [used]}).encode())
+    sandbox.client("s3").put_object(Bucket=sandbox.cloudtrail_bucket, Key=trail.object_key(soon, n=77), Body=body)
+    run = start_flagship_on_health_alert(sandbox)
+    answer(run, "approve-containment")
+    answer(run, "rotate-key")
+    summary = run.result(timeout=180)
+    got = states(summary)
+    assert got["revoke-user-sessions"] == "completed" and got["watch-key-use"] == "failed"
+    watch = next(s for s in summary.steps if s.id == "watch-key-use")
+    assert used["eventID"] in watch.reason and "still works" in watch.reason, watch.reason
+    report = sandbox.slack.messages("incident-response")[-1]["text"]
+    assert "NOT CONTAINED: a credential made from the key was used successfully after containment" in report
+    assert "Contained" not in report, report

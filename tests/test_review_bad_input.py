@@ -102,7 +102,7 @@ def test_odd_fields_of_our_own_records_do_not_break_containment(tmp_path: Path) 
     (tmp_path / "odd.json").write_text(json.dumps({"Records": [odd, made]}))
     report = review_dir(tmp_path)
     assert report.events_total == 2 and report.partial is False
-    assert report.contain.users == [], "a user name that is not a string is not a user to quarantine"
+    assert not [e for e in report.contain.principals if e.kind == "user"], "a user name that is not text is not a user"
     assert report.derived_keys == [], "only key ids are followed, never a made-up principal"
     [finding] = report.findings["persistence"]
     assert finding.event_id == "odd-1"
@@ -204,7 +204,7 @@ _records = st.fixed_dictionaries(
 def _check(report: engine.Review) -> None:
     text = json.dumps(report.to_json())
     assert report.partial == bool(report.files_skipped_total or report.records_skipped_total)
-    assert json.loads(text)["schema"] == "stanch.review/v1"
+    assert json.loads(text)["schema"] == "stanch.review/v2"
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -256,7 +256,8 @@ def test_a_planted_truncated_object_does_not_stop_the_flagship(sandbox: Any, pre
             "reason": "truncated gzip: the file ends before its compressed data does",
         }
     ]
-    assert review["contain"]["users"] == [trail.BACKDOOR_USER], "the rest of the trail was still reviewed"
+    users = [e["user_name"] for e in review["contain"]["principals"] if e["kind"] == "user"]
+    assert users == [trail.BACKDOOR_USER], "the rest of the trail was still reviewed"
     assert all(steps[s].state == "completed" for s in ("quarantine-created-users", "disable-created-logins", "rotate-key"))
     iam = sandbox.client("iam")
     assert iam.list_attached_user_policies(UserName=trail.BACKDOOR_USER)["AttachedPolicies"] == []

@@ -395,6 +395,103 @@ class Sandbox:
             body = gzip.compress(json.dumps({"Records": batch}).encode())
             s3.put_object(Bucket=bucket, Key=trail.object_key(slot, n=n), Body=body)
 
+    def seed_wide_attack(self, bucket: str = "stanch-sandbox-cloudtrail") -> dict[str, str]:
+        """The attack's wider part (trail.wide_attack_story): the resources it changed, as it left them, and its
+        records in the trail, two hours ago. Needs the scenario (its key, session key and role). The ids made."""
+        import gzip
+        import io
+        import json
+        import zipfile
+        from datetime import timedelta
+
+        from flows.sandbox import trail
+
+        iam, ec2 = self.client("iam"), self.client("ec2")
+        outside = trail.OUTSIDE_ACCOUNT
+        role = self.scenario.get("role") or "app-deployer"
+        ids = {"role": role, "group_name": "ops-admins", "bucket": "customer-exports", "trail": "main"}
+        ids["function"], ids["db_snapshot"] = "exporter", "orders-snap"
+        iam.create_group(GroupName=ids["group_name"])
+        iam.add_user_to_group(GroupName=ids["group_name"], UserName="alice")
+        iam.put_user_policy(
+            UserName="alice",
+            PolicyName="alice-escalate",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )
+        ids["mfa_serial"] = iam.create_virtual_mfa_device(VirtualMFADeviceName="ops")["VirtualMFADevice"]["SerialNumber"]
+        iam.enable_mfa_device(
+            UserName=trail.BACKDOOR_USER,
+            SerialNumber=ids["mfa_serial"],
+            AuthenticationCode1="123456",
+            AuthenticationCode2="654321",
+        )
+        attacker_trust = trail.trust_document({"AWS": f"arn:aws:iam::{outside}:root"})
+        iam.create_role(RoleName="svc-escalation", AssumeRolePolicyDocument=attacker_trust)
+        if not any(r["RoleName"] == role for r in iam.list_roles()["Roles"]):
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(_EC2_TRUST))
+        iam.update_assume_role_policy(RoleName=role, PolicyDocument=attacker_trust)
+        vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+        ids["group"] = ec2.create_security_group(GroupName="web-public", Description="web", VpcId=vpc)["GroupId"]
+        ec2.authorize_security_group_ingress(
+            GroupId=ids["group"],
+            IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+        )
+        volume = ec2.create_volume(AvailabilityZone=f"{self.region}a", Size=1)["VolumeId"]
+        ids["snapshot"] = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+        ec2.modify_snapshot_attribute(
+            SnapshotId=ids["snapshot"], Attribute="createVolumePermission", OperationType="add", UserIds=[outside]
+        )
+        rds = self.client("rds")
+        rds.create_db_instance(
+            DBInstanceIdentifier="orders",
+            DBInstanceClass="db.t3.micro",
+            Engine="postgres",
+            MasterUsername="orders",
+            MasterUserPassword="sandbox-only-pass",
+            AllocatedStorage=20,
+        )
+        rds.create_db_snapshot(DBInstanceIdentifier="orders", DBSnapshotIdentifier=ids["db_snapshot"])
+        rds.modify_db_snapshot_attribute(
+            DBSnapshotIdentifier=ids["db_snapshot"], AttributeName="restore", ValuesToAdd=[outside]
+        )
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=ids["bucket"])
+        objects = f"arn:aws:s3:::{ids['bucket']}/*"
+        statements = [
+            {"Sid": "Pipeline", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:role/etl"},
+             "Action": "s3:PutObject", "Resource": objects},
+            {"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": objects},
+        ]  # fmt: skip
+        s3.put_bucket_policy(Bucket=ids["bucket"], Policy=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("handler.py", "def handler(event, context):\n    return 1\n")
+        function_role = iam.create_role(RoleName="exporter-fn", AssumeRolePolicyDocument=json.dumps(_EC2_TRUST))["Role"]
+        lam = self.client("lambda")
+        lam.create_function(
+            FunctionName=ids["function"],
+            Runtime="python3.11",
+            Role=function_role["Arn"],
+            Handler="handler.handler",
+            Code={"ZipFile": code.getvalue()},
+        )
+        lam.add_permission(FunctionName=ids["function"], StatementId="ops", Action="lambda:InvokeFunction", Principal="*")
+        s3.create_bucket(Bucket="org-trail")
+        cloudtrail = self.client("cloudtrail")
+        cloudtrail.create_trail(Name=ids["trail"], S3BucketName="org-trail")
+        cloudtrail.put_event_selectors(
+            TrailName=ids["trail"], EventSelectors=[{"ReadWriteType": "ReadOnly", "IncludeManagementEvents": False}]
+        )
+        start = trail.now_hour() - timedelta(hours=2)
+        records = trail.wide_attack_story(
+            self.scenario["key"], self.scenario["session_key"], self.scenario["user"], start, ids
+        )
+        body = gzip.compress(json.dumps({"Records": records}).encode())
+        s3.put_object(Bucket=bucket, Key=trail.object_key(start, n=9999), Body=body)
+        return ids
+
     def snapshot(self) -> dict[str, str]:
         """A readable picture of the simulated account: keys, per-user policies and logins, secret versions."""
         iam = self.client("iam")

@@ -7,6 +7,7 @@ traffic from other keys, the haystack a review searches.
 
 from __future__ import annotations
 
+import json
 import random
 import string
 import uuid
@@ -277,3 +278,155 @@ def object_key(at: datetime, region: str = "us-east-1", n: int = 0) -> str:
 
 def now_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+OUTSIDE_ACCOUNT = "999988887777"  # the attacker's own account, which shares and trust policies let in
+
+
+def trust_document(principal: dict[str, str]) -> str:
+    statement = {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def wide_attack_story(
+    key: str, session: str, user: str, start: datetime, ids: dict[str, str], seed: int = 13
+) -> list[dict[str, Any]]:
+    """A leaked key's wider misuse, one record of each kind of change a review lists, some undone by the attacker.
+
+    `ids` names the real resources the changes touch (group, snapshot, db_snapshot, bucket, function, trail,
+    role, mfa_serial): the sandbox makes them so a response has something to revert.
+    """
+    rng = random.Random(seed)  # noqa: S311
+    me = f"user/{user}"
+    at = iter(start + timedelta(minutes=2 * i) for i in range(100))
+    outside = f"arn:aws:iam::{OUTSIDE_ACCOUNT}:root"
+    minted = fake_key("ASIA", rng)
+    assumed = fake_key("ASIA", rng)
+    stray = fake_key("AKIA", rng)
+    ssh = {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}
+    rdp = {"ipProtocol": "tcp", "fromPort": 3389, "toPort": 3389, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}
+    public = {
+        "Sid": "Open",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{ids['bucket']}/*",
+    }
+    pipeline = {
+        "Sid": "Pipeline",
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/etl"},
+        "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{ids['bucket']}/*",
+    }
+    creds = {"accessKeyId": minted, "sessionToken": "<redacted>", "expiration": "x"}
+
+    def call(name: str, source: str, params: dict[str, Any], response: dict[str, Any] | None = None, by: str = "") -> None:
+        events.append(record(next(at), name, source, by or session, me, params=params, response=response, rng=rng))
+
+    events: list[dict[str, Any]] = []
+    call("GetSessionToken", "sts.amazonaws.com", {"durationSeconds": 129600}, {"credentials": creds}, by=key)
+    call(
+        "AssumeRole",
+        "sts.amazonaws.com",
+        {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/{ids['role']}", "roleSessionName": "ops"},
+        {"credentials": {"accessKeyId": assumed, "expiration": "x"}},
+    )
+    call(
+        "CreateAccessKey",
+        "iam.amazonaws.com",
+        {"userName": "alice"},
+        {"accessKey": {"accessKeyId": stray, "userName": "alice", "status": "Active"}},
+    )
+    call("DeleteAccessKey", "iam.amazonaws.com", {"userName": "alice", "accessKeyId": stray})
+    call(
+        "CreateVirtualMFADevice",
+        "iam.amazonaws.com",
+        {"virtualMFADeviceName": "ops"},
+        {"virtualMFADevice": {"serialNumber": ids["mfa_serial"]}},
+    )
+    call("EnableMFADevice", "iam.amazonaws.com", {"userName": BACKDOOR_USER, "serialNumber": ids["mfa_serial"]})
+    call("CreateUser", "iam.amazonaws.com", {"userName": "tmp-admin"})
+    call("DeleteUser", "iam.amazonaws.com", {"userName": "tmp-admin"})
+    call(
+        "PutUserPolicy",
+        "iam.amazonaws.com",
+        {"userName": "alice", "policyName": "alice-escalate", "policyDocument": '{"Statement": []}'},
+    )
+    call("AddUserToGroup", "iam.amazonaws.com", {"groupName": ids["group_name"], "userName": "alice"})
+    call(
+        "CreateRole",
+        "iam.amazonaws.com",
+        {"roleName": "svc-escalation", "assumeRolePolicyDocument": trust_document({"Service": "ec2.amazonaws.com"})},
+    )
+    call(
+        "UpdateAssumeRolePolicy",
+        "iam.amazonaws.com",
+        {"roleName": "svc-escalation", "policyDocument": trust_document({"AWS": outside})},
+    )
+    call(
+        "UpdateAssumeRolePolicy",
+        "iam.amazonaws.com",
+        {"roleName": ids["role"], "policyDocument": trust_document({"AWS": outside})},
+    )
+    call(
+        "AuthorizeSecurityGroupIngress",
+        "ec2.amazonaws.com",
+        {"groupId": ids["group"], "ipPermissions": {"items": [ssh, rdp]}},
+    )
+    call("RevokeSecurityGroupIngress", "ec2.amazonaws.com", {"groupId": ids["group"], "ipPermissions": {"items": [rdp]}})
+    call(
+        "ModifySnapshotAttribute",
+        "ec2.amazonaws.com",
+        {
+            "snapshotId": ids["snapshot"],
+            "attributeType": "CREATE_VOLUME_PERMISSION",
+            "createVolumePermission": {"add": {"items": [{"userId": OUTSIDE_ACCOUNT}]}},
+        },
+    )
+    call(
+        "ModifyImageAttribute",
+        "ec2.amazonaws.com",
+        {"imageId": "ami-0a1b2c3d4e5f60718", "launchPermission": {"add": {"items": [{"group": "all"}]}}},
+    )
+    call(
+        "ModifyImageAttribute",
+        "ec2.amazonaws.com",
+        {"imageId": "ami-0a1b2c3d4e5f60718", "launchPermission": {"remove": {"items": [{"group": "all"}]}}},
+    )
+    call(
+        "ModifyDBSnapshotAttribute",
+        "rds.amazonaws.com",
+        {"dBSnapshotIdentifier": ids["db_snapshot"], "attributeName": "restore", "valuesToAdd": [OUTSIDE_ACCOUNT]},
+    )
+    call(
+        "PutBucketPolicy",
+        "s3.amazonaws.com",
+        {"bucketName": ids["bucket"], "bucketPolicy": {"Version": "2012-10-17", "Statement": [pipeline, public]}},
+    )
+    call(
+        "AddPermission20150331v2",
+        "lambda.amazonaws.com",
+        {"functionName": ids["function"], "statementId": "ops", "action": "lambda:InvokeFunction", "principal": "*"},
+    )
+    call(
+        "AddPermission20150331v2",
+        "lambda.amazonaws.com",
+        {"functionName": ids["function"], "statementId": "tmp", "action": "lambda:InvokeFunction", "principal": "*"},
+    )
+    call("RemovePermission20150331v2", "lambda.amazonaws.com", {"functionName": ids["function"], "statementId": "tmp"})
+    call("StopLogging", "cloudtrail.amazonaws.com", {"name": f"arn:aws:cloudtrail:us-east-1:{ACCOUNT}:trail/{ids['trail']}"})
+    call(
+        "PutEventSelectors",
+        "cloudtrail.amazonaws.com",
+        {"trailName": ids["trail"], "eventSelectors": [{"readWriteType": "ReadOnly", "includeManagementEvents": False}]},
+    )
+    call(
+        "RunInstances",
+        "ec2.amazonaws.com",
+        {"instanceType": "p3.16xlarge"},
+        {"instancesSet": {"items": [{"instanceId": "i-0feedfacecafe0001"}]}},
+    )
+    call("TerminateInstances", "ec2.amazonaws.com", {"instancesSet": {"items": [{"instanceId": "i-0feedfacecafe0001"}]}})
+    call("GetParameter", "ssm.amazonaws.com", {"name": "/prod/api/token", "withDecryption": True})
+    return events

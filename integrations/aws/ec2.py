@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from integrations.aws import applied, error_code
+from integrations.aws.iam import Reverted, converge
 from integrations.context import ActionContext
 from integrations.registry import Change, action
 
@@ -289,3 +290,166 @@ def snapshot_volumes(ctx: ActionContext, instance_id: InstanceId, region: Region
         detail=f"snapshotted {', '.join(missing)} of {instance_id}",
         **base,
     )
+
+
+# ---------------------------------------------------------------- reverting exposure
+
+GroupId = Annotated[str, Field(pattern=r"^sg-[0-9a-f]{1,17}$", description="A security group id.")]
+AnyRegion = Annotated[str | None, Field(description="The resource's region; the configured region when omitted.")]
+Accounts = Annotated[
+    list[Annotated[str, Field(pattern=r"^(\d{12}|all)$")]],
+    Field(min_length=1, description="Account ids (or `all`, the public) to remove from the share."),
+]
+_SOURCES = {"cidrIp": ("IpRanges", "CidrIp"), "cidrIpv6": ("Ipv6Ranges", "CidrIpv6"),
+            "prefixListId": ("PrefixListIds", "PrefixListId"), "groupId": ("UserIdGroupPairs", "GroupId")}  # fmt: skip
+
+
+def _permission(rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule as the review logs it (CloudTrail's names, one source) in the API's IpPermissions form."""
+    protocol = str(rule.get("ipProtocol", "-1"))
+    out: dict[str, Any] = {"IpProtocol": protocol}
+    if protocol not in ("-1", "all"):
+        start: Any = rule.get("fromPort")
+        end: Any = rule.get("toPort")
+        if start is not None:  # CloudTrail may log a single port with fromPort only
+            out["FromPort"], out["ToPort"] = int(start), int(start if end is None else end)
+    sources = [(k, v) for k, v in rule.items() if k in _SOURCES]
+    if len(sources) != 1:
+        raise ValueError("a rule names exactly one source: cidrIp, cidrIpv6, prefixListId or groupId")
+    key, value = sources[0]
+    field, name = _SOURCES[key]
+    out[field] = [{name: value}]
+    return out
+
+
+def _rule_open(ec2: Any, group_id: str, direction: str, wanted: dict[str, Any]) -> bool:
+    try:
+        [group] = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    except Exception as exc:
+        if error_code(exc) == "InvalidGroup.NotFound":  # the group is gone, and its rules with it
+            return False
+        raise
+    field = next(f for f in ("IpRanges", "Ipv6Ranges", "PrefixListIds", "UserIdGroupPairs") if f in wanted)
+    name = next(iter(wanted[field][0]))
+    for perm in group["IpPermissions" if direction == "ingress" else "IpPermissionsEgress"]:
+        same = all(perm.get(k) == wanted.get(k) for k in ("IpProtocol", "FromPort", "ToPort"))
+        if same and any(src.get(name) == wanted[field][0][name] for src in perm.get(field, [])):
+            return True
+    return False
+
+
+@action(
+    "aws.ec2.revoke_security_group_rule",
+    mutates=True,
+    permissions=["ec2:DescribeSecurityGroups", "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress"],
+    calls=["ec2:DescribeSecurityGroups", "ec2:RevokeSecurityGroupIngress|RevokeSecurityGroupEgress"],
+)
+def revoke_security_group_rule(
+    ctx: ActionContext,
+    group_id: GroupId,
+    rule: Annotated[
+        dict[str, Any],
+        Field(description="The exact rule, as the review gives it: ipProtocol, fromPort, toPort and one source."),
+    ],
+    direction: Annotated[Literal["ingress", "egress"], Field(description="Which side the rule is on.")] = "ingress",
+    region: AnyRegion = None,
+) -> Reverted:
+    """Revoke the one security-group rule an attacker added, leaving the group's other rules alone.
+
+    A lost answer: the group is read again; the rule gone means done.
+    """
+    ec2 = ctx.aws.client("ec2", region)
+    wanted = _permission(rule)
+    revoke = ec2.revoke_security_group_ingress if direction == "ingress" else ec2.revoke_security_group_egress
+    source = next(iter(next(v for k, v in wanted.items() if isinstance(v, list))[0].values()))
+    ports = f"{wanted.get('FromPort', 'all')}-{wanted.get('ToPort', 'all')}"
+    return converge(
+        ctx,
+        f"{group_id}:{direction}:{wanted['IpProtocol']}:{ports}:{source}",
+        lambda: _rule_open(ec2, group_id, direction, wanted),
+        lambda: revoke(GroupId=group_id, IpPermissions=[wanted]),
+        f"remove the {direction} rule {wanted['IpProtocol']} {ports} from {source} of {group_id}",
+        gone_codes=("InvalidPermission.NotFound", "InvalidGroup.NotFound"),
+    )
+
+
+def _shared_with(ec2: Any, kind: str, ident: str) -> set[str]:
+    try:
+        if kind == "snapshot":
+            found = ec2.describe_snapshot_attribute(SnapshotId=ident, Attribute="createVolumePermission")
+            perms = found.get("CreateVolumePermissions", [])
+        else:
+            found = ec2.describe_image_attribute(ImageId=ident, Attribute="launchPermission")
+            perms = found.get("LaunchPermissions", [])
+    except Exception as exc:
+        if error_code(exc) in ("InvalidSnapshot.NotFound", "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"):
+            return set()  # deleted: shared with nobody
+        raise
+    return {p.get("UserId") or p.get("Group") or "" for p in perms} - {""}
+
+
+def _unshare(ctx: ActionContext, kind: str, ident: str, accounts: list[str], region: str | None) -> Reverted:
+    ec2 = ctx.aws.client("ec2", region)
+    wanted = set(accounts)
+    still = sorted(_shared_with(ec2, kind, ident) & wanted)
+    items = [{"Group": "all"} if a == "all" else {"UserId": a} for a in still]
+
+    def revert() -> None:
+        if kind == "snapshot":  # the OperationType form: every EC2 endpoint (and moto) takes it
+            users = [a for a in still if a != "all"]
+            ec2.modify_snapshot_attribute(
+                SnapshotId=ident,
+                Attribute="createVolumePermission",
+                OperationType="remove",
+                **({"UserIds": users} if users else {}),
+                **({"GroupNames": ["all"]} if "all" in still else {}),
+            )
+        else:
+            ec2.modify_image_attribute(ImageId=ident, Attribute="launchPermission", LaunchPermission={"Remove": items})
+
+    return converge(
+        ctx,
+        f"{ident}:{','.join(sorted(wanted))}",
+        lambda: bool(_shared_with(ec2, kind, ident) & wanted),
+        revert,
+        f"remove the share of {kind} {ident} with {', '.join(still) or 'nobody'}",
+        gone_codes=("InvalidSnapshot.NotFound", "InvalidAMIID.NotFound"),
+    )
+
+
+@action(
+    "aws.ec2.unshare_snapshot",
+    mutates=True,
+    permissions=["ec2:DescribeSnapshotAttribute", "ec2:ModifySnapshotAttribute"],
+    calls=["ec2:DescribeSnapshotAttribute", "ec2:ModifySnapshotAttribute"],
+)
+def unshare_snapshot(
+    ctx: ActionContext,
+    snapshot_id: Annotated[str, Field(pattern=r"^snap-[0-9a-f]{8,17}$")],
+    accounts: Accounts,
+    region: AnyRegion = None,
+) -> Reverted:
+    """Remove an EBS snapshot's create-volume permission for the accounts an attacker shared it with.
+
+    A lost answer: the permission is read again; none of the accounts left means done.
+    """
+    return _unshare(ctx, "snapshot", snapshot_id, accounts, region)
+
+
+@action(
+    "aws.ec2.unshare_image",
+    mutates=True,
+    permissions=["ec2:DescribeImageAttribute", "ec2:ModifyImageAttribute"],
+    calls=["ec2:DescribeImageAttribute", "ec2:ModifyImageAttribute"],
+)
+def unshare_image(
+    ctx: ActionContext,
+    image_id: Annotated[str, Field(pattern=r"^ami-[0-9a-f]{8,17}$")],
+    accounts: Accounts,
+    region: AnyRegion = None,
+) -> Reverted:
+    """Remove an AMI's launch permission for the accounts an attacker shared it with.
+
+    A lost answer: the permission is read again; none of the accounts left means done.
+    """
+    return _unshare(ctx, "image", image_id, accounts, region)

@@ -41,6 +41,9 @@ class AccessKeyList(ActionResult):
     user_name: str
     keys: list[AccessKeyInfo]
     active: int
+    aws_quarantine: list[str] = Field(
+        default=[], description="AWS's quarantine policies (AWSCompromisedKeyQuarantine*) on the user: kept."
+    )
 
 
 class KeyStatusChange(Change):
@@ -69,9 +72,9 @@ def owner_of_key(ctx: ActionContext, access_key_id: str) -> str:
     "aws.iam.list_access_keys",
     mutates=False,
     permissions=[
-        *_on_user("iam:ListAccessKeys", "iam:GetAccessKeyLastUsed"),
+        *_on_user("iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:ListAttachedUserPolicies"),
     ],
-    calls=["iam:ListAccessKeys", "iam:GetAccessKeyLastUsed"],
+    calls=["iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:ListAttachedUserPolicies"],
 )
 def list_access_keys(ctx: ActionContext, user_name: UserName) -> AccessKeyList:
     """List a user's access keys with status, age and last use."""
@@ -93,7 +96,9 @@ def list_access_keys(ctx: ActionContext, user_name: UserName) -> AccessKeyList:
                     last_used_region=used.get("Region") if used.get("Region") != "N/A" else None,
                 )
             )
-    return AccessKeyList(user_name=user_name, keys=keys, active=sum(1 for k in keys if k.status == "Active"))
+    quarantine = aws_quarantine_of(ctx, "user", user_name)
+    active = sum(1 for k in keys if k.status == "Active")
+    return AccessKeyList(user_name=user_name, keys=keys, active=active, aws_quarantine=quarantine)
 
 
 @action(
@@ -231,6 +236,32 @@ class PolicyChange(Change):
     policy_name: str
     warnings: list[str] = Field(default=[], description="State found that Stanch did not leave: possible tampering.")
     waited_seconds: float = Field(default=0.0, description="How long IAM took to show the policy in place.")
+    aws_quarantine: list[str] = Field(
+        default=[], description="AWS's own quarantine policies (AWSCompromisedKeyQuarantine*) found attached: kept."
+    )
+
+
+# AWS attaches these itself when it finds a key in public; Stanch keeps them and reports them.
+AWS_QUARANTINE_POLICIES = ("AWSCompromisedKeyQuarantine", "AWSCompromisedKeyQuarantineV2", "AWSCompromisedKeyQuarantineV3")
+AWS_QUARANTINE_LATEST = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"
+
+
+def is_aws_quarantine(policy_arn: str) -> bool:
+    return policy_arn.rsplit("/", 1)[-1] in AWS_QUARANTINE_POLICIES and ":iam::aws:policy/" in policy_arn
+
+
+def _attached(ctx: ActionContext, kind: str, name: str) -> set[str]:
+    iam = ctx.aws.client("iam")
+    if kind == "user":
+        pages = iam.get_paginator("list_attached_user_policies").paginate(UserName=name)
+    else:
+        pages = iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
+    return {p["PolicyArn"] for page in pages for p in page["AttachedPolicies"]}
+
+
+def aws_quarantine_of(ctx: ActionContext, kind: str, name: str) -> list[str]:
+    """AWS's quarantine policies attached to a user or role."""
+    return sorted(arn for arn in _attached(ctx, kind, name) if is_aws_quarantine(arn))
 
 
 def _quarantine_document(incident_id: str) -> dict[str, Any]:
@@ -290,20 +321,48 @@ _INLINE_POLICY_PERMISSIONS = [
 @action(
     "aws.iam.quarantine_principal",
     mutates=True,
-    permissions=_INLINE_POLICY_PERMISSIONS,
-    calls=["iam:GetUserPolicy|GetRolePolicy", "iam:PutUserPolicy|PutRolePolicy"],
+    permissions=[
+        *_INLINE_POLICY_PERMISSIONS,
+        Permission("iam:ListAttachedUserPolicies", "arn:aws:iam::*:user/*"),
+        Permission("iam:AttachUserPolicy", "arn:aws:iam::*:user/*"),
+        Permission("iam:ListAttachedRolePolicies", "arn:aws:iam::*:role/*"),
+        Permission("iam:AttachRolePolicy", "arn:aws:iam::*:role/*"),
+    ],
+    calls=[
+        "iam:ListAttachedUserPolicies|ListAttachedRolePolicies",
+        "iam:GetUserPolicy|GetRolePolicy",
+        "iam:PutUserPolicy|PutRolePolicy, or iam:AttachUserPolicy|AttachRolePolicy (AWS's policy)",
+    ],
 )
-def quarantine_principal(ctx: ActionContext, principal: Principal) -> PolicyChange:
-    """Deny everything to a user or role with an inline policy (lift it with aws.iam.lift_quarantine).
+def quarantine_principal(
+    ctx: ActionContext,
+    principal: Principal,
+    policy: Annotated[
+        Literal["stanch", "aws-managed"],
+        Field(
+            description="stanch: an inline deny-all (lift_quarantine removes it); aws-managed: attach AWS's "
+            "AWSCompromisedKeyQuarantineV3, which denies what attackers use and leaves the rest working."
+        ),
+    ] = "stanch",
+) -> PolicyChange:
+    """Deny everything to a user or role with an inline policy, or attach AWS's quarantine policy instead.
 
-    A policy already under Stanch's name counts only when it is Stanch's exact document; anything else is
-    replaced and reported as possible tampering. A lost answer: the policy is read back; Stanch's document in
-    place means done. IAM takes seconds to show and apply a policy: the read-back waits (bounded) and says so.
+    AWS's own quarantine policies found attached are kept and reported. A policy already under Stanch's name
+    counts only when it is Stanch's exact document; anything else is replaced and reported as possible
+    tampering. A lost answer: the policy is read back; in place means done. IAM takes seconds to show and apply
+    a policy: the read-back waits (bounded) and says so.
     """
     kind, name = parse_principal(principal)
     _exists(ctx, kind, name)
     label = f"{kind}/{name}"
-    result = functools.partial(PolicyChange, dry_run=ctx.dry_run, principal=label, policy_name=QUARANTINE_POLICY)
+    found_aws = aws_quarantine_of(ctx, kind, name)
+    if found_aws:
+        ctx.logger.info("%s carries AWS's quarantine policy %s: kept", label, ", ".join(found_aws))
+    if policy == "aws-managed":
+        return _attach_aws_quarantine(ctx, kind, name, found_aws)
+    result = functools.partial(
+        PolicyChange, dry_run=ctx.dry_run, principal=label, policy_name=QUARANTINE_POLICY, aws_quarantine=found_aws
+    )
     document = _quarantine_document(ctx.run.incident_id)
     found = _get_inline(ctx, kind, name, QUARANTINE_POLICY)
     if _same_policy(found, document):
@@ -323,6 +382,37 @@ def quarantine_principal(ctx: ActionContext, principal: Principal) -> PolicyChan
         warnings=warnings,
         waited_seconds=waited,
         detail=f"{done} deny-all policy {QUARANTINE_POLICY} on {label}",
+    )
+
+
+def _attach_aws_quarantine(ctx: ActionContext, kind: str, name: str, found_aws: list[str]) -> PolicyChange:
+    label = f"{kind}/{name}"
+    result = functools.partial(
+        PolicyChange, principal=label, policy_name=AWS_QUARANTINE_LATEST.rsplit("/", 1)[-1], aws_quarantine=found_aws
+    )
+    if AWS_QUARANTINE_LATEST in found_aws:
+        return result(changed=False, dry_run=ctx.dry_run, detail=f"{label} already carries AWS's quarantine policy")
+    if ctx.dry_run:
+        return result(changed=True, dry_run=True, detail=f"would attach {AWS_QUARANTINE_LATEST} to {label}")
+    iam = ctx.aws.client("iam")
+
+    def attach() -> None:
+        if kind == "user":
+            iam.attach_user_policy(UserName=name, PolicyArn=AWS_QUARANTINE_LATEST)
+        else:
+            iam.attach_role_policy(RoleName=name, PolicyArn=AWS_QUARANTINE_LATEST)
+
+    applied(
+        ctx,
+        f"attach {AWS_QUARANTINE_LATEST} to {label}",
+        attach,
+        lambda: AWS_QUARANTINE_LATEST in _attached(ctx, kind, name),
+    )
+    return result(
+        changed=True,
+        dry_run=False,
+        aws_quarantine=sorted({*found_aws, AWS_QUARANTINE_LATEST}),
+        detail=f"attached {AWS_QUARANTINE_LATEST} to {label}",
     )
 
 
@@ -527,6 +617,8 @@ def detach_policy(
         return {p["PolicyArn"] for page in pages for p in page["AttachedPolicies"]}
 
     base = {"principal": label, "policy_arn": policy_arn}
+    if is_aws_quarantine(policy_arn):  # AWS's own containment: never undone by a clean-up step
+        return DetachChange(changed=False, dry_run=ctx.dry_run, detail=f"kept AWS's quarantine policy on {label}", **base)
     if policy_arn not in attached():
         return DetachChange(changed=False, dry_run=ctx.dry_run, detail=f"{policy_arn} is not attached to {label}", **base)
     if ctx.dry_run:
@@ -1093,3 +1185,272 @@ def delete_access_key(
         if error_code(exc) != "NoSuchEntity":  # deleted meanwhile: the goal is met
             raise
     return KeyDeletion(changed=True, detail=f"deleted {access_key_id} of {user_name}", **base)
+
+
+# ---------------------------------------------------------------- reverting what an attacker changed
+
+GroupMember = Annotated[
+    str,
+    Field(pattern=r"^(user|role|group)/[A-Za-z0-9_+=,.@-]{1,128}$", description="user/NAME, role/NAME or group/NAME."),
+]
+PolicyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_+=,.@-]{1,128}$", description="An inline policy's name.")]
+GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_+=,.@-]{1,128}$", description="An IAM group name.")]
+RoleName = Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,64}$", description="An IAM role name.")]
+
+
+class Reverted(Change):
+    """A change an attacker made, reverted (or already gone)."""
+
+    target: str = Field(description="What was reverted, in one name: user/NAME:policy, group:user, a serial...")
+    warnings: list[str] = Field(default=[], description="State found that needs a person's eye.")
+
+
+def converge(
+    ctx: ActionContext,
+    target: str,
+    present: Any,
+    revert: Any,
+    doing: str,
+    gone_codes: tuple[str, ...] = ("NoSuchEntity",),
+) -> Reverted:
+    """The shared shape of a revert: read, say what it would do (dry-run), do it, read back after a lost answer.
+
+    `present()` tells whether the change still stands; `doing` is the verb phrase ("delete inline policy p of
+    user/x"). An error whose code is in `gone_codes` means someone removed it meanwhile: the goal is met.
+    """
+    if not present():
+        return Reverted(changed=False, dry_run=ctx.dry_run, target=target, detail=f"nothing to do: {target} is not in place")
+    if ctx.dry_run:
+        return Reverted(changed=True, dry_run=True, target=target, detail=f"would {doing}")
+    try:
+        applied(ctx, doing, revert, lambda: not present())
+    except Exception as exc:
+        if error_code(exc) not in gone_codes:
+            raise
+    ctx.logger.info("Reverted: %s", doing)
+    past = (
+        doing.replace("delete ", "deleted ", 1).replace("remove ", "removed ", 1).replace("deactivate ", "deactivated ", 1)
+    )
+    return Reverted(changed=True, target=target, detail=past)
+
+
+def _inline_names(ctx: ActionContext, kind: str, name: str) -> set[str]:
+    iam = ctx.aws.client("iam")
+    try:
+        if kind == "user":
+            pages = iam.get_paginator("list_user_policies").paginate(UserName=name)
+        elif kind == "role":
+            pages = iam.get_paginator("list_role_policies").paginate(RoleName=name)
+        else:
+            pages = iam.get_paginator("list_group_policies").paginate(GroupName=name)
+        return {p for page in pages for p in page["PolicyNames"]}
+    except Exception as exc:
+        if error_code(exc) == "NoSuchEntity":  # the principal itself is gone: so is its policy
+            return set()
+        raise
+
+
+@action(
+    "aws.iam.delete_inline_policy",
+    mutates=True,
+    permissions=[
+        Permission("iam:ListUserPolicies", "arn:aws:iam::*:user/*"),
+        Permission("iam:DeleteUserPolicy", "arn:aws:iam::*:user/*"),
+        Permission("iam:ListRolePolicies", "arn:aws:iam::*:role/*"),
+        Permission("iam:DeleteRolePolicy", "arn:aws:iam::*:role/*"),
+        Permission("iam:ListGroupPolicies", "arn:aws:iam::*:group/*"),
+        Permission("iam:DeleteGroupPolicy", "arn:aws:iam::*:group/*"),
+    ],
+    calls=[
+        "iam:ListUserPolicies|ListRolePolicies|ListGroupPolicies",
+        "iam:DeleteUserPolicy|DeleteRolePolicy|DeleteGroupPolicy",
+    ],
+)
+def delete_inline_policy(ctx: ActionContext, principal: GroupMember, policy_name: PolicyName) -> Reverted:
+    """Delete an inline policy an attacker put on a user, role or group (Stanch's own policies are kept).
+
+    A lost answer: the principal's inline policies are listed again; gone means done.
+    """
+    kind, _, name = principal.partition("/")
+    target = f"{principal}:{policy_name}"
+    if policy_name in (QUARANTINE_POLICY, REVOKE_POLICY):
+        # An attacker's policy under Stanch's name is replaced by quarantine_principal / revoke_sessions instead.
+        return Reverted(
+            changed=False,
+            dry_run=ctx.dry_run,
+            target=target,
+            detail=f"kept {policy_name} on {principal}: it is a name Stanch uses for containment",
+            warnings=[f"{policy_name} on {principal} was put by the reviewed credentials: check its document"],
+        )
+    iam = ctx.aws.client("iam")
+
+    def revert() -> None:
+        if kind == "user":
+            iam.delete_user_policy(UserName=name, PolicyName=policy_name)
+        elif kind == "role":
+            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
+        else:
+            iam.delete_group_policy(GroupName=name, PolicyName=policy_name)
+
+    return converge(
+        ctx,
+        target,
+        lambda: policy_name in _inline_names(ctx, kind, name),
+        revert,
+        f"delete inline policy {policy_name} of {principal}",
+    )
+
+
+def _in_group(ctx: ActionContext, group_name: str, user_name: str) -> bool:
+    iam = ctx.aws.client("iam")
+    try:
+        pages = iam.get_paginator("list_groups_for_user").paginate(UserName=user_name)
+        return any(g["GroupName"] == group_name for page in pages for g in page["Groups"])
+    except Exception as exc:
+        if error_code(exc) == "NoSuchEntity":
+            return False
+        raise
+
+
+@action(
+    "aws.iam.remove_user_from_group",
+    mutates=True,
+    permissions=[
+        *_on_user("iam:ListGroupsForUser"),
+        Permission("iam:RemoveUserFromGroup", "arn:aws:iam::*:group/{group_name}"),
+    ],
+    calls=["iam:ListGroupsForUser", "iam:RemoveUserFromGroup"],
+)
+def remove_user_from_group(ctx: ActionContext, group_name: GroupName, user_name: UserName) -> Reverted:
+    """Take a user out of a group an attacker added it to.
+
+    A lost answer: the user's groups are listed again; not a member means done.
+    """
+    iam = ctx.aws.client("iam")
+    return converge(
+        ctx,
+        f"{group_name}:{user_name}",
+        lambda: _in_group(ctx, group_name, user_name),
+        lambda: iam.remove_user_from_group(GroupName=group_name, UserName=user_name),
+        f"remove {user_name} from group {group_name}",
+    )
+
+
+def _mfa_owner(ctx: ActionContext, serial_number: str, user_name: str | None) -> str | None:
+    """The user a device is enabled for, or None when it is enabled for nobody (or gone)."""
+    iam = ctx.aws.client("iam")
+    if user_name:
+        try:
+            pages = iam.get_paginator("list_mfa_devices").paginate(UserName=user_name)
+            found = any(d["SerialNumber"] == serial_number for page in pages for d in page["MFADevices"])
+        except Exception as exc:
+            if error_code(exc) != "NoSuchEntity":
+                raise
+            found = False
+        return user_name if found else None
+    for page in iam.get_paginator("list_virtual_mfa_devices").paginate(AssignmentStatus="Assigned"):
+        for device in page["VirtualMFADevices"]:
+            if device["SerialNumber"] == serial_number:
+                return str(device.get("User", {}).get("UserName") or "") or None
+    return None
+
+
+@action(
+    "aws.iam.deactivate_mfa_device",
+    mutates=True,
+    permissions=[
+        Permission("iam:ListMFADevices", "arn:aws:iam::*:user/*"),
+        Permission("iam:ListVirtualMFADevices"),
+        Permission("iam:DeactivateMFADevice", "arn:aws:iam::*:user/*"),
+    ],
+    calls=["iam:ListMFADevices|ListVirtualMFADevices", "iam:DeactivateMFADevice"],
+)
+def deactivate_mfa_device(
+    ctx: ActionContext,
+    serial_number: Annotated[
+        str, Field(pattern=r"^[A-Za-z0-9_+=/:,.@-]{9,256}$", description="The device's serial or ARN.")
+    ],
+    user_name: Annotated[UserName | None, Field(description="Its user; found from the device when omitted.")] = None,
+) -> Reverted:
+    """Deactivate an MFA device an attacker enabled, so it no longer satisfies MFA for the user.
+
+    The device itself is kept for forensics. A lost answer: the user's devices are listed again.
+    """
+    iam = ctx.aws.client("iam")
+    owner = _mfa_owner(ctx, serial_number, user_name)
+    return converge(
+        ctx,
+        serial_number,
+        lambda: _mfa_owner(ctx, serial_number, owner) is not None if owner else False,
+        lambda: iam.deactivate_mfa_device(UserName=owner, SerialNumber=serial_number),
+        f"deactivate MFA device {serial_number} of {owner or 'nobody'}",
+    )
+
+
+def _trust_document(ctx: ActionContext, role_name: str) -> dict[str, Any]:
+    try:
+        document = ctx.aws.client("iam").get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
+    except Exception as exc:
+        if error_code(exc) == "NoSuchEntity":
+            raise LookupError(f"IAM role {role_name!r} does not exist in this account") from None
+        raise
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        document = json.loads(unquote(document))
+    return dict(document)
+
+
+class TrustRestore(Reverted):
+    how: Literal["restored", "quarantined", "unchanged"] = Field(
+        description="restored: the earlier document is back; quarantined: none was known, so the role denies all."
+    )
+
+
+@action(
+    "aws.iam.restore_trust_policy",
+    mutates=True,
+    permissions=[
+        Permission("iam:GetRole", "arn:aws:iam::*:role/{role_name}"),
+        Permission("iam:UpdateAssumeRolePolicy", "arn:aws:iam::*:role/{role_name}"),
+        *_INLINE_POLICY_PERMISSIONS,
+    ],
+    calls=["iam:GetRole", "iam:UpdateAssumeRolePolicy", "or iam:GetRolePolicy + iam:PutRolePolicy (quarantine)"],
+)
+def restore_trust_policy(
+    ctx: ActionContext,
+    role_name: RoleName,
+    document: Annotated[
+        dict[str, Any] | None,
+        Field(description="The trust policy before the attacker's change (from the review); none: quarantine the role."),
+    ] = None,
+) -> TrustRestore:
+    """Put a role's trust policy back to the document before an attacker changed it, or quarantine the role.
+
+    A lost answer: the role's trust policy is read again; the earlier document in place means done.
+    """
+    target = f"role/{role_name}"
+    if not document:
+        done = quarantine_principal(ctx, principal=target)
+        how: Literal["restored", "quarantined", "unchanged"] = "quarantined" if done.changed else "unchanged"
+        detail = done.detail + " (no earlier trust policy in the logs to restore)"
+        return TrustRestore(
+            changed=done.changed, dry_run=ctx.dry_run, target=target, how=how, detail=detail, warnings=done.warnings
+        )
+    iam = ctx.aws.client("iam")
+    body = json.dumps(document)
+    result = converge(
+        ctx,
+        target,
+        lambda: _trust_document(ctx, role_name) != document,
+        lambda: iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=body),
+        f"restore the trust policy of {target}",
+    )
+    detail = f"restored the trust policy of {target}" if result.changed and not ctx.dry_run else result.detail
+    return TrustRestore(
+        changed=result.changed,
+        dry_run=ctx.dry_run,
+        target=target,
+        how="restored" if result.changed else "unchanged",
+        detail=detail if result.changed else f"the trust policy of {target} is already the earlier document",
+    )

@@ -73,6 +73,7 @@ def slim(record: dict[str, Any]) -> dict[str, Any]:
         "errorCode": _text(record, "errorCode"),
         "accessKeyId": identity.get("accessKeyId"),
         "principal": identity.get("arn"),
+        "account": _text(record, "recipientAccountId"),  # to tell an outside principal from the account's own
         # Some services log parameters that are not an object; the event still counts, with none.
         "requestParameters": params if isinstance(params, dict) else {},
         "responseElements": public_response(record.get("responseElements")),
@@ -97,6 +98,14 @@ def public_response(response: Any) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+_API_VERSION = re.compile(r"(?<=[A-Za-z])20\d{6}(?:v\d+)?$")
+
+
+def base_name(event_name: str) -> str:
+    """The API name without the version Lambda appends in CloudTrail (AddPermission20150331v2 -> AddPermission)."""
+    return _API_VERSION.sub("", event_name)
 
 
 def needle(target: str) -> bytes:

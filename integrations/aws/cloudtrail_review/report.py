@@ -1,15 +1,15 @@
-"""The review report (`stanch.review/v1`) and the event categories it sorts findings into."""
+"""The review report (`stanch.review/v2`) and the event categories it sorts findings into."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.registry import ActionResult
 
-SCHEMA = "stanch.review/v1"
+SCHEMA = "stanch.review/v2"
 
 # eventName -> category. The events an attacker uses to stay, hide, take data, read secrets or open doors.
 CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -32,6 +32,14 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "GetFederationToken",
         "CreateServiceSpecificCredential",
         "UploadSSHPublicKey",
+        "CreatePolicy",
+        "PutGroupPolicy",
+        "AttachGroupPolicy",
+        "CreateInstanceProfile",
+        "AddRoleToInstanceProfile",
+        "CreateTrustAnchor",
+        "AddPermission",
+        "UpdateFunctionCode",
     ),
     "defense_evasion": (
         "StopLogging",
@@ -47,6 +55,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "DeleteConfigurationRecorder",
         "PutBucketLogging",
         "DisassociateFromMasterAccount",
+        "DeleteLogGroup",
+        "PutConfigurationRecorder",
     ),
     "exfiltration": (
         "ModifySnapshotAttribute",
@@ -83,8 +93,9 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "ReplaceRoute",
         "AssociateAddress",
     ),
+    "execution": ("RunInstances", "SendCommand", "CreateFunction", "StartSession"),
 }
-CATEGORY_OF = {name: category for category, names in CATEGORIES.items() for name in names}
+CATEGORY_OF = {name: category for category, names in CATEGORIES.items() for name in dict.fromkeys(names)}
 DERIVING = ("GetSessionToken", "GetFederationToken", "AssumeRole")
 
 
@@ -122,14 +133,46 @@ class CreatedKey(BaseModel):
     event_id: str
 
 
-class Containable(BaseModel):
-    """What the review says to contain: things the reviewed keys created or changed."""
+class ContainEntry(BaseModel):
+    """One thing the reviewed credentials made or changed: its `kind`, the ids that name it (user_name,
+    role_name, policy_arn, group_id, bucket...), the event that did it, and the later event that undid it."""
 
-    users: list[str] = Field(default_factory=list)
-    access_keys: list[CreatedKey] = Field(default_factory=list)
-    login_profiles: list[str] = Field(default_factory=list, description="Users given a console password.")
-    roles: list[str] = Field(default_factory=list)
-    attached_policies: list[dict[str, str]] = Field(default_factory=list, description="principal, policy_arn")
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    event_id: str
+    event_time: str
+    region: str | None = None
+    undone_by: str | None = Field(
+        None,
+        description="Event id of a later successful call by the reviewed or derived credentials that reverted it; "
+        "null: still stands as far as this review saw (it sees only those credentials' events).",
+    )
+
+
+class Containable(BaseModel):
+    """What to contain, by category; each entry's `undone_by` says whether the attacker already reverted it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    credentials: list[ContainEntry] = Field(
+        default_factory=list, description="access keys, login profiles, MFA devices, sessions minted, roles assumed"
+    )
+    principals: list[ContainEntry] = Field(
+        default_factory=list,
+        description="users, roles, policies, attachments, inline policies, group memberships, trust policies, "
+        "instance profiles, Roles Anywhere trust anchors and profiles",
+    )
+    exposure: list[ContainEntry] = Field(
+        default_factory=list,
+        description="security-group rules, snapshot/AMI/RDS-snapshot shares, bucket policies and ACLs, Lambda "
+        "permissions and code",
+    )
+    logging: list[ContainEntry] = Field(
+        default_factory=list, description="trails stopped or deleted, selectors, flow logs, log groups, GuardDuty, Config"
+    )
+    compute: list[ContainEntry] = Field(default_factory=list, description="instances, SSM commands, functions")
+    secrets_read: list[ContainEntry] = Field(default_factory=list, description="secrets and parameters read: rotate them")
 
 
 class SkippedFile(BaseModel):
@@ -196,7 +239,7 @@ class Skips:
 
 
 class Review(ActionResult):
-    """The review report; its JSON form (`stanch review-logs --format json`) is the stable shape stanch.review/v1."""
+    """The review report; its JSON form (`stanch review-logs --format json`) is the stable shape stanch.review/v2."""
 
     schema_: str = Field(SCHEMA, alias="schema")
     access_key_ids: list[str]

@@ -1,0 +1,661 @@
+"""What a review says to contain (`stanch.review/v2`): every category, and what the attacker already undid."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import io
+import json
+import random
+import threading
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_actions_aws import four_steps, launch_instance, make_ctx
+
+from flows.sandbox import trail
+from integrations.aws import awslambda, cloudtrail, ec2, iam, rds, rolesanywhere, s3
+from integrations.aws import cloudtrail_review as engine
+from integrations.aws import logging as logging_actions
+from integrations.aws.cloudtrail_review import analysis
+from integrations.aws.cloudtrail_review.events import slim
+
+KEY = "AKIAEXAMPLEEXPOSED01"
+ME = "user/ci-deployer"
+OWN = trail.ACCOUNT
+OUTSIDE = "999988887777"
+
+
+class Story:
+    """CloudTrail records in their documented shapes, one minute apart, made with the leaked key."""
+
+    def __init__(self) -> None:
+        self.at = datetime(2026, 11, 20, 9, tzinfo=UTC)
+        self.rng = random.Random(3)
+        self.records: list[dict[str, Any]] = []
+
+    def __call__(
+        self, name: str, source: str, params: dict[str, Any], response: dict[str, Any] | None = None, error: str = ""
+    ) -> str:
+        self.at += timedelta(minutes=1)
+        made = trail.record(
+            self.at, name, source, KEY, ME, params=params, response=response, error=error or None, rng=self.rng
+        )
+        self.records.append(made)
+        return str(made["eventID"])
+
+    def review(self, tmp_path: Path) -> dict[str, Any]:
+        (tmp_path / "trail.json").write_text(json.dumps({"Records": self.records}))
+        report = engine.review([KEY], scanner=engine.Scanner(engine.local_units(tmp_path)))
+        data: dict[str, Any] = report.to_json()
+        return data
+
+
+def entry(contain: dict[str, Any], category: str, event_id: str) -> dict[str, Any]:
+    [found] = [e for e in contain[category] if e["event_id"] == event_id]
+    return found
+
+
+IAM, EC2, S3, LAMBDA = "iam.amazonaws.com", "ec2.amazonaws.com", "s3.amazonaws.com", "lambda.amazonaws.com"
+
+
+def test_every_category_is_listed_and_what_the_attacker_reverted_names_the_event_that_did(tmp_path: Path) -> None:
+    s = Story()
+    user = s("CreateUser", IAM, {"userName": "svc-x"}, {"user": {"userName": "svc-x"}})
+    login = s("CreateLoginProfile", IAM, {"userName": "svc-x", "passwordResetRequired": False})
+    deleted_login = s("DeleteLoginProfile", IAM, {"userName": "svc-x"})
+    gone_user = s("DeleteUser", IAM, {"userName": "svc-x"})
+    mfa = s("EnableMFADevice", IAM, {"userName": "ci-deployer", "serialNumber": "arn:aws:iam::123456789012:mfa/x"})
+    inline = s("PutUserPolicy", IAM, {"userName": "ci-deployer", "policyName": "p", "policyDocument": '{"Statement": []}'})
+    member = s("AddUserToGroup", IAM, {"groupName": "admins", "userName": "ci-deployer"})
+    trust = s("UpdateAssumeRolePolicy", IAM, {"roleName": "ops", "policyDocument": '{"Statement": [{"Effect": "Allow"}]}'})
+    anchor = s(
+        "CreateTrustAnchor",
+        "rolesanywhere.amazonaws.com",
+        {"name": "a", "source": {"sourceType": "CERTIFICATE_BUNDLE"}},
+        {"trustAnchor": {"trustAnchorId": "0f1e2d3c-aaaa-bbbb-cccc-111122223333", "name": "a"}},
+    )
+    ssh = {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}
+    rdp = {"ipProtocol": "tcp", "fromPort": 3389, "toPort": 3389, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}
+    opened = s("AuthorizeSecurityGroupIngress", EC2, {"groupId": "sg-1", "ipPermissions": {"items": [ssh, rdp]}})
+    s("RevokeSecurityGroupIngress", EC2, {"groupId": "sg-1", "ipPermissions": {"items": [ssh]}})
+    add = {"add": {"items": [{"userId": OUTSIDE}, {"userId": "111122223333"}]}}
+    shared = s("ModifySnapshotAttribute", EC2, {"snapshotId": "snap-1", "createVolumePermission": add})
+    s(
+        "ModifySnapshotAttribute",
+        EC2,
+        {"snapshotId": "snap-1", "createVolumePermission": {"remove": {"items": [{"userId": OUTSIDE}]}}},
+    )
+    image = s("ModifyImageAttribute", EC2, {"imageId": "ami-1", "launchPermission": {"add": {"items": [{"group": "all"}]}}})
+    db = s(
+        "ModifyDBSnapshotAttribute",
+        "rds.amazonaws.com",
+        {"dBSnapshotIdentifier": "db1", "attributeName": "restore", "valuesToAdd": ["all"]},
+    )
+    public = {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]}
+    own = {"Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OWN}:root"}, "Action": "s3:*"}]}
+    policy = s("PutBucketPolicy", S3, {"bucketName": "b", "bucketPolicy": public})
+    removed_policy = s("DeleteBucketPolicy", S3, {"bucketName": "b"})
+    s("PutBucketPolicy", S3, {"bucketName": "c", "bucketPolicy": own})
+    acl = s("PutBucketAcl", S3, {"bucketName": "d", "x-amz-acl": ["public-read"]})
+    perm = s(
+        "AddPermission20150331v2",
+        LAMBDA,
+        {"functionName": "f", "statementId": "s1", "principal": "*", "action": "lambda:InvokeFunction"},
+    )
+    unperm = s("RemovePermission20150331v2", LAMBDA, {"functionName": "f", "statementId": "s1"})
+    code = s("UpdateFunctionCode20150331v2", LAMBDA, {"functionName": "arn:aws:lambda:us-east-1:123456789012:function:g"})
+    stopped = s("StopLogging", "cloudtrail.amazonaws.com", {"name": "arn:aws:cloudtrail:us-east-1:123456789012:trail/main"})
+    started = s("StartLogging", "cloudtrail.amazonaws.com", {"name": "main"})
+    selectors = s(
+        "PutEventSelectors",
+        "cloudtrail.amazonaws.com",
+        {"trailName": "main", "eventSelectors": [{"readWriteType": "ReadOnly"}]},
+    )
+    flow = s("DeleteFlowLogs", EC2, {"DeleteFlowLogsRequest": {"FlowLogId": {"content": "fl-0abc", "tag": 1}}})
+    detector = s("UpdateDetector", "guardduty.amazonaws.com", {"detectorId": "d1", "enable": False})
+    run = s("RunInstances", EC2, {"instanceType": "p3.16xlarge"}, {"instancesSet": {"items": [{"instanceId": "i-1"}]}})
+    command = s(
+        "SendCommand",
+        "ssm.amazonaws.com",
+        {"instanceIds": ["i-2"], "documentName": "AWS-RunShellScript"},
+        {"command": {"commandId": "c-1"}},
+    )
+    secret = s("GetSecretValue", "secretsmanager.amazonaws.com", {"secretId": "prod/db"})
+    param = s("GetParameter", "ssm.amazonaws.com", {"name": "/prod/token", "withDecryption": True})
+    failed = s("CreateUser", IAM, {"userName": "svc-denied"}, error="AccessDenied")
+
+    review = s.review(tmp_path)
+    assert review["schema"] == "stanch.review/v2"
+    contain = review["contain"]
+    assert entry(contain, "principals", user)["undone_by"] == gone_user
+    assert entry(contain, "credentials", login)["undone_by"] == deleted_login, "the first undo names it"
+    assert entry(contain, "credentials", mfa)["serial_number"].endswith("mfa/x")
+    assert entry(contain, "principals", inline)["principal"] == "user/ci-deployer"
+    assert entry(contain, "principals", member)["group_name"] == "admins"
+    assert entry(contain, "principals", trust)["document"] == {"Statement": [{"Effect": "Allow"}]}
+    assert entry(contain, "principals", anchor)["id"] == "0f1e2d3c-aaaa-bbbb-cccc-111122223333"
+    rules = {e["rule"]["fromPort"]: e["undone_by"] for e in contain["exposure"] if e["event_id"] == opened}
+    assert rules[22] is not None and rules[3389] is None, "only the exact rule revoked is undone"
+    assert entry(contain, "exposure", shared)["undone_by"] is None, "a share removed from one of two accounts still stands"
+    assert entry(contain, "exposure", image)["accounts"] == ["all"]
+    assert entry(contain, "exposure", db)["db_snapshot_id"] == "db1"
+    assert entry(contain, "exposure", policy) == {
+        **entry(contain, "exposure", policy),
+        "outside": ["*"],
+        "undone_by": removed_policy,
+    }
+    assert [e["bucket"] for e in contain["exposure"] if e["kind"] == "bucket_policy"] == ["b"], "own account only: no entry"
+    assert entry(contain, "exposure", acl)["grantees"] == ["public-read"]
+    assert entry(contain, "exposure", perm)["undone_by"] == unperm
+    assert entry(contain, "exposure", code)["function_name"] == "g"
+    assert entry(contain, "logging", stopped)["undone_by"] == started
+    assert entry(contain, "logging", selectors)["selectors"] == {"eventSelectors": [{"readWriteType": "ReadOnly"}]}
+    assert entry(contain, "logging", flow)["flow_log_ids"] == ["fl-0abc"]
+    assert entry(contain, "logging", detector)["change"] == "disabled"
+    assert entry(contain, "compute", run)["instance_ids"] == ["i-1"]
+    assert entry(contain, "compute", command)["instance_ids"] == ["i-2"]
+    assert entry(contain, "secrets_read", secret)["secret_id"] == "prod/db"
+    assert entry(contain, "secrets_read", param)["decrypted"] is True
+    everything = [e["event_id"] for entries in contain.values() for e in entries]
+    assert failed not in everything, "a failed attempt never becomes a containment entry"
+    [attempt] = [f for f in review["findings"]["persistence"] if f["event_id"] == failed]
+    assert attempt["error_code"] == "AccessDenied"
+
+
+# ---------------------------------------------------------------- the actions that revert, against moto's server
+
+
+def test_delete_inline_policy_four_steps_and_stanchs_own_policies_are_kept(sandbox: Any) -> None:
+    iam_client = sandbox.client("iam")
+    allow = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    iam_client.put_user_policy(UserName="alice", PolicyName="backdoor", PolicyDocument=allow)
+    iam_client.put_user_policy(UserName="alice", PolicyName="keep-me", PolicyDocument=allow)
+
+    def names() -> list[str]:
+        return sorted(iam_client.list_user_policies(UserName="alice")["PolicyNames"])
+
+    four_steps(sandbox, lambda ctx: iam.delete_inline_policy(ctx, principal="user/alice", policy_name="backdoor"), names)
+    assert names() == ["keep-me"]
+    iam.quarantine_principal(make_ctx(sandbox, False), principal="user/alice")
+    kept = iam.delete_inline_policy(make_ctx(sandbox, False), principal="user/alice", policy_name=iam.QUARANTINE_POLICY)
+    assert not kept.changed and kept.warnings and iam.QUARANTINE_POLICY in names()
+
+
+def test_remove_user_from_group_four_steps(sandbox: Any) -> None:
+    iam_client = sandbox.client("iam")
+    iam_client.create_group(GroupName="admins")
+    iam_client.add_user_to_group(GroupName="admins", UserName="alice")
+
+    def groups() -> list[str]:
+        return [g["GroupName"] for g in iam_client.list_groups_for_user(UserName="alice")["Groups"]]
+
+    four_steps(sandbox, lambda ctx: iam.remove_user_from_group(ctx, group_name="admins", user_name="alice"), groups)
+    assert groups() == []
+
+
+def test_deactivate_mfa_device_four_steps(sandbox: Any) -> None:
+    iam_client = sandbox.client("iam")
+    serial = iam_client.create_virtual_mfa_device(VirtualMFADeviceName="attacker")["VirtualMFADevice"]["SerialNumber"]
+    iam_client.enable_mfa_device(
+        UserName="alice", SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
+    )
+
+    def devices() -> list[str]:
+        return [d["SerialNumber"] for d in iam_client.list_mfa_devices(UserName="alice")["MFADevices"]]
+
+    four_steps(sandbox, lambda ctx: iam.deactivate_mfa_device(ctx, serial_number=serial), devices)
+    assert devices() == []
+
+
+def _trust(principal: dict[str, str]) -> dict[str, Any]:
+    statement = {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+ASSUME_EC2 = _trust({"Service": "ec2.amazonaws.com"})
+ATTACKER_TRUST = _trust({"AWS": f"arn:aws:iam::{OUTSIDE}:root"})
+
+
+def test_restore_trust_policy_four_steps_with_the_earlier_document_else_quarantine(sandbox: Any) -> None:
+    iam_client = sandbox.client("iam")
+    for role in ("ops", "ops-unknown"):
+        iam_client.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(ASSUME_EC2))
+        iam_client.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(ATTACKER_TRUST))
+
+    def trust() -> Any:
+        return iam_client.get_role(RoleName="ops")["Role"]["AssumeRolePolicyDocument"]
+
+    four_steps(sandbox, lambda ctx: iam.restore_trust_policy(ctx, role_name="ops", document=ASSUME_EC2), trust)
+    assert trust() == ASSUME_EC2
+
+    def policies() -> list[str]:
+        return list(iam_client.list_role_policies(RoleName="ops-unknown")["PolicyNames"])
+
+    four_steps(sandbox, lambda ctx: iam.restore_trust_policy(ctx, role_name="ops-unknown"), policies)
+    assert policies() == [iam.QUARANTINE_POLICY]
+
+
+def _group(sandbox: Any) -> str:
+    ec2_client = sandbox.client("ec2")
+    vpc = ec2_client.describe_vpcs()["Vpcs"][0]["VpcId"]
+    group = ec2_client.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
+    rules = [
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+    ]
+    ec2_client.authorize_security_group_ingress(GroupId=group, IpPermissions=rules)
+    return str(group)
+
+
+def test_revoke_security_group_rule_four_steps_leaves_the_other_rules(sandbox: Any) -> None:
+    group = _group(sandbox)
+    ec2_client = sandbox.client("ec2")
+
+    def rules() -> list[tuple[int, str]]:
+        [found] = ec2_client.describe_security_groups(GroupIds=[group])["SecurityGroups"]
+        return sorted((p["FromPort"], r["CidrIp"]) for p in found["IpPermissions"] for r in p["IpRanges"])
+
+    rule = {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIp": "0.0.0.0/0"}  # as the review gives it
+    four_steps(sandbox, lambda ctx: ec2.revoke_security_group_rule(ctx, group_id=group, rule=rule), rules)
+    assert rules() == [(5432, "10.0.0.0/8")]
+
+
+def test_unshare_snapshot_and_unshare_image_four_steps(sandbox: Any) -> None:
+    ec2_client = sandbox.client("ec2")
+    volume = ec2_client.create_volume(AvailabilityZone=f"{sandbox.region}a", Size=1)["VolumeId"]
+    snapshot = ec2_client.create_snapshot(VolumeId=volume)["SnapshotId"]
+    ec2_client.modify_snapshot_attribute(
+        SnapshotId=snapshot,
+        Attribute="createVolumePermission",
+        OperationType="add",
+        UserIds=[OUTSIDE, "111122223333"],
+    )
+
+    def shared() -> list[str]:
+        found = ec2_client.describe_snapshot_attribute(SnapshotId=snapshot, Attribute="createVolumePermission")
+        return sorted(p.get("UserId", "") for p in found["CreateVolumePermissions"])
+
+    four_steps(sandbox, lambda ctx: ec2.unshare_snapshot(ctx, snapshot_id=snapshot, accounts=[OUTSIDE]), shared)
+    assert shared() == ["111122223333"], "only the attacker's account loses the share"
+    instance, _ = launch_instance(sandbox)
+    image = ec2_client.create_image(InstanceId=instance, Name="golden")["ImageId"]
+    ec2_client.modify_image_attribute(
+        ImageId=image, Attribute="launchPermission", LaunchPermission={"Add": [{"Group": "all"}]}
+    )
+
+    def launchers() -> list[str]:
+        found = ec2_client.describe_image_attribute(ImageId=image, Attribute="launchPermission")["LaunchPermissions"]
+        return sorted(p.get("Group") or p.get("UserId", "") for p in found)
+
+    four_steps(sandbox, lambda ctx: ec2.unshare_image(ctx, image_id=image, accounts=["all"]), launchers)
+    assert launchers() == []
+
+
+def test_remove_outside_bucket_policy_statements_four_steps_keeps_the_rest(sandbox: Any) -> None:
+    s3_client = sandbox.client("s3")
+    s3_client.create_bucket(Bucket="customer-exports")
+    objects = "arn:aws:s3:::customer-exports/*"
+    own = {"Sid": "Pipeline", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OWN}:role/etl"}, "Resource": objects}
+    public = {"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": objects}
+    other = {"Sid": "Theirs", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OUTSIDE}:root"}, "Resource": objects}
+    own["Action"], other["Action"] = "s3:PutObject", "s3:*"
+    policy = {"Version": "2012-10-17", "Statement": [own, public, other]}
+    s3_client.put_bucket_policy(Bucket="customer-exports", Policy=json.dumps(policy))
+
+    def sids() -> list[str]:
+        return [s["Sid"] for s in json.loads(s3_client.get_bucket_policy(Bucket="customer-exports")["Policy"])["Statement"]]
+
+    act = s3.remove_outside_bucket_policy_statements
+    four_steps(sandbox, lambda ctx: act(ctx, bucket="customer-exports"), sids)
+    assert sids() == ["Pipeline"], "the pipeline's own statement stays"
+
+
+def _function(sandbox: Any) -> None:
+    role = sandbox.client("iam").create_role(RoleName="fn-role", AssumeRolePolicyDocument=json.dumps(ASSUME_EC2))
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return 1\n")
+    client = sandbox.client("lambda")
+    client.create_function(
+        FunctionName="exporter",
+        Runtime="python3.11",
+        Role=role["Role"]["Arn"],
+        Handler="handler.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+    for sid, principal in (("attacker", OUTSIDE), ("events", "events.amazonaws.com")):
+        client.add_permission(FunctionName="exporter", StatementId=sid, Action="lambda:InvokeFunction", Principal=principal)
+
+
+def test_remove_permission_four_steps(sandbox: Any) -> None:
+    _function(sandbox)
+    client = sandbox.client("lambda")
+
+    def statements() -> list[str]:
+        return sorted(s["Sid"] for s in json.loads(client.get_policy(FunctionName="exporter")["Policy"])["Statement"])
+
+    four_steps(
+        sandbox, lambda ctx: awslambda.remove_permission(ctx, function_name="exporter", statement_id="attacker"), statements
+    )
+    assert statements() == ["events"]
+
+
+def test_unshare_db_snapshot_four_steps(sandbox: Any) -> None:
+    client = sandbox.client("rds")
+    client.create_db_instance(
+        DBInstanceIdentifier="orders", DBInstanceClass="db.t3.micro", Engine="postgres",
+        MasterUsername="admin", MasterUserPassword="sandbox-only-pass", AllocatedStorage=20,
+    )  # fmt: skip
+    client.create_db_snapshot(DBInstanceIdentifier="orders", DBSnapshotIdentifier="orders-snap")
+    client.modify_db_snapshot_attribute(
+        DBSnapshotIdentifier="orders-snap", AttributeName="restore", ValuesToAdd=[OUTSIDE, "111122223333"]
+    )
+
+    def restorers() -> list[str]:
+        found = client.describe_db_snapshot_attributes(DBSnapshotIdentifier="orders-snap")["DBSnapshotAttributesResult"]
+        return sorted(
+            v for a in found["DBSnapshotAttributes"] if a["AttributeName"] == "restore" for v in a["AttributeValues"]
+        )
+
+    four_steps(
+        sandbox, lambda ctx: rds.unshare_db_snapshot(ctx, db_snapshot_id="orders-snap", accounts=[OUTSIDE]), restorers
+    )
+    assert restorers() == ["111122223333"]
+
+
+def _trail(sandbox: Any) -> Any:
+    sandbox.client("s3").create_bucket(Bucket="org-trail")
+    client = sandbox.client("cloudtrail")
+    client.create_trail(Name="main", S3BucketName="org-trail")
+    return client
+
+
+def test_restart_logging_four_steps(sandbox: Any) -> None:
+    client = _trail(sandbox)
+    client.stop_logging(Name="main")
+    four_steps(
+        sandbox,
+        lambda ctx: logging_actions.restart_logging(ctx, trail="main"),
+        lambda: client.get_trail_status(Name="main")["IsLogging"],
+    )
+    assert client.get_trail_status(Name="main")["IsLogging"]
+
+
+def test_restore_event_selectors_four_steps(sandbox: Any) -> None:
+    client = _trail(sandbox)
+    client.put_event_selectors(
+        TrailName="main", EventSelectors=[{"ReadWriteType": "ReadOnly", "IncludeManagementEvents": False}]
+    )
+
+    def selectors() -> Any:
+        return client.get_event_selectors(TrailName="main")["EventSelectors"]
+
+    four_steps(sandbox, lambda ctx: logging_actions.restore_event_selectors(ctx, trail="main"), selectors)
+    [restored] = selectors()
+    assert restored["ReadWriteType"] == "All" and restored["IncludeManagementEvents"] is True
+
+
+# ---------------------------------------------------------------- the sandbox's wider attack, reviewed
+
+
+def test_the_wider_sandbox_attack_is_reviewed_with_what_the_attacker_undid(sandbox: Any) -> None:
+    ids = sandbox.seed_wide_attack()
+    report = cloudtrail.review_key_activity(
+        make_ctx(sandbox, False),
+        access_key_ids=[sandbox.scenario["key"]],
+        source=f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
+    ).to_json()
+    contain = report["contain"]
+    kinds = {c: sorted({e["kind"] for e in entries}) for c, entries in contain.items()}
+    assert all(kinds.values()), f"every category has an entry: {kinds}"
+    undone = sorted(e["kind"] for entries in contain.values() for e in entries if e["undone_by"])
+    assert undone == ["access_key", "image_share", "instances", "lambda_permission", "security_group_rule", "user"]
+    [trust] = [e for e in contain["principals"] if e["kind"] == "trust_policy" and e["role_name"] == "svc-escalation"]
+    assert trust["previous_document"]["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    [unknown] = [e for e in contain["principals"] if e["kind"] == "trust_policy" and e["role_name"] == ids["role"]]
+    assert unknown["previous_document"] is None, "the role's trust policy before the attack is not in the logs"
+
+
+# ---------------------------------------------------------------- every region, and watching after containment
+
+
+def test_lookup_reviews_every_configured_region() -> None:
+    records = json.loads(
+        (Path(__file__).parent / "fixtures" / "cloudtrail" / "stratus-sts-federation-token.json").read_text()
+    )
+    leaked, derived = "AKIA6V1GNZTT65XQH36M", "ASIASTJKC5GCM7ZE6LUP"
+
+    def event(record: dict[str, Any]) -> dict[str, Any]:
+        return {"EventId": record["eventID"], "EventName": record["eventName"], "CloudTrailEvent": json.dumps(record)}
+
+    east, west = (
+        boto3.client("cloudtrail", region_name=r, aws_access_key_id="x", aws_secret_access_key="y")
+        for r in ("us-east-1", "eu-west-1")
+    )
+    by_key = {"LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": leaked}], "MaxResults": 50}
+    of_derived = {"LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": derived}], "MaxResults": 50}
+    with Stubber(east) as in_east, Stubber(west) as in_west:
+        in_east.add_response("lookup_events", {"Events": [event(records[0])]}, by_key)
+        in_west.add_response("lookup_events", {"Events": [], "NextToken": "w2"}, by_key)
+        in_west.add_response("lookup_events", {"Events": []}, {**by_key, "NextToken": "w2"})
+        in_east.add_response("lookup_events", {"Events": []}, of_derived)
+        in_west.add_response("lookup_events", {"Events": [event(records[1])]}, of_derived)
+        report = engine.review([leaked], lookup=cloudtrail.RegionsLookup([east, west]))
+        in_east.assert_no_pending_responses()
+        in_west.assert_no_pending_responses()
+    assert report.events_total == 2, "the derived key's call in eu-west-1 is found"
+    assert [d.access_key_id for d in report.derived_keys] == [derived]
+
+
+def _deliver_later(sandbox: Any, records: list[dict[str, Any]], delay: float) -> threading.Timer:
+    """CloudTrail's delivery delay: the file lands in the bucket while the watch is on."""
+
+    def put() -> None:
+        body = gzip.compress(json.dumps({"Records": records}).encode())
+        key = trail.object_key(datetime.now(UTC), n=4242)
+        sandbox.client("s3").put_object(Bucket=sandbox.cloudtrail_bucket, Key=key, Body=body)
+
+    timer = threading.Timer(delay, put)
+    timer.start()
+    return timer
+
+
+def test_watch_reports_denied_attempts_and_fails_loudly_on_a_success(sandbox: Any) -> None:
+    key, session = sandbox.scenario["key"], sandbox.scenario["session_key"]
+    source = f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/"
+    since = datetime.now(UTC).replace(microsecond=0)
+    later = since + timedelta(seconds=1)
+    denied = trail.record(later, "ListBuckets", "s3.amazonaws.com", session, "user/ci-deployer", error="AccessDenied")
+    timer = _deliver_later(sandbox, [denied], 0.5)
+    watched = cloudtrail.watch_key_use(
+        make_ctx(sandbox, False),
+        access_key_ids=[key, session],
+        source=source,
+        since=since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        window_seconds=2,
+        poll_seconds=1,
+    )
+    timer.join()
+    assert watched.polls >= 2 and watched.regions == ["us-east-1"]
+    assert [(a.event_name, a.error_code, a.access_key_id) for a in watched.attempts] == [
+        ("ListBuckets", "AccessDenied", session)
+    ]
+    worked = trail.record(later, "GetCallerIdentity", "sts.amazonaws.com", session, "user/ci-deployer")
+    _deliver_later(sandbox, [denied, worked], 0).join()
+    with pytest.raises(
+        RuntimeError, match=rf"still works: 1 successful call\(s\) .*GetCallerIdentity by {session}.*{worked['eventID']}"
+    ):
+        cloudtrail.watch_key_use(
+            make_ctx(sandbox, False),
+            access_key_ids=[key, session],  # the review's derived keys: minted before the window, so named
+            source=source,
+            since=since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            window_seconds=5,
+            poll_seconds=1,
+        )
+
+
+# ---------------------------------------------------------------- AWS's own quarantine policies
+
+
+@pytest.fixture
+def aws_managed_policies(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's IAM with AWS's managed policies (off by default: loading them makes every reset slower).
+
+    The sandbox's moto server runs in this process, so its setting is this process's environment."""
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    sandbox.reset()
+    yield
+    monkeypatch.delenv("MOTO_IAM_LOAD_MANAGED_POLICIES")
+    sandbox.reset()
+
+
+@pytest.mark.usefixtures("aws_managed_policies")
+def test_quarantine_principal_with_aws_managed_policy_four_steps_keeps_and_reports_aws_quarantine(sandbox: Any) -> None:
+    iam_client = sandbox.client("iam")
+    v2 = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"
+    iam_client.attach_user_policy(UserName="ci-deployer", PolicyArn=v2)  # what AWS does when it finds a key in public
+
+    def attached() -> list[str]:
+        return sorted(
+            p["PolicyArn"] for p in iam_client.list_attached_user_policies(UserName="ci-deployer")["AttachedPolicies"]
+        )
+
+    four_steps(
+        sandbox, lambda ctx: iam.quarantine_principal(ctx, principal="user/ci-deployer", policy="aws-managed"), attached
+    )
+    assert attached() == [v2, iam.AWS_QUARANTINE_LATEST]
+    inline = iam.quarantine_principal(make_ctx(sandbox, False), principal="user/ci-deployer")
+    assert inline.aws_quarantine == [v2, iam.AWS_QUARANTINE_LATEST], "AWS's policies are reported"
+    kept = iam.detach_policy(make_ctx(sandbox, False), principal="user/ci-deployer", policy_arn=v2)
+    assert not kept.changed and "kept AWS's quarantine" in kept.detail and v2 in attached()
+    listed = iam.list_access_keys(make_ctx(sandbox, False), user_name="ci-deployer")
+    assert listed.aws_quarantine == [v2, iam.AWS_QUARANTINE_LATEST]
+
+
+# ---------------------------------------------------------------- Roles Anywhere (moto has none: a stand-in)
+
+
+class RolesAnywhereStandIn(http.server.ThreadingHTTPServer):
+    """The two Roles Anywhere calls the action makes, over HTTP as the service's REST API takes them."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RolesAnywhereHandler)
+        self.anchors: dict[str, bool] = {}
+        self.requests: list[str] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def region(self) -> str:
+        return "us-east-1"
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _RolesAnywhereHandler(http.server.BaseHTTPRequestHandler):
+    server: RolesAnywhereStandIn
+
+    def _answer(self, disable: bool) -> None:
+        self.server.requests.append(f"{self.command} {self.path}")
+        anchor = self.path.split("/")[2]
+        body: dict[str, Any]
+        if anchor not in self.server.anchors:
+            body, status = {"message": "not found"}, 404
+            self.send_response(status)
+            self.send_header("x-amzn-ErrorType", "ResourceNotFoundException")
+        else:
+            if disable:
+                self.server.anchors[anchor] = False
+            body, status = {"trustAnchor": {"trustAnchorId": anchor, "enabled": self.server.anchors[anchor]}}, 200
+            self.send_response(status)
+        data = json.dumps(body).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._answer(disable=False)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._answer(disable=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def test_disable_trust_anchor_four_steps_against_a_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    stand_in = RolesAnywhereStandIn()
+    anchor = "0f1e2d3c-aaaa-bbbb-cccc-111122223333"
+    stand_in.anchors[anchor] = True
+    try:
+        four_steps(
+            stand_in,
+            lambda ctx: rolesanywhere.disable_trust_anchor(ctx, trust_anchor_id=anchor),
+            lambda: stand_in.anchors[anchor],
+        )
+        assert stand_in.requests.count(f"POST /trustanchor/{anchor}/disable") == 1, stand_in.requests
+        gone = rolesanywhere.disable_trust_anchor(
+            make_ctx(stand_in, False), trust_anchor_id="0" * 8 + "-0000-0000-0000-" + "0" * 12
+        )
+        assert not gone.changed
+    finally:
+        stand_in.shutdown()
+
+
+# ---------------------------------------------------------------- attacker-shaped records
+
+
+_HANDLED = [
+    ("CreateAccessKey", "iam"), ("CreateLoginProfile", "iam"), ("EnableMFADevice", "iam"), ("CreateVirtualMFADevice", "iam"),
+    ("GetFederationToken", "sts"), ("AssumeRole", "sts"), ("CreateUser", "iam"), ("DeleteUser", "iam"),
+    ("PutRolePolicy", "iam"), ("AttachGroupPolicy", "iam"), ("UpdateAssumeRolePolicy", "iam"), ("CreateRole", "iam"),
+    ("CreateTrustAnchor", "rolesanywhere"), ("AuthorizeSecurityGroupIngress", "ec2"), ("RevokeSecurityGroupIngress", "ec2"),
+    ("ModifySnapshotAttribute", "ec2"), ("ModifyImageAttribute", "ec2"), ("ModifyDBSnapshotAttribute", "rds"),
+    ("PutBucketPolicy", "s3"), ("PutBucketAcl", "s3"), ("AddPermission20150331v2", "lambda"), ("StopLogging", "cloudtrail"),
+    ("PutEventSelectors", "cloudtrail"), ("DeleteFlowLogs", "ec2"), ("UpdateDetector", "guardduty"),
+    ("PutConfigurationRecorder", "config"), ("RunInstances", "ec2"), ("TerminateInstances", "ec2"), ("SendCommand", "ssm"),
+    ("GetParameters", "ssm"), ("BatchGetSecretValue", "secretsmanager"),
+]  # fmt: skip
+_KEYS = [
+    "userName", "roleName", "groupName", "policyArn", "policyName", "serialNumber", "groupId", "ipPermissions", "items",
+    "ipRanges", "cidrIp", "snapshotId", "createVolumePermission", "add", "remove", "userId", "group", "imageId",
+    "launchPermission", "bucketName", "bucketPolicy", "Statement", "Principal", "Effect", "functionName", "statementId",
+    "name", "trailName", "detectorId", "enable", "instancesSet", "instanceId", "credentials", "accessKeyId", "accessKey",
+    "policyDocument", "dBSnapshotIdentifier", "valuesToAdd", "attributeName", "secretIdList", "names", "command",
+]  # fmt: skip
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12) | st.sampled_from(["*", "all", "fl-0abc", "0.0.0.0/0"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_HANDLED), _json, _json), min_size=1, max_size=8))
+def test_any_shape_of_parameters_never_stops_the_containment_list(calls: list[tuple[tuple[str, str], Any, Any]]) -> None:
+    events = []
+    for n, ((name, service), params, response) in enumerate(calls):
+        made = trail.record(datetime(2026, 11, 20, 9, n, tzinfo=UTC), name, f"{service}.amazonaws.com", KEY, ME)
+        made["requestParameters"], made["responseElements"] = params, response
+        events.append(slim(made))
+    contain = analysis.containment(events).model_dump(mode="json")
+    for entries in contain.values():
+        for entry in entries:
+            assert entry["undone_by"] is None or entry["undone_by"] in {e["eventID"] for e in events}
