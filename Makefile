@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/review_speed.py
 	$(BIN)/python bench/fanout_speed.py
 	$(BIN)/python bench/approval_latency.py
+	$(BIN)/python bench/alert_latency.py
 
 schema: $(STAMP)
 	$(BIN)/stanch schema > playbooks/schema.json

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -147,6 +147,45 @@ class ApprovalSettings(BaseModel):
     )
 
 
+class IntakeSettings(BaseModel):
+    """Alert intake in `stanch serve`: each endpoint refuses everything until its secret reference is set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    route: Literal["runner", "deployment"] = Field(
+        "runner",
+        description="runner: alert runs start in the service's warm runner (lowest latency, recorded on the Prefect "
+        "server); deployment: as deployment runs `<playbook>/default`, executed by any worker.",
+    )
+    runner_threads: int = Field(8, ge=1, le=64, description="Alert runs the warm runner executes at once.")
+    sandbox: bool = Field(False, description="Start alert runs in sandbox mode (deployment runs: the worker's sandbox).")
+    eventbridge_token: SecretRef | None = Field(
+        default_factory=lambda: SecretRef(env="STANCH_INTAKE_EVENTBRIDGE_TOKEN"),
+        description="The shared token an EventBridge API destination sends in X-Stanch-Token.",
+    )
+    generic_secret: SecretRef | None = Field(
+        default_factory=lambda: SecretRef(env="STANCH_INTAKE_GENERIC_SECRET"),
+        description="The HMAC key of generic alerts (X-Stanch-Signature: sha256=HMAC(timestamp.body)).",
+    )
+    github_secret: SecretRef | None = Field(
+        default_factory=lambda: SecretRef(env="STANCH_INTAKE_GITHUB_SECRET"),
+        description="The GitHub webhook secret (X-Hub-Signature-256).",
+    )
+    github_token: SecretRef | None = Field(
+        default_factory=lambda: SecretRef(env="STANCH_GITHUB_TOKEN"),
+        description="A GitHub token that may read secret-scanning alerts, to learn a leaked AWS key's id.",
+    )
+    github_api_url: str = Field("https://api.github.com", description="Only changed for the sandbox or tests.")
+    sns_enabled: bool = Field(False, description="Take AWS alerts through an SNS HTTPS subscription.")
+    sns_topic_arns: list[str] = Field(default_factory=list, description="SNS topics accepted; empty means any topic.")
+    sns_cert_host: str = Field(
+        r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$",
+        description="A regular expression the host of an SNS signing certificate's URL must match (https only).",
+    )
+    sns_cert_https: bool = Field(True, description="Only tests turn this off, to serve a local certificate.")
+    deliveries_days: int = Field(7, ge=1, le=90, description="How long a delivery id is remembered (replays refused).")
+
+
 class ApproverIdentity(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -164,6 +203,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     approvers: dict[str, ApproverIdentity] = Field(default_factory=dict)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
     playbook_dirs: list[str] = Field(default_factory=list)
     ui_url: str | None = Field(None, description="Prefect UI base URL for links; from PREFECT_UI_URL if unset.")
 

@@ -157,9 +157,11 @@ def normalize(raw: dict[str, Any]) -> dict[str, Any]:
         facts["repository"] = hook.repository.full_name if hook.repository else None
     else:
         # A generic alert is whatever a webhook sends: take what is plainly there, ignore the rest.
-        for name in ("account", "region"):
+        for name in ("account", "region", "kind", "user_name"):
             if isinstance(clean.get(name), str | int) and not isinstance(clean.get(name), bool) and clean.get(name):
-                facts[name] = str(clean[name])
+                facts[name] = str(clean[name])[:200]
+        if clean.get("confirmed") is True:  # a SIEM rule or a vendor's notice may say the key is known to be out
+            facts["confirmed"] = True
     if not facts["access_key_ids"]:
         facts["access_key_ids"] = sorted(set(_KEY_RE.findall(json.dumps(clean, default=str))))
     if facts["access_key_ids"]:

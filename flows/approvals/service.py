@@ -59,7 +59,8 @@ _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 class ServiceState:
     """The service's small state in SQLite, so that it survives a restart: keys seen recently, by kind.
 
-    Kinds: `slack-signature` (a replayed click is refused); alert deliveries will be another.
+    Kinds: `slack-signature` (a replayed click is refused); in `held`, with a value: `delivery` (an alert
+    delivery seen, with the run it started) and `open-key` (a key with an open alert run).
     """
 
     def __init__(self, path: str | Path):
@@ -72,6 +73,11 @@ class ServiceState:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS seen (kind TEXT NOT NULL, key TEXT NOT NULL, until REAL NOT NULL, "
                 "PRIMARY KEY (kind, key))"
+            )
+            # alert deliveries seen (with the run they started) and keys with an open run
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS held (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
+                "until REAL NOT NULL, PRIMARY KEY (kind, key))"
             )
         except (OSError, sqlite3.Error) as exc:
             why = error_summary(exc)
@@ -92,6 +98,36 @@ class ServiceState:
                 self._db.execute("ROLLBACK")
                 raise
         return added == 1
+
+    def hold(self, kind: str, key: str, value: str, keep_seconds: float) -> str | None:
+        """Keep `key` with `value` unless it is kept already: None when it was not, else the value it holds."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM held WHERE until < ?", (now,))
+                row = self._db.execute("SELECT value FROM held WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO held (kind, key, value, until) VALUES (?, ?, ?, ?)",
+                        (kind, key, value, now + keep_seconds),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return None if row is None else str(row[0])
+
+    def put(self, kind: str, key: str, value: str, keep_seconds: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO held (kind, key, value, until) VALUES (?, ?, ?, ?)",
+                (kind, key, value, time.time() + keep_seconds),
+            )
+
+    def release(self, kind: str, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM held WHERE kind = ? AND key = ?", (kind, key))
 
     def close(self) -> None:
         with self._lock:
@@ -260,12 +296,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         result = await anyio.to_thread.run_sync(decide, run_id, gate, approver, decision, reason, "cli")
         return JSONResponse(result)
 
+    from flows.approvals.signing import sign_launch
+    from flows.intake.endpoints import Intake
+
+    # The intake vouches for alert runs as the approval service does for a person: it verified the alert's sender.
+    intake = Intake(settings, held.state, held.masker, lambda pb, inc, who: sign_launch(held.private_key, pb, inc, who))
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/slack/interactions", slack_interactions, methods=["POST"]),
             Route("/approve", approve, methods=["POST"]),
             Route("/launch", launch, methods=["POST"]),
+            Route("/alerts/eventbridge", intake.eventbridge, methods=["POST"]),
+            Route("/alerts/generic", intake.generic, methods=["POST"]),
+            Route("/alerts/github", intake.github, methods=["POST"]),
+            Route("/alerts/sns", intake.sns, methods=["POST"]),
         ],
         lifespan=_closing(held.state),
     )

@@ -78,18 +78,12 @@ def expand_paths(paths: list[Path]) -> list[Path]:
 
 
 def load_playbook_arg(playbook: str) -> Any:
-    from flows.config import ConfigError
-    from flows.engine.launch import find_playbook
-    from flows.language.validate import PlaybookError, load_playbook
+    from flows.engine.launch import LaunchError, load_named
 
     try:
-        return load_playbook(find_playbook(playbook))
-    except ConfigError as exc:
+        return load_named(playbook)
+    except LaunchError as exc:
         raise fail(str(exc)) from None
-    except FileNotFoundError as exc:
-        raise fail(str(exc)) from None
-    except PlaybookError as exc:
-        raise fail(f"the playbook has problems:\n{exc}") from None
 
 
 def parse_inputs(playbook: Any, pairs: list[str] | None) -> dict[str, Any]:

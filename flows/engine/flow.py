@@ -8,6 +8,8 @@ the reason, never with a traceback. Parameters never carry a secret value.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -46,7 +48,10 @@ def playbook_flow(playbook: Playbook) -> Any:
         sandbox: bool = False,
         launch_proof: str | None = None,
     ) -> Any:
-        return execute_playbook(playbook, inputs, alert, mode, incident_id, trigger, launched_by, sandbox, launch_proof)
+        with deployment_sandbox(sandbox) as resolve:
+            return execute_playbook(
+                playbook, resolve(inputs), alert, mode, incident_id, trigger, launched_by, sandbox, launch_proof
+            )
 
     return flow(  # type: ignore[call-overload]
         body,
@@ -57,6 +62,41 @@ def playbook_flow(playbook: Playbook) -> Any:
         log_prints=False,
         validate_parameters=True,
     )
+
+
+@contextmanager
+def deployment_sandbox(sandbox: bool) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    """A run asked for the sandbox where none is configured (a deployment run on a worker with no account): the
+    embedded sandbox is started for this run only, and `@sandbox:USER` inputs stand for that user's first key.
+    Where the sandbox is already the configured AWS (`stanch run --sandbox`, tests), nothing changes."""
+    from flows.config import ConfigError, is_local_sandbox, load_settings
+
+    try:
+        configured = is_local_sandbox(load_settings())
+    except ConfigError:
+        configured = False
+    if not sandbox or configured:
+        yield lambda inputs: inputs
+        return
+    from flows.sandbox import Sandbox
+
+    box = Sandbox().start()  # activates itself: this run's AWS and Slack are the simulated ones
+
+    def resolve(inputs: dict[str, Any]) -> dict[str, Any]:
+        values = dict(inputs)
+        for name, value in values.items():
+            if isinstance(value, str) and value.startswith("@sandbox:"):
+                user, _, index = value.removeprefix("@sandbox:").partition("#")
+                keys = box.keys.get(user) or []
+                position = int(index) if index.isdigit() else 0
+                if position < len(keys):  # else the reference stays, and the input check names it
+                    values[name] = keys[position]
+        return values
+
+    try:
+        yield resolve
+    finally:
+        box.stop()
 
 
 def execute_playbook(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flows.alerts import AlertError, normalize
@@ -43,17 +45,7 @@ def prepare(
     alert_raw: dict[str, Any] | None = None,
 ) -> tuple[Playbook, dict[str, Any], dict[str, Any] | None]:
     """The playbook, its complete inputs and the alert's facts, or LaunchError."""
-    from flows.language.validate import PlaybookError
-
-    if isinstance(playbook_ref, Playbook):
-        playbook = playbook_ref
-    else:
-        try:
-            playbook = load_playbook(find_playbook(playbook_ref))
-        except FileNotFoundError as exc:
-            raise LaunchError(str(exc)) from None
-        except PlaybookError as exc:
-            raise LaunchError(f"the playbook has problems; fix them first:\n{exc}") from None
+    playbook = playbook_ref if isinstance(playbook_ref, Playbook) else load_named(playbook_ref)
     try:
         alert = normalize(alert_raw) if alert_raw is not None else None
     except AlertError as exc:
@@ -100,15 +92,7 @@ def run_playbook(
     from flows.engine.flow import playbook_flow
 
     playbook, values, facts = prepare(playbook_ref, inputs or {}, alert)
-    captured: dict[str, Any] = {}
-
-    def observe(kind: str, data: dict[str, Any]) -> None:
-        if kind == "run_finished":
-            captured["summary"] = data["summary"]
-        if observer is not None:
-            observer(kind, data)
-
-    with observing(observe):
+    with _summarised(observer) as captured:
         state = playbook_flow(playbook)(
             inputs=values,
             alert=facts,
@@ -211,18 +195,10 @@ def resume_run(ref: str, *, force: bool = False, observer: Observer | None = Non
     with get_client(sync_client=True) as client:
         name = client.read_flow(flow_run.flow_id).name
         started_with = read_input(client, flow_run.id, PLAYBOOK_KEY)
-        playbook = Playbook.model_validate_json(started_with) if started_with else _load(name)
+        playbook = Playbook.model_validate_json(started_with) if started_with else load_named(name)
         client.set_flow_run_state(flow_run.id, Scheduled(name="Resuming"), force=True)
         flow_run = client.read_flow_run(flow_run.id)
-    captured: dict[str, Any] = {}
-
-    def observe(kind: str, data: dict[str, Any]) -> None:
-        if kind == "run_finished":
-            captured["summary"] = data["summary"]
-        if observer is not None:
-            observer(kind, data)
-
-    with observing(observe):
+    with _summarised(observer) as captured:
         final = run_flow_sync(
             playbook_flow(playbook), flow_run=flow_run, parameters=flow_run.parameters, return_type="state"
         )
@@ -232,15 +208,32 @@ def resume_run(ref: str, *, force: bool = False, observer: Observer | None = Non
     return summary
 
 
-def _load(name: str) -> Playbook:
+def load_named(name_or_path: str) -> Playbook:
+    """A playbook by name or path, checked as `stanch validate` checks it, or LaunchError saying what to fix."""
+    from flows.config import ConfigError
     from flows.language.validate import PlaybookError
 
     try:
-        return load_playbook(find_playbook(name))
-    except FileNotFoundError as exc:
+        return load_playbook(find_playbook(name_or_path))
+    except (FileNotFoundError, ConfigError) as exc:
         raise LaunchError(str(exc)) from None
     except PlaybookError as exc:
         raise LaunchError(f"the playbook has problems; fix them first:\n{exc}") from None
+
+
+@contextmanager
+def _summarised(observer: Observer | None) -> Iterator[dict[str, Any]]:
+    """Pass a run's events to `observer` and keep its summary (under "summary") when it finishes."""
+    captured: dict[str, Any] = {}
+
+    def observe(kind: str, data: dict[str, Any]) -> None:
+        if kind == "run_finished":
+            captured["summary"] = data["summary"]
+        if observer is not None:
+            observer(kind, data)
+
+    with observing(observe):
+        yield captured
 
 
 def sweep_vanished_runs() -> list[str]:

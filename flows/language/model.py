@@ -147,6 +147,53 @@ class Step(_Strict):
         return self.name or self.id
 
 
+AlertSource = Literal["aws.health", "aws.guardduty", "github.secret_scanning", "webhook"]
+ALERT_FACTS = (
+    "source",
+    "kind",
+    "confirmed",
+    "access_key_ids",
+    "access_key_id",
+    "user_name",
+    "account",
+    "region",
+    "severity",
+    "repository",
+)
+
+
+class Trigger(_Strict):
+    """An alert that starts this playbook (`stanch serve`'s alert intake), and how its facts become inputs."""
+
+    source: AlertSource | list[AlertSource] = Field(
+        description="Where the alert comes from: aws.health, aws.guardduty, github.secret_scanning or webhook "
+        "(a generic alert)."
+    )
+    kind: str | list[str] = Field(
+        "*",
+        description="The alert's kind (AWS Health eventTypeCode, GuardDuty finding type, GitHub secret_type), "
+        "or shell-style patterns of it: CredentialAccess:IAMUser/*.",
+    )
+    match: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict,
+        description="Alert facts that must equal these values: {confirmed: true, account: '123456789012'}.",
+    )
+    when: Expression | None = Field(None, description="Start only when this is true; it may name only `alert`.")
+    inputs: dict[InputName, Any] = Field(
+        default_factory=dict,
+        description="Inputs from the alert's facts: `access_key_id: ${{ alert.access_key_id }}`. An input not "
+        "named here is taken from the fact of the same name when the alert has it.",
+    )
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.source] if isinstance(self.source, str) else list(self.source)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [self.kind] if isinstance(self.kind, str) else list(self.kind)
+
+
 class Playbook(_Strict):
     """A breach-response playbook."""
 
@@ -166,6 +213,9 @@ class Playbook(_Strict):
         description="Named inputs, each a JSON Schema fragment; an input without `default` is required.",
     )
     approvers: dict[Slug, list[str]] = Field(default_factory=dict, description="Named groups of approver identities.")
+    triggers: list[Trigger] = Field(
+        default_factory=list, description="Alerts that start this playbook; the first that matches sets the inputs."
+    )
     steps: list[Step] = Field(min_length=1)
 
     def step(self, step_id: str) -> Step:

@@ -100,6 +100,7 @@ def check_document(doc: Document, problems: list[Problem] | None = None) -> Chec
     problems.extend(_graph_problems(doc, data))
     problems.extend(_action_problems(doc, data))
     problems.extend(_expression_problems(doc, data))
+    problems.extend(_trigger_problems(doc, data))
     problems = [p for i, p in enumerate(problems) if i < from_loader or p.path not in refused]
     problems = _dedupe(problems)
     return Checked(doc.file, playbook if not problems else None, problems, doc)
@@ -492,6 +493,59 @@ def _expression_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
                     continue
                 for message in expressions.check(text, scope):
                     problems.append(doc.problem((*path, *sub), message))
+    return problems
+
+
+def _trigger_problems(doc: Document, data: dict[str, Any]) -> list[Problem]:
+    """Triggers: matched facts that exist, inputs the playbook declares, expressions that name only alert facts."""
+    from flows.language.model import ALERT_FACTS
+
+    triggers = data.get("triggers")
+    if not isinstance(triggers, list):
+        return []
+    declared = set(data["inputs"]) if isinstance(data.get("inputs"), dict) else set()
+    problems = []
+    for i, trigger in enumerate(triggers):
+        if not isinstance(trigger, dict):
+            continue
+        match = trigger.get("match")
+        for name in match if isinstance(match, dict) else ():
+            if name not in ALERT_FACTS:
+                problems.append(
+                    doc.problem(("triggers", i, "match", name), f"{name!r} is not an alert fact ({', '.join(ALERT_FACTS)})")
+                )
+        inputs = trigger.get("inputs")
+        for name in inputs if isinstance(inputs, dict) else ():
+            if name not in declared:
+                known = ", ".join(sorted(declared)) or "none declared"
+                problems.append(
+                    doc.problem(("triggers", i, "inputs", name), f"{name!r} is not a declared input (inputs: {known})")
+                )
+        places: list[tuple[PathT, Any]] = [
+            (("triggers", i, "when"), trigger.get("when")),
+            (("triggers", i, "inputs"), inputs),
+        ]
+        for path, value in places:
+            for sub, text in expressions.walk_strings(value):
+                if expressions.has_expression(text):
+                    problems.extend(doc.problem((*path, *sub), m) for m in _trigger_expression_problems(text, ALERT_FACTS))
+    return problems
+
+
+def _trigger_expression_problems(text: str, facts: tuple[str, ...]) -> list[str]:
+    try:
+        parsed = expressions.parse(text)
+    except expressions.ExpressionError as exc:
+        return [str(exc)]
+    problems = [
+        f"unknown function {name!r}; allowed: {', '.join(expressions.ALLOWED_FILTERS)}"
+        for name in sorted(parsed.filters - set(expressions.ALLOWED_FILTERS))
+    ]
+    for ref in parsed.references:
+        if ref[0] != "alert":
+            problems.append(f"a trigger can name only the alert's facts (alert.<fact>), not {ref[0]!r}")
+        elif len(ref) < 2 or ref[1] not in (*facts, "raw"):
+            problems.append(f"name one alert fact: alert.<fact> ({', '.join(facts)}, raw)")
     return problems
 
 

@@ -1,0 +1,312 @@
+"""The alert endpoints of `stanch serve`: POST /alerts/eventbridge, /alerts/github, /alerts/generic (and /alerts/sns).
+
+Each answers JSON `{accepted, run_id, reason}`: 202 when a run was started (or the alert matched no playbook,
+which is recorded and said), 200 when a second alert for a key joins that key's open run, 4xx for anything a
+sender got wrong (nothing is started and the attempt is logged), 503 when the run could not be started for a
+reason of the service's own (Prefect unreachable, the runner full): the sender retries, and the delivery is
+not taken as seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from flows.alerts import AlertError, normalize, parse_alert
+from flows.config import ConfigError, Settings, error_summary, is_local_sandbox, resolve_secret
+from flows.intake.enrich import GITHUB_AWS_TYPES, EnrichError, github_key_id, key_owner
+from flows.intake.launcher import Launcher, RunnerBusy
+from flows.intake.routing import RouteError, first_trigger, trigger_inputs, triggered_playbooks
+from flows.intake.sources import (
+    Refusal,
+    check_generic,
+    check_github,
+    check_sns,
+    check_token,
+    confirm_subscription,
+    delivery_id,
+)
+from integrations.masking import SecretMasker
+
+_log = logging.getLogger("stanch.intake")
+OPEN_RUN_SECONDS = 7 * 86400  # a deployment run's key is held until Prefect says the run ended
+SOURCES = {
+    "eventbridge": ("aws.health", "aws.guardduty"),
+    "sns": ("aws.health", "aws.guardduty"),
+    "github": ("github.secret_scanning",),
+    "generic": None,  # any alert
+}
+
+
+class Intake:
+    """What the endpoints share: the resolved secrets, the triggered playbooks, the launcher and the state."""
+
+    def __init__(self, settings: Settings, state: Any, masker: SecretMasker, signer: Any = None):
+        self.settings = settings
+        self.state = state
+        self.masker = masker
+        self.secrets: dict[str, str | None] = {}
+        for name in ("eventbridge_token", "generic_secret", "github_secret", "github_token"):
+            value = resolve_secret(settings, f"intake.{name}")
+            if value:
+                masker.register(value)
+            elif name != "github_token":
+                _log.warning("intake.%s is not set: its endpoint refuses every alert", name)
+            self.secrets[name] = value
+        if settings.intake.sandbox and settings.intake.route == "runner" and not is_local_sandbox(settings):
+            # a runner's sandbox run would act on the configured AWS: only the local sandbox may be used so
+            raise ConfigError("intake.sandbox: with the runner route, AWS must be the local sandbox (aws.endpoint_url)")
+        self.playbooks = triggered_playbooks(settings.playbook_dirs)
+        self.launcher = Launcher(settings, signer)
+        self.launcher.warm(self.playbooks)
+        self.keep_deliveries = settings.intake.deliveries_days * 86400
+        names = ", ".join(p.metadata.name for p in self.playbooks) or "none"
+        _log.info("alert intake: route %s; playbooks with triggers: %s", settings.intake.route, names)
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def eventbridge(self, request: Request) -> JSONResponse:
+        async def check(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], str]:
+            check_token(self.secrets["eventbridge_token"], headers)
+            raw = _parsed(body)
+            return raw, delivery_id(raw.get("id"), "the EventBridge event's id")
+
+        return await self._endpoint(request, "eventbridge", check)
+
+    async def generic(self, request: Request) -> JSONResponse:
+        async def check(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], str]:
+            signature = check_generic(self.secrets["generic_secret"], headers, body)
+            raw = _parsed(body)
+            return raw, delivery_id(raw["id"], "the alert's id") if "id" in raw else f"sig:{signature}"
+
+        return await self._endpoint(request, "generic", check)
+
+    async def github(self, request: Request) -> JSONResponse:
+        async def check(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], str]:
+            event = check_github(self.secrets["github_secret"], headers, body)
+            if event == "ping":
+                raise Refusal(200, "pong: the webhook is set up; send secret_scanning_alert events")
+            if event != "secret_scanning_alert":
+                raise Refusal(400, f"X-GitHub-Event {event[:60]!r}: this endpoint takes secret_scanning_alert only")
+            raw = _parsed(body)
+            return raw, delivery_id(headers.get("x-github-delivery"), "X-GitHub-Delivery")
+
+        return await self._endpoint(request, "github", check)
+
+    async def sns(self, request: Request) -> JSONResponse:
+        import anyio
+
+        intake = self.settings.intake
+
+        async def check(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], str]:
+            if not intake.sns_enabled:
+                raise Refusal(403, "/alerts/sns takes no alerts: intake.sns_enabled is false")
+            message = _parsed(body)
+            args = (intake.sns_cert_host, intake.sns_cert_https)
+            await anyio.to_thread.run_sync(check_sns, message, *args, intake.sns_topic_arns)
+            if message["Type"] == "SubscriptionConfirmation":
+                await anyio.to_thread.run_sync(confirm_subscription, message, *args)
+                raise Refusal(200, f"subscription to {message['TopicArn']} confirmed")
+            if message["Type"] == "UnsubscribeConfirmation":
+                raise Refusal(200, f"unsubscribed from {message['TopicArn']}; nothing to do")
+            return _parsed(message["Message"].encode()), delivery_id(message.get("MessageId"), "MessageId")
+
+        return await self._endpoint(request, "sns", check)
+
+    async def _endpoint(self, request: Request, endpoint: str, check: Any) -> JSONResponse:
+        import anyio
+
+        from flows.approvals.service import _body
+
+        where = f"/alerts/{endpoint} from {request.client.host if request.client else '?'}"
+        body = await _body(request)
+        try:
+            if body is None:
+                raise Refusal(413, "the body is over the size limit (1 MB)")
+            raw, delivery = await check(request.headers, body)
+        except Refusal as refusal:
+            return self._refused(where, refusal)
+        except Exception as exc:  # a check that broke on odd input is still the sender's problem, never a 5xx
+            return self._refused(where, Refusal(400, f"the request could not be checked: {error_summary(exc)}"))
+        try:
+            status, answer = await anyio.to_thread.run_sync(self.handle, endpoint, raw, delivery)
+        except Exception as exc:  # the service's own failure (its state store, a bug): the sender retries
+            why = self.masker.mask(error_summary(exc))
+            _log.error("alert at %s could not be handled: %s", where, why)
+            return JSONResponse(_no(f"the alert could not be handled, try again: {why}"), status_code=503)
+        return JSONResponse(answer, status_code=status)
+
+    def _refused(self, where: str, refusal: Refusal) -> JSONResponse:
+        level = logging.INFO if refusal.status < 400 else logging.WARNING
+        _log.log(level, "alert refused at %s: %d %s", where, refusal.status, self.masker.mask(refusal.reason))
+        return JSONResponse({"accepted": False, "run_id": None, "reason": refusal.reason}, status_code=refusal.status)
+
+    # ------------------------------------------------------------------ one alert
+
+    def handle(self, endpoint: str, raw: dict[str, Any], delivery: str) -> tuple[int, dict[str, Any]]:
+        """Route one verified alert and start (or join) its run: (HTTP status, answer)."""
+        try:
+            facts = normalize(raw)
+        except AlertError as exc:
+            return self._answer(422, f"the alert cannot be used: {exc}", endpoint, delivery)
+        del raw  # from here on, only the sanitized alert (facts["raw"]) is used
+        expected = SOURCES[endpoint]
+        if expected is not None and facts["source"] not in expected:
+            return self._answer(
+                422, f"/alerts/{endpoint} takes {', '.join(expected)} alerts, not {facts['source']}", endpoint, delivery
+            )
+        seen_key = f"{endpoint}:{delivery}"
+        earlier = self.state.hold("delivery", seen_key, "", self.keep_deliveries)
+        if earlier is not None:
+            return self._answer(
+                409,
+                f"delivery {delivery} was already received; nothing new was started",
+                endpoint,
+                delivery,
+                earlier or None,
+            )
+        try:
+            status, answer = self._route(facts)
+        except Exception:
+            self.state.release("delivery", seen_key)
+            raise
+        if status >= 500:
+            self.state.release("delivery", seen_key)  # the sender's retry must be taken
+        elif answer.get("run_id"):
+            self.state.put("delivery", seen_key, answer["run_id"], self.keep_deliveries)
+        _log.info(
+            "alert %s %s (%s, %s): %d %s",
+            endpoint,
+            delivery,
+            facts["source"],
+            facts["kind"],
+            status,
+            self.masker.mask(str(answer["reason"])),
+        )
+        return status, answer
+
+    def _answer(
+        self, status: int, reason: str, endpoint: str, delivery: str, run_id: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        reason = self.masker.mask(reason)
+        _log.log(
+            logging.WARNING if status >= 400 else logging.INFO, "alert %s %s: %d %s", endpoint, delivery, status, reason
+        )
+        return status, {"accepted": False, "run_id": run_id, "reason": reason}
+
+    def _route(self, facts: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        from flows.engine.flow import new_incident_id
+        from flows.engine.launch import LaunchError
+
+        self._github_key(facts)
+        matched = [(pb, i) for pb in self.playbooks if (i := first_trigger(pb, facts)) is not None]
+        if not matched:
+            reason = f"no playbook's trigger matches this {facts['source']} alert ({facts['kind']}); it is recorded"
+            return 202, {"accepted": False, "run_id": None, "reason": reason}
+        runs: list[str] = []
+        notes: list[str] = []
+        status = 202
+        for playbook, index in matched:
+            name = playbook.metadata.name
+            try:
+                self._owner(playbook, facts)
+                inputs = trigger_inputs(playbook, index, facts)
+            except (RouteError, EnrichError) as exc:
+                return 422 if isinstance(exc, RouteError) else 503, _no(f"{name}: {exc}")
+            key = f"{name}:{inputs.get('access_key_id') or facts.get('access_key_id') or ''}"
+            held = self.state.hold("open-key", key, "", OPEN_RUN_SECONDS) if key[-1] != ":" else None
+            if held is not None and (held == "" or self.launcher.is_open(held)):
+                runs.append(held)
+                notes.append(f"{name}: joins the open run {held or '(starting)'} for this key")
+                self._attach(held, facts)
+                status = 200
+                continue
+            if held is not None:
+                self.state.put("open-key", key, "", OPEN_RUN_SECONDS)  # the old run ended: this alert starts one
+            incident = new_incident_id()
+
+            def ended(run_id: str | None, key: str = key) -> None:
+                self.state.release("open-key", key)
+
+            try:
+                run_id = self.launcher.start(playbook, inputs, facts, incident, on_end=ended)
+            except LaunchError as exc:
+                self._release(key)
+                return 422, _no(f"{name}: the alert's facts do not make its inputs: {exc}")
+            except RunnerBusy as exc:
+                self._release(key)
+                return 503, _no(str(exc))
+            except Exception as exc:
+                self._release(key)
+                return 503, _no(f"{name}: the run could not be started: {error_summary(exc)}")
+            if key[-1] != ":" and run_id:
+                self.state.put("open-key", key, run_id, OPEN_RUN_SECONDS)
+            runs.append(run_id or "")
+            notes.append(f"{name} started (incident {incident})")
+        reason = self.masker.mask("; ".join(notes))
+        return status, {"accepted": True, "run_id": runs[0] or None, "runs": runs, "reason": reason}
+
+    def _release(self, key: str) -> None:
+        if key[-1] != ":":
+            self.state.release("open-key", key)
+
+    def _owner(self, playbook: Any, facts: dict[str, Any]) -> None:
+        """A key id without its user: the user from GetAccessKeyLastUsed, in the alert's account."""
+        if "user_name" in playbook.inputs and not facts.get("user_name") and facts.get("access_key_id"):
+            facts["user_name"] = key_owner(self.settings, str(facts["access_key_id"]), facts.get("account"))
+
+    def _github_key(self, facts: dict[str, Any]) -> None:
+        """A GitHub alert for an AWS key: its key id through GitHub's API (only the id is kept)."""
+        if facts["source"] != "github.secret_scanning" or facts["access_key_id"] or facts["kind"] not in GITHUB_AWS_TYPES:
+            return
+        alert = facts["raw"].get("alert") or {}
+        token, repository = self.secrets["github_token"], facts.get("repository")
+        if not token or not repository or not isinstance(alert.get("number"), int):
+            _log.warning("a GitHub alert for an AWS key, but no intake.github_token (or no repository): no key id")
+            return
+        key_id = github_key_id(self.settings.intake.github_api_url, token, str(repository), int(alert["number"]))
+        if key_id:
+            facts["access_key_ids"] = [key_id]
+            facts["access_key_id"] = key_id
+
+    def _attach(self, run_id: str, facts: dict[str, Any]) -> None:
+        """Say in the open run's log that another alert for its key came in."""
+        if not run_id:
+            return
+        from datetime import UTC, datetime
+        from uuid import UUID
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import LogCreate
+
+        message = self.masker.mask(f"another alert for this key joined the run: {facts['source']} {facts['kind']}")
+        try:
+            with get_client(sync_client=True) as client:
+                client.create_logs(
+                    [
+                        LogCreate(
+                            name="stanch.intake",
+                            level=logging.INFO,
+                            message=message,
+                            timestamp=datetime.now(UTC),
+                            flow_run_id=UUID(run_id),
+                        )
+                    ]
+                )
+        except Exception as exc:  # the alert still joins the run; only its note is lost
+            _log.warning("could not note the alert on run %s: %s", run_id, error_summary(exc))
+
+
+def _no(reason: str) -> dict[str, Any]:
+    return {"accepted": False, "run_id": None, "reason": reason}
+
+
+def _parsed(body: bytes) -> dict[str, Any]:
+    try:
+        return parse_alert(body)
+    except AlertError as exc:
+        raise Refusal(400, f"the body is not a usable alert: {exc}") from None
