@@ -19,25 +19,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from flows.alerts.models import EventBridgeEvent, GuardDutyDetail, HealthDetail, SecretScanningWebhook
+from flows.language.model import ALERT_FACTS
 from integrations.masking import CREDENTIAL_RE, MASK, looks_secret
 
 MAX_BYTES = 1_000_000  # a GuardDuty finding is a few kilobytes; webhooks are smaller
 MAX_DEPTH = 32  # a GuardDuty finding nests 8 levels
 MAX_VALUES = 50_000  # values (objects, lists, scalars) in one alert
 
-FACT_KEYS = (
-    "source",
-    "kind",
-    "confirmed",
-    "access_key_ids",
-    "access_key_id",
-    "user_name",
-    "account",
-    "region",
-    "severity",
-    "repository",
-    "raw",
-)
+FACT_KEYS = (*ALERT_FACTS, "raw")  # the facts a playbook reads (one list, in the language), and the sanitized alert
 
 _KEY_RE = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
