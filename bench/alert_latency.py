@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -43,44 +42,22 @@ from flows.sandbox import Sandbox  # noqa: E402
 
 TOKEN = "bench-eventbridge-token"  # noqa: S105 - the bench's own
 P50_TARGET, P95_TARGET = 1.0, 2.0
-TRIGGERS = """triggers:
-  - source: aws.health
-    kind: AWS_RISK_CREDENTIALS_EXPOSED
-    inputs:
-      access_key_id: ${{ alert.access_key_id }}
-      user_name: ${{ alert.user_name }}
-      confirmed: true
-      trail_source: s3://stanch-sandbox-cloudtrail/AWSLogs/
-      review_since: "2099-01-01"
-
-"""
 
 
 def playbook_dir() -> Path:
-    """The flagship with its trigger, its review pointed past the sandbox's trail (the review is not measured)."""
+    """The flagship with its review pointed past the sandbox's trail (the review is not what this measures)."""
+    from flows.sandbox import flagship_without_review
+
     folder = Path(tempfile.mkdtemp(prefix="stanch-bench-playbooks-"))
-    text = (ROOT / "playbooks" / "aws-access-key-compromise.yaml").read_text()
-    (folder / "aws-access-key-compromise.yaml").write_text(
-        text.replace("\napprovers:\n", "\n" + TRIGGERS + "approvers:\n", 1)
-    )
+    (folder / "aws-access-key-compromise.yaml").write_text(flagship_without_review())
     return folder
 
 
 def serve(settings: Any) -> str:
-    import socket
+    from flows.approvals.service import create_app, start_in_thread
 
-    import uvicorn
-
-    from flows.approvals.service import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}"
+    url, _ = start_in_thread(create_app(settings))
+    return url
 
 
 def make_keys(box: Sandbox, prefix: str, count: int) -> list[tuple[str, str]]:

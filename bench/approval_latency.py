@@ -56,20 +56,10 @@ steps:
 
 
 def serve(settings: Any) -> str:
-    import socket
+    from flows.approvals.service import create_app, start_in_thread
 
-    import uvicorn
-
-    from flows.approvals.service import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}"
+    url, _ = start_in_thread(create_app(settings))
+    return url
 
 
 def click(box: Sandbox, service: str, run_id: str, user: str) -> dict[str, Any]:

@@ -81,12 +81,8 @@ def approval_service(
     sandbox_session: Any, stanch_config: Path, prefect_api: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """`stanch serve`'s app on a free loopback port, for the whole session; its base URL."""
-    import socket
-    import time
 
-    import uvicorn
-
-    from flows.approvals.service import create_app
+    from flows.approvals.service import create_app, start_in_thread
     from flows.config import load_settings
 
     os.environ["STANCH_APPROVALS__STATE_PATH"] = str(tmp_path_factory.mktemp("service") / "service.sqlite3")
@@ -95,18 +91,9 @@ def approval_service(
         app = create_app(load_settings())
     finally:
         sandbox_session.deactivate()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    url, stop = start_in_thread(app)
+    yield url
+    stop()
 
 
 @pytest.fixture
@@ -211,6 +198,18 @@ def playbook(text: str, name: str = "test.yaml") -> Any:
     checked = check_text(text, name)
     assert checked.ok and checked.playbook is not None, [str(p) for p in checked.problems]
     return checked.playbook
+
+
+def json_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into nested dicts and lists (the fuzz tests mutate a real document at one of them)."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += json_paths(child, (*path, key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            found += json_paths(child, (*path, i))
+    return found
 
 
 def cli_env(**extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ import resource
 import time
 from typing import Any
 
-from conftest import FIXTURES
+from conftest import FIXTURES, json_paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,23 +43,12 @@ json_values = st.recursive(
 )
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _paths(child, (*path, key))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            found += _paths(child, (*path, i))
-    return found
-
-
 @st.composite
 def mutated_alerts(draw: st.DrawFn) -> Any:
     """A real-format alert with values replaced, keys dropped, or a deep value grafted in."""
     alert = copy.deepcopy(draw(st.sampled_from(SAMPLES)))
     for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(_paths(alert)))
+        path = draw(st.sampled_from(json_paths(alert)))
         op = draw(st.sampled_from(["replace", "drop", "deep"]))
         if not path:
             alert = draw(json_values) if op == "replace" else alert

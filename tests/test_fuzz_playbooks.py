@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import resource
 import time
-from typing import Any
 
 import yaml
-from conftest import PLAYBOOKS
+from conftest import PLAYBOOKS, json_paths
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -139,23 +138,12 @@ json_values = st.recursive(
 )
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _paths(child, (*path, key))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            found += _paths(child, (*path, i))
-    return found
-
-
 @st.composite
 def mutated_data(draw: st.DrawFn) -> str:
     """A shipped playbook as data with one to three values replaced by anything JSON-like, dumped as YAML."""
     data = yaml.safe_load(draw(st.sampled_from(SOURCES)))
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(_paths(data)))
+        path = draw(st.sampled_from(json_paths(data)))
         value = draw(json_values)
         if not path:
             data = value

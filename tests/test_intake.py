@@ -23,46 +23,13 @@ GENERIC = "generic-hmac-key-for-tests"
 HOOK = "github-webhook-secret-for-tests"
 PLANTED = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # a secret access key planted in alert payloads
 
-# The trigger block proposed for playbooks/aws-access-key-compromise.yaml; tests add it to a copy.
-FLAGSHIP_TRIGGERS = """triggers:
-  - source: aws.health
-    kind: AWS_RISK_CREDENTIALS_EXPOSED
-    inputs:
-      access_key_id: ${{ alert.access_key_id }}
-      user_name: ${{ alert.user_name }}
-      confirmed: true
-  - source: aws.guardduty
-    kind: ["CredentialAccess:IAMUser/*", "Exfiltration:IAMUser/*", "Impact:IAMUser/*", "Persistence:IAMUser/*",
-           "PrivilegeEscalation:IAMUser/*", "Discovery:IAMUser/*", "UnauthorizedAccess:IAMUser/*"]
-    when: ${{ alert.access_key_id and alert.access_key_id.startswith('AKIA') }}
-    inputs:
-      access_key_id: ${{ alert.access_key_id }}
-      user_name: ${{ alert.user_name }}
-      confirmed: false
-  - source: [github.secret_scanning, webhook]
-    kind: [aws_access_key_id, aws_secret_access_key, aws_key_exposed]
-    when: ${{ alert.access_key_id }}
-    inputs:
-      access_key_id: ${{ alert.access_key_id }}
-      user_name: ${{ alert.user_name }}
-      confirmed: ${{ alert.confirmed }}
-
-"""
-
 
 def flagship_with_triggers(quick_review: bool = False) -> str:
-    """The flagship with the proposed triggers; `quick_review` points its review at the sandbox's trail with a
-    window after every event (moto has no LookupEvents, and these tests are about the intake, not the review)."""
-    text = (PLAYBOOKS / "aws-access-key-compromise.yaml").read_text()
-    assert text.count("\napprovers:\n") == 1
-    if "\ntriggers:\n" in text:  # the shipped triggers, replaced by this test's own (the same, maybe quicker)
-        head, _, rest = text.partition("\ntriggers:\n")
-        text = head + "\n" + rest[rest.index("approvers:\n") :]
-    triggers = FLAGSHIP_TRIGGERS
-    if quick_review:
-        extra = '      trail_source: s3://stanch-sandbox-cloudtrail/AWSLogs/\n      review_since: "2099-01-01"\n'
-        triggers = triggers.replace("    inputs:\n", "    inputs:\n" + extra)
-    return text.replace("\napprovers:\n", "\n" + triggers + "approvers:\n", 1)
+    """The shipped flagship, its triggers included; `quick_review` points its review past the sandbox's trail (moto
+    has no LookupEvents, and these tests are about the intake, not the review)."""
+    from flows.sandbox import flagship_without_review
+
+    return flagship_without_review() if quick_review else (PLAYBOOKS / "aws-access-key-compromise.yaml").read_text()
 
 
 def reference(name: str) -> dict[str, Any]:

@@ -463,6 +463,32 @@ def _update_message(
     held.slack.chat_update(channel=channel, ts=ts, text=held.masker.mask(f"{original}\n{escape(line)}"))
 
 
+def start_in_thread(app: Starlette) -> tuple[str, Any]:
+    """The app on a free loopback port in a daemon thread (benches, tests): its URL and a function that stops it."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True, name="stanch-serve")
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.05)
+    if not server.started:
+        raise RuntimeError("the approval service did not start")
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
 def serve(host: str = "127.0.0.1", port: int = 8480) -> None:
     import uvicorn
 

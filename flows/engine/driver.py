@@ -504,7 +504,7 @@ class Driver:
         if record.started_at is not None:
             record.finished_at = now
         emit("step_finished", record=record.model_copy(deep=True))
-        self.journal.step(record)
+        self.journal.step(record, self.masker)
         if self.thread:
             self.thread.step(record)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows.engine.records import DecisionRecord
 from flows.language.model import Approval, Step, duration_seconds
@@ -33,12 +33,13 @@ class GateAnswer(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    gate: str
+    # Bounded: anyone with access to the Prefect API can write an answer, and its text reaches logs and Slack.
+    gate: str = Field(max_length=64)
     decision: Literal["approve", "reject"]
-    approver: str
-    reason: str = ""
-    channel: str = "cli"
-    signature: str | None = None
+    approver: str = Field(max_length=128)
+    reason: str = Field("", max_length=2000)
+    channel: str = Field("cli", max_length=32)
+    signature: str | None = Field(None, max_length=256)
 
 
 def answer_key(gate: str, nonce: str) -> str:

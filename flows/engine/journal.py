@@ -121,8 +121,9 @@ class Journal:
 
     # ---------------------------------------------------------------- steps and gates
 
-    def step(self, record: StepRecord) -> None:
-        self.write(f"{STEP_PREFIX}{record.id}", record.model_dump(mode="json"))
+    def step(self, record: StepRecord, masker: Any) -> None:
+        """A finished step's record; its outputs hold no secret field, and are masked all the same (they are stored)."""
+        self.write(f"{STEP_PREFIX}{record.id}", masker.mask_data(record.model_dump(mode="json")))
 
     def gate(self, gate: str, event: str, data: dict[str, Any]) -> None:
         self.write(f"{GATE_PREFIX}{gate}-{event}", data)

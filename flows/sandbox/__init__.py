@@ -61,6 +61,18 @@ _EC2_TRUST = {
 }
 
 
+def flagship_without_review(bucket: str = "stanch-sandbox-cloudtrail") -> str:
+    """The flagship as shipped, triggers included, with each trigger's run reviewing the sandbox's trail from a
+    time after every event: for tests and benches of what surrounds the review (alert intake, latency), not of it."""
+    from flows.language.validate import PLAYBOOK_DIR
+
+    text = (PLAYBOOK_DIR / "aws-access-key-compromise.yaml").read_text(encoding="utf-8")
+    head, triggers, rest = text.partition("\ntriggers:\n")
+    block, approvers, tail = rest.partition("\napprovers:\n")
+    extra = f'      trail_source: s3://{bucket}/AWSLogs/\n      review_since: "2099-01-01"\n'
+    return head + triggers + block.replace("    inputs:\n", "    inputs:\n" + extra) + approvers + tail
+
+
 def _recording_file() -> str:
     """Where moto's request recorder writes (never the working directory)."""
     import tempfile
