@@ -11,7 +11,7 @@ import sys
 from flows.cli.common import app, err, escape
 
 # Each module registers its commands on `app`; this order is the order `stanch --help` lists them in.
-for _module in ("authoring", "review", "running", "approvals", "stack"):
+for _module in ("authoring", "review", "running", "approvals", "stack", "vendor", "tabletop"):
     importlib.import_module(f"flows.cli.{_module}")
 
 

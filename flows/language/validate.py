@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,13 @@ from flows.language.model import Playbook
 
 PLAYBOOK_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 
+# Documents of other kinds that `stanch validate` checks: kind -> module with `check_document(doc) -> list[Problem]`.
+# Each module must stay off Prefect, boto3 and slack_sdk (the validate fast path).
+OTHER_KINDS = {
+    "Vendor": "flows.vendors.inventory",
+    "Scenario": "flows.tabletop.scenario",
+}
+
 
 @dataclass
 class Checked:
@@ -30,9 +38,12 @@ class Checked:
     playbook: Playbook | None
     problems: list[Problem] = field(default_factory=list)
     document: Document | None = None
+    kind: str = "Playbook"
 
     @property
     def ok(self) -> bool:
+        if self.kind != "Playbook":
+            return not self.problems
         return self.playbook is not None and not self.problems
 
 
@@ -91,6 +102,12 @@ def check_document(doc: Document, problems: list[Problem] | None = None) -> Chec
     if not isinstance(data, dict):
         problems.append(doc.problem((), "a playbook is a YAML mapping with apiVersion, kind, metadata, steps"))
         return Checked(doc.file, None, problems, doc)
+    other = OTHER_KINDS.get(data.get("kind"))  # type: ignore[arg-type]
+    if other is not None:
+        # Vendor inventories and tabletop scenarios: their own schema and checks, the same problem format.
+        module = importlib.import_module(other)
+        problems.extend(module.check_document(doc))
+        return Checked(doc.file, None, _dedupe(problems), doc, kind=str(data["kind"]))
     playbook: Playbook | None = None
     try:
         playbook = Playbook.model_validate(data)
