@@ -239,7 +239,12 @@ def slack_client(token: str, base_url: str = "https://slack.com/api/", read_only
 
 
 class HttpCallError(RuntimeError):
-    """An HTTP endpoint refused or failed; the message never holds a credential."""
+    """An HTTP endpoint refused or failed; the message never holds a credential. `status` is the HTTP status
+    (None when no answer came), so callers can treat 404 on a delete as already done."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -260,8 +265,22 @@ class HttpClient:
             raise ValueError(f"vendor endpoints must be https:// (got {parsed.scheme}://{parsed.hostname})")
 
     def call(
-        self, method: str, url: str, token: str, body: dict[str, Any] | None = None, idempotency: str | None = None
+        self,
+        method: str,
+        url: str,
+        token: str | None,
+        body: Any = None,
+        idempotency: str | None = None,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
     ) -> Any:
+        """Send one request; the JSON answer (None for an empty body).
+
+        Args:
+            token: sent as `Authorization: Bearer`; None when `headers` carry the credential (`x-api-key`...).
+            headers: extra headers, e.g. an API version; their values are never put in an error message.
+            content_type: for a body, e.g. `application/merge-patch+json` for a Kubernetes patch.
+        """
         import urllib.error  # here, not at the top: `stanch validate` imports the actions and needs no HTTP
         import urllib.request
 
@@ -270,18 +289,25 @@ class HttpClient:
             raise ReadOnlyRefusal(f"{method} {url} refused: this run is a dry-run and calls no vendor")
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - scheme checked above
-        request.add_header("Authorization", f"Bearer {token}")
-        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         if idempotency:
             request.add_header("Idempotency-Key", idempotency)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - scheme checked above
-                text = response.read().decode() or "null"
-                return json.loads(text)
+                text = response.read().decode()
+                return json.loads(text) if text.strip() else None
         except urllib.error.HTTPError as exc:
-            raise HttpCallError(f"{method} {url} answered {exc.code} {exc.reason}") from None
+            raise HttpCallError(f"{method} {url} answered {exc.code} {exc.reason}", exc.code) from None
         except (urllib.error.URLError, TimeoutError) as exc:
             raise HttpCallError(f"{method} {url} failed: {getattr(exc, 'reason', exc)}") from None
+        except ValueError:
+            raise HttpCallError(f"{method} {url} answered something that is not JSON") from None
 
 
 @dataclass
