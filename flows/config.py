@@ -152,10 +152,11 @@ class IntakeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    route: Literal["runner", "deployment"] = Field(
+    route: Literal["runner", "deployment", "event"] = Field(
         "runner",
         description="runner: alert runs start in the service's warm runner (lowest latency, recorded on the Prefect "
-        "server); deployment: as deployment runs `<playbook>/default`, executed by any worker.",
+        "server); deployment: as deployment runs `<playbook>/default`, executed by any worker; event: the service "
+        "emits a `stanch.alert.routed` Prefect event and the deployment triggers of prefect.yaml start the runs.",
     )
     runner_threads: int = Field(8, ge=1, le=64, description="Alert runs the warm runner executes at once.")
     sandbox: bool = Field(False, description="Start alert runs in sandbox mode (deployment runs: the worker's sandbox).")

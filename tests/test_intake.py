@@ -487,6 +487,26 @@ def test_a_guardduty_finding_through_sns_waits_for_a_signed_decision(sandbox: An
     run_id = answer.json()["run_id"]
     wait_until(lambda: "deactivate-approved" in [g["gate"] for g in open_gates(run_id)], what="the gate opening")
     assert sandbox.key_states()[key] == "data-pipeline: Active"  # an anomaly waits for a person
+
+    # The same finding again through EventBridge (another delivery) joins the open run, in its incident thread.
+    from uuid import UUID
+
+    from flows.engine.journal import THREAD_KEY, read_json_input
+
+    again = dict(finding, id="gd-1-again-through-eventbridge")
+    joined = post_eventbridge(intake_app, again)
+    assert joined.status_code == 200 and joined.json()["run_id"] == run_id, joined.text
+    root = read_json_input(UUID(run_id), THREAD_KEY)
+    assert root and root["ts"], "the run recorded its incident thread's root"
+    replies = wait_until(
+        lambda: [
+            m
+            for m in sandbox.slack.messages(root["channel"])
+            if m.get("thread_ts") == root["ts"] and "another alert for this key joined the run" in m["text"]
+        ],
+        what="the joined alert in the run's thread",
+    )
+    assert "aws.guardduty" in replies[0]["text"], replies
     decision = {
         "run_id": run_id,
         "gate": "deactivate-approved",

@@ -117,3 +117,59 @@ def test_a_failing_deployment_run_ends_failed_without_an_engine_traceback(worker
     text = worker.read_text()
     assert "input 'access_key_id' is required" in text  # the run's own log reached the worker's
     assert "Unexpected result for failed state" not in text and "Traceback" not in text, text[-3000:]
+
+
+def test_the_event_route_starts_the_run_through_the_deployment_trigger(worker: Path) -> None:
+    """intake.route `event`: the service emits stanch.alert.routed; prefect.yaml's trigger starts the worker's run."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from flows.config import load_settings
+    from flows.engine.launch import load_named
+    from flows.intake.launcher import Launcher
+
+    settings = load_settings()
+    settings.intake.route = "event"
+    settings.intake.sandbox = True
+    launcher = Launcher(settings)
+    playbook = load_named("aws-access-key-compromise")
+    inputs = {
+        "access_key_id": "@sandbox:data-pipeline",
+        "user_name": "data-pipeline",
+        "confirmed": True,
+        "trail_source": "s3://stanch-sandbox-cloudtrail/AWSLogs/",
+        "review_since": "2099-01-01",
+    }
+    facts = {"source": "aws.health", "kind": "AWS_RISK_CREDENTIALS_EXPOSED", "confirmed": True}
+    # The parameters Launcher.start builds, with the worker sandbox's `@sandbox:` key reference as the key id
+    # (start() checks inputs against the playbook, and that reference is only resolved by the worker's run).
+    parameters = {
+        "inputs": inputs,
+        "alert": facts,
+        "mode": "live",
+        "incident_id": "INC-EVENT-ROUTE",
+        "trigger": "alert",
+        "launched_by": "alert:aws.health",
+        "sandbox": True,
+        "launch_proof": None,
+    }
+    launcher._emit(playbook, parameters)  # the trigger makes the run: there is no id to answer with
+
+    deadline = time.monotonic() + 150
+    run: Any = None
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["incident:INC-EVENT-ROUTE"]))
+            )
+        run = runs[0] if runs else None
+        if run is not None and run.state is not None and run.state.is_final():
+            break
+        time.sleep(0.5)
+    assert run is not None, "the deployment trigger started no run"
+    assert run.state.is_completed(), (run.state.message, worker.read_text()[-3000:])
+    assert run.parameters["inputs"]["user_name"] == "data-pipeline" and run.parameters["sandbox"] is True
+    assert run.parameters["alert"]["source"] == "aws.health" and run.parameters["trigger"] == "alert"
+    assert "trigger:alert" in run.tags and "sandbox" in run.tags

@@ -157,7 +157,12 @@ def execute_playbook(
     )
     driver = Driver(playbook, values, alert, run, flow_run.id, settings, logger)
     driver.thread = IncidentThread(settings, run, driver.masker, logger, ui_url, aws_client=driver.ctx.aws.client)
-    driver.thread.start(playbook.metadata.title)
+    from flows.engine.journal import THREAD_KEY, read_json_input
+
+    saved_root = read_json_input(flow_run.id, THREAD_KEY)
+    root = driver.thread.start(playbook.metadata.title, resumed_root=saved_root)
+    if root is not None and saved_root is None:
+        driver.journal.write(THREAD_KEY, root)  # later alerts for this key, and a resume, reply in this thread
     summary = driver.execute()
     summary.flow_run_name = flow_run.name
     summary.ui_url = ui_url

@@ -29,6 +29,7 @@ STEP_PREFIX = "stanch-step-"
 GATE_PREFIX = "stanch-gate-"
 HEARTBEAT_KEY = "stanch-heartbeat"
 PLAYBOOK_KEY = "stanch-playbook"  # the playbook as the run started it: a resume runs the same version
+THREAD_KEY = "stanch-thread"  # the incident thread's root message {channel, ts}: a resume and later alerts reply there
 
 
 def heartbeat_seconds() -> float:
@@ -59,6 +60,18 @@ def read_input(client: Any, flow_run_id: UUID, key: str) -> str | None:
         if http_status(exc) == 404:
             return None
         raise
+
+
+def read_json_input(flow_run_id: UUID, key: str) -> Any:
+    """A flow-run input's JSON value, or None when there is none or the server cannot be read."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            text = read_input(client, flow_run_id, key)
+        return json.loads(text) if text else None
+    except Exception:
+        return None
 
 
 @dataclass

@@ -104,7 +104,12 @@ class IncidentThread:
 
     # ---------------------------------------------------------------- the run
 
-    def start(self, title: str) -> None:
+    def start(self, title: str, resumed_root: Any = None) -> dict[str, str] | None:
+        """Post the thread's root; a resumed run replies in the thread it started instead. Returns the root."""
+        if isinstance(resumed_root, dict) and {"channel", "ts"} <= resumed_root.keys() and self.enabled:
+            self.root = {"channel": str(resumed_root["channel"]), "ts": str(resumed_root["ts"])}
+            self._reply("resume", f"The run was resumed (incident {self.run.incident_id}); it goes on from its journal.")
+            return self.root
         link = f" {self.ui_url}" if self.ui_url else ""
         self.root = self._post(
             "start",
@@ -112,6 +117,7 @@ class IncidentThread:
             f"Incident {self.run.incident_id}: {title} ({self.run.playbook}, {self.run.mode}), "
             f"launched by {self.run.launched_by} ({self.run.trigger}).{link}",
         )
+        return self.root
 
     def step(self, record: Any) -> None:
         if record.state == "failed" or (record.state == "completed" and record.changed):

@@ -45,8 +45,9 @@ SOURCES = {
 class Intake:
     """What the endpoints share: the resolved secrets, the triggered playbooks, the launcher and the state."""
 
-    def __init__(self, settings: Settings, state: Any, masker: SecretMasker, signer: Any = None):
+    def __init__(self, settings: Settings, state: Any, masker: SecretMasker, signer: Any = None, slack: Any = None) -> None:
         self.settings = settings
+        self.slack = slack  # the service's Slack client: a joined alert is posted to its run's incident thread
         self.state = state
         self.masker = masker
         self.secrets: dict[str, str | None] = {}
@@ -246,7 +247,10 @@ class Intake:
             if key[-1] != ":" and run_id:
                 self.state.put("open-key", key, run_id, OPEN_RUN_SECONDS)
             runs.append(run_id or "")
-            notes.append(f"{name} started (incident {incident})")
+            if self.launcher.route == "event":
+                notes.append(f"{name}: handed to its deployment trigger (incident {incident})")
+            else:
+                notes.append(f"{name} started (incident {incident})")
         reason = self.masker.mask("; ".join(notes))
         return status, {"accepted": True, "run_id": runs[0] or None, "runs": runs, "reason": reason}
 
@@ -274,7 +278,7 @@ class Intake:
             facts["access_key_id"] = key_id
 
     def _attach(self, run_id: str, facts: dict[str, Any]) -> None:
-        """Say in the open run's log that another alert for its key came in."""
+        """Say in the open run's log, and in its incident thread, that another alert for its key came in."""
         if not run_id:
             return
         from datetime import UTC, datetime
@@ -283,7 +287,12 @@ class Intake:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import LogCreate
 
-        message = self.masker.mask(f"another alert for this key joined the run: {facts['source']} {facts['kind']}")
+        from flows.engine.journal import THREAD_KEY, read_json_input
+
+        what = f"{facts['source']} {facts['kind']}"
+        if facts.get("delivery"):
+            what += f" (delivery {facts['delivery']})"
+        message = self.masker.mask(f"another alert for this key joined the run: {what}")
         try:
             with get_client(sync_client=True) as client:
                 client.create_logs(
@@ -299,6 +308,15 @@ class Intake:
                 )
         except Exception as exc:  # the alert still joins the run; only its note is lost
             _log.warning("could not note the alert on run %s: %s", run_id, error_summary(exc))
+        root = read_json_input(UUID(run_id), THREAD_KEY)
+        if self.slack is None or not isinstance(root, dict) or not root.get("ts"):
+            return
+        from integrations.slack import escape
+
+        try:
+            self.slack.chat_postMessage(channel=str(root["channel"]), thread_ts=str(root["ts"]), text=escape(message[:3000]))
+        except Exception as exc:  # the run goes on; the thread misses one note
+            _log.warning("could not post the joined alert to run %s's thread: %s", run_id, error_summary(exc))
 
 
 def _no(reason: str) -> dict[str, Any]:

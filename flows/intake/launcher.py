@@ -15,6 +15,7 @@ from flows.config import Settings
 from flows.language.model import Playbook
 
 _log = logging.getLogger("stanch.intake")
+ROUTED_EVENT = "stanch.alert.routed"  # prefect.yaml's deployment triggers expect it
 START_WAIT = 5.0  # seconds to wait for a warm run's flow run id before answering without it
 
 
@@ -70,12 +71,34 @@ class Launcher:
             "sandbox": self.sandbox,
             "launch_proof": proof,
         }
+        if self.route == "event":
+            self._emit(playbook, parameters)
+            return None
         if self.route == "deployment":
             from prefect.deployments import run_deployment
 
             flow_run: Any = run_deployment(f"{playbook.metadata.name}/default", parameters=parameters, timeout=0)
             return str(flow_run.id)
         return self._run_here(playbook, parameters, on_end)
+
+    def _emit(self, playbook: Playbook, parameters: dict[str, Any]) -> None:  # the run id is not known here
+        """The event route: a `stanch.alert.routed` event on the Prefect server; the playbook's deployment trigger
+        (prefect.yaml) turns its payload into the run's parameters. The run id is not known here: None."""
+        from prefect.events import emit_event
+
+        name = playbook.metadata.name
+        event = emit_event(
+            event=ROUTED_EVENT,
+            resource={
+                "prefect.resource.id": f"stanch.playbook.{name}",
+                "prefect.resource.name": name,
+                "stanch.incident": str(parameters["incident_id"]),
+            },
+            payload=parameters,
+        )
+        if event is None:
+            raise RuntimeError("Prefect's event client is not available: no event was emitted")
+        _log.info("alert for %s handed to the deployment trigger (event %s)", name, event.id)
 
     def _run_here(
         self, playbook: Playbook, parameters: dict[str, Any], on_end: Callable[[str | None], None] | None
