@@ -463,9 +463,15 @@ steps:
     assert check.outputs[8] == {"passed": True}
     assert after.outputs["message"] == "2 failed"
     assert summary.state == "Completed" and "2 of 100 items failed; first: item 7:" in summary.message
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(summary.run_id)])))
-    names = sorted(r.name for r in runs if r.name.startswith("check"))
+    # Task runs reach the server through Prefect's event stream, a moment after the flow returns: wait for them.
+    deadline = time.monotonic() + 20
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(summary.run_id)])))
+        names = sorted(r.name for r in runs if r.name.startswith("check"))
+        if len(names) >= 15 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert len(names) == 15, names  # chunks of ceil(100 / (2 slots x 8)) = 7 items
     assert "check[0-6]" in names
 
