@@ -55,6 +55,11 @@ class ManualStepRequired(VendorError):
     """The issuer has no API for this (Anthropic and Braintrust user keys are made by a person in a console)."""
 
 
+class NotSupported(VendorError):
+    """The issuer's API offers no such operation (Braintrust has no per-key usage; GitHub's revocation API only
+    revokes). The caller records the gap (for usage: rely on the consumers' health checks) and carries on."""
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     """One key as its issuer lists it. Never the value; `hint` is what the issuer shows (last 4 characters...)."""
@@ -164,3 +169,7 @@ class AdapterSettings:
     aws: Any = None  # integrations.context.AwsClients
     register_secret: Callable[[str], None] = lambda _value: None
     options: dict[str, Any] = field(default_factory=dict)
+    # (consumer.describe(), fingerprint) -> the `ConsumerWrite.marker` the caller recorded when it last wrote that
+    # value there, or None. For consumers that keep no note and hide their value (GitHub Actions secrets): an
+    # unchanged marker means the value written then is still in place, so the write is skipped.
+    recorded_marker: Callable[[str, str], str | None] = lambda _place, _fingerprint: None

@@ -1,0 +1,151 @@
+"""A stand-in for Anthropic's Admin API (API keys, usage report) and `GET /v1/models`.
+
+As the real API: the admin key in `x-api-key` with an `anthropic-version` header (400 without it, 401 for a bad
+key, 403 for a normal key on admin paths); `GET /v1/organizations/api_keys[/{id}]`, `POST .../api_keys/{id}`
+with `{"status": "inactive" | "archived"}` (no create, no delete: keys are made in the Console, i.e. `add_key`);
+`GET /v1/organizations/usage_report/messages` answers token buckets per key from `record_use`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flows.sandbox.vendors import Reply, Request, StandIn
+
+SANDBOX_ANTHROPIC_ADMIN = "sk-ant-admin01-sandbox-0123456789abcdef"
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+@dataclass
+class AnthropicStandIn(StandIn):
+    name: str = "anthropic-stand-in"
+    admin_token: str = SANDBOX_ANTHROPIC_ADMIN
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uses: list[tuple[str, datetime, int]] = field(default_factory=list)  # (key id, when, tokens)
+
+    def add_key(self, name: str) -> tuple[str, str]:
+        """A key made by a person in the Console: (id, value)."""
+        with self._lock:
+            key_id, value = f"apikey_{secrets.token_hex(8)}", f"sk-ant-api03-{secrets.token_hex(24)}"
+            self.keys[key_id] = {
+                "id": key_id,
+                "type": "api_key",
+                "name": name,
+                "status": "active",
+                "created_at": _stamp(datetime.now(UTC)),
+                "partial_key_hint": f"{value[:14]}...{value[-4:]}",
+                "workspace_id": None,
+                "value": value,
+            }
+            return key_id, value
+
+    def record_use(self, key_id: str, at: datetime, tokens: int) -> None:
+        with self._lock:
+            self.uses.append((key_id, at, tokens))
+
+    def works(self, value: str) -> bool:
+        with self._lock:
+            return any(k["value"] == value and k["status"] == "active" for k in self.keys.values())
+
+    def error_body(self, status: int) -> Any:
+        return {"type": "error", "error": {"type": "api_error", "message": "stand-in failure"}}
+
+    @staticmethod
+    def _shown(key: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in key.items() if k != "value"}
+
+    def route(self, request: Request) -> tuple[int, Any]:
+        if "anthropic-version" not in request.headers:
+            raise Reply(
+                400,
+                {
+                    "type": "error",
+                    "error": {"type": "invalid_request_error", "message": "anthropic-version header is required"},
+                },
+            )
+        key = request.headers.get("x-api-key", "")
+        if request.path == "/v1/models" and request.method == "GET":
+            if not self.works(key):
+                raise Reply(
+                    401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+                )
+            return 200, {"data": [{"id": "claude-sandbox", "type": "model"}], "has_more": False}
+        if key != self.admin_token:
+            status = 403 if self.works(key) else 401
+            raise Reply(status, {"type": "error", "error": {"type": "authentication_error", "message": "invalid admin key"}})
+        parts = request.path.strip("/").split("/")
+        with self._lock:
+            if parts == ["v1", "organizations", "api_keys"] and request.method == "GET":
+                items = [self._shown(k) for k in self.keys.values()]
+                after = request.arg("after_id")
+                ids = [i["id"] for i in items]
+                if after:
+                    items = items[ids.index(after) + 1 :] if after in ids else []
+                limit = int(request.arg("limit") or 20)
+                page = items[:limit]
+                return 200, {
+                    "data": page,
+                    "has_more": len(items) > limit,
+                    "first_id": page[0]["id"] if page else None,
+                    "last_id": page[-1]["id"] if page else None,
+                }
+            if parts[:3] == ["v1", "organizations", "api_keys"] and len(parts) == 4 and parts[3] in self.keys:
+                entry = self.keys[parts[3]]
+                if request.method == "GET":
+                    return 200, self._shown(entry)
+                if request.method == "POST":
+                    body = request.body if isinstance(request.body, dict) else {}
+                    wanted = body.get("status")
+                    if wanted is not None and wanted not in ("active", "inactive", "archived"):
+                        raise Reply(
+                            400, {"type": "error", "error": {"type": "invalid_request_error", "message": "bad status"}}
+                        )
+                    if entry["status"] == "archived" and wanted:
+                        raise Reply(
+                            400,
+                            {
+                                "type": "error",
+                                "error": {"type": "invalid_request_error", "message": "archived keys cannot change"},
+                            },
+                        )
+                    entry.update({k: body[k] for k in ("name", "status") if k in body})
+                    return 200, self._shown(entry)
+            if parts == ["v1", "organizations", "usage_report", "messages"] and request.method == "GET":
+                return 200, self._report(request)
+        raise Reply(404, {"type": "error", "error": {"type": "not_found_error", "message": "Not found"}})
+
+    def _report(self, request: Request) -> dict[str, Any]:
+        start = _parse(request.arg("starting_at"))
+        if start is None:
+            raise Reply(
+                400, {"type": "error", "error": {"type": "invalid_request_error", "message": "starting_at is required"}}
+            )
+        end = _parse(request.arg("ending_at")) or datetime.now(UTC)
+        wanted = set(request.query.get("api_key_ids[]", [])) or None
+        days: dict[datetime, dict[str, int]] = {}
+        for key_id, at, tokens in self.uses:
+            if start <= at < end and (wanted is None or key_id in wanted):
+                day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+                days.setdefault(day, {})[key_id] = days.get(day, {}).get(key_id, 0) + tokens
+        data = [
+            {
+                "starting_at": _stamp(day),
+                "ending_at": _stamp(day + timedelta(days=1)),
+                "results": [
+                    {"api_key_id": key_id, "uncached_input_tokens": n, "cache_read_input_tokens": 0, "output_tokens": 0}
+                    for key_id, n in sorted(per_key.items())
+                ],
+            }
+            for day, per_key in sorted(days.items())
+        ]
+        return {"data": data, "has_more": False, "next_page": None}

@@ -1,0 +1,168 @@
+"""Anthropic as an issuer, through the Admin API (`x-api-key` admin key, `anthropic-version` header).
+
+Facts from Anthropic's API reference: API keys are listed (`GET /v1/organizations/api_keys`), read and updated
+(`POST /v1/organizations/api_keys/{id}` with `status` active | inactive | archived), never created or deleted by
+API (a person makes the new key in the Console); `GET /v1/organizations/usage_report/messages` reports tokens
+per key (`api_key_ids[]`, `group_by[]=api_key_id`) in time buckets, without places.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import msgspec
+
+from integrations.context import ReadOnlyRefusal
+from integrations.vendors._api import VendorApi, parse_time, segment
+from integrations.vendors.base import (
+    AdapterSettings,
+    KeyInfo,
+    ManualStepRequired,
+    Minted,
+    SecretValue,
+    UsageRecord,
+    VendorError,
+)
+
+DEFAULT_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+_PAGES = 1000  # a bound on pages: a vendor that repeats a cursor must not loop forever
+
+
+class _ApiKey(msgspec.Struct):
+    id: str
+    name: str = ""
+    status: str = "active"
+    created_at: str | None = None
+    partial_key_hint: str | None = None
+
+
+class _ApiKeys(msgspec.Struct):
+    data: list[_ApiKey]
+    has_more: bool = False
+    last_id: str | None = None
+
+
+class _Result(msgspec.Struct):
+    api_key_id: str | None = None
+    uncached_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class _Bucket(msgspec.Struct):
+    starting_at: str
+    results: list[_Result] = []
+
+
+class _Report(msgspec.Struct):
+    data: list[_Bucket]
+    has_more: bool = False
+    next_page: str | None = None
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class AnthropicIssuer:
+    """Anthropic API keys. Settings options: `revoke_status` (inactive, the default, or archived)."""
+
+    kind: ClassVar[str] = "anthropic"
+    can_mint: ClassVar[bool] = False
+    scopes: ClassVar[tuple[str, ...]] = (
+        "anthropic: an Admin API key (sk-ant-admin...) of an organization admin: read and update API keys, "
+        "read the usage report",
+    )
+
+    def __init__(self, settings: AdapterSettings):
+        self.settings = settings
+        self.api = VendorApi(
+            "anthropic", settings, DEFAULT_URL, auth="x-api-key", headers={"anthropic-version": API_VERSION}
+        )
+        status = settings.options.get("revoke_status", "inactive")
+        if status not in ("inactive", "archived"):
+            raise ValueError("options.revoke_status is inactive or archived")
+        self.revoke_status: str = status
+
+    def mint(self, name: str, idempotency_key: str) -> Minted:
+        raise ManualStepRequired(
+            "anthropic: API keys are made by a person in the Console (Settings > API keys); put the new key into "
+            "the credential's secret"
+        )
+
+    @staticmethod
+    def _info(key: _ApiKey) -> KeyInfo:
+        return KeyInfo(
+            key_id=key.id,
+            name=key.name,
+            status=key.status,
+            created_at=parse_time(key.created_at),
+            hint=key.partial_key_hint or "",
+        )
+
+    def list_keys(self) -> list[KeyInfo]:
+        found: list[KeyInfo] = []
+        after: str | None = None
+        for _ in range(_PAGES):
+            page = self.api.get("/v1/organizations/api_keys", _ApiKeys, query={"limit": 100, "after_id": after})
+            assert page is not None  # noqa: S101 - not missing_ok
+            found += [self._info(k) for k in page.data]
+            if not page.has_more or not page.last_id:
+                break
+            after = page.last_id
+        return found
+
+    def key(self, key_id: str) -> KeyInfo | None:
+        got = self.api.get(f"/v1/organizations/api_keys/{segment(key_id)}", _ApiKey, missing_ok=True)
+        return self._info(got) if got else None
+
+    def check(self, value: SecretValue) -> bool:
+        self.settings.register_secret(value.reveal())
+        return self.api.status_of("GET", "/v1/models", credential=value) == 200
+
+    def usage(self, key_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
+        """Token use per day from the usage report: `count` is tokens (input, cached input and output)."""
+        records: list[UsageRecord] = []
+        path = "/v1/organizations/usage_report/messages"
+        query: dict[str, Any] = {
+            "starting_at": _rfc3339(start),
+            "ending_at": _rfc3339(end),
+            "api_key_ids[]": [key_id],
+            "group_by[]": ["api_key_id"],
+            "bucket_width": "1d",
+        }
+        for _ in range(_PAGES):
+            report = self.api.get(path, _Report, query=query)
+            assert report is not None  # noqa: S101 - not missing_ok
+            for bucket in report.data:
+                at = parse_time(bucket.starting_at)
+                if at is None:
+                    raise VendorError(f"anthropic: GET {path} answered a bucket without a valid starting_at")
+                for result in bucket.results:
+                    tokens = result.uncached_input_tokens + result.cache_read_input_tokens + result.output_tokens
+                    if tokens and result.api_key_id in (None, key_id):
+                        records.append(UsageRecord(key_id, at, action="messages (tokens)", count=tokens))
+            if not report.has_more or not report.next_page:
+                break
+            query["page"] = report.next_page
+        return records
+
+    def revoke(self, key_id: str, *, dry_run: bool) -> bool:
+        """Set the key inactive (or archived); False when it already is, or no longer exists."""
+        try:
+            current = self.key(key_id)
+        except ReadOnlyRefusal:
+            if dry_run:  # a dry-run's client calls no vendor: say it would revoke
+                return True
+            raise
+        if current is None or current.status in ("inactive", "archived", "expired"):
+            return False
+        if dry_run:
+            return True
+        path = f"/v1/organizations/api_keys/{segment(key_id)}"
+        updated = self.api.typed(self.api.call("POST", path, {"status": self.revoke_status}), _ApiKey, "POST", path)
+        if updated.status not in ("inactive", "archived"):
+            raise VendorError(f"anthropic: POST {path} answered with the key still active, not {self.revoke_status}")
+        return True

@@ -1,0 +1,92 @@
+"""GitHub as an issuer: leaked tokens revoked through the credential revocation API.
+
+Facts from GitHub's REST reference: `POST /credentials/revoke` with `{"credentials": [...]}` (up to 1000 per
+request) revokes personal access tokens (classic `ghp_`, fine-grained `github_pat_`) and, since 2026, OAuth app
+and GitHub App user tokens (`gho_`, `ghu_`, `ghr_`), whoever owns them; it answers 202, 422 when spammed or
+invalid. On github.com it is unauthenticated (an authenticated request answers 403) and limited to 60 requests an
+hour; GitHub Enterprise Server takes an authenticated request instead. The owner is notified and the token
+cannot be reactivated. There is nothing to mint, list or report: revoking is the only operation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from integrations.context import ReadOnlyRefusal
+from integrations.vendors._api import VendorApi
+from integrations.vendors.base import (
+    AdapterSettings,
+    KeyInfo,
+    ManualStepRequired,
+    Minted,
+    NotSupported,
+    SecretValue,
+    UsageRecord,
+    VendorError,
+)
+
+DEFAULT_URL = "https://api.github.com"
+API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+
+
+class GitHubIssuer:
+    """GitHub tokens, revoked by value. `revoke(key_id)` takes a secret reference (read with the run's
+    `read_secret`) holding the leaked token, since the API identifies a token only by its value.
+
+    Settings options: `authenticated` (True for GitHub Enterprise Server, which wants a token: `token_ref`).
+    """
+
+    kind: ClassVar[str] = "github"
+    can_mint: ClassVar[bool] = False
+    scopes: ClassVar[tuple[str, ...]] = (
+        "github: none (POST /credentials/revoke is unauthenticated on github.com; 60 requests an hour)",
+    )
+
+    def __init__(self, settings: AdapterSettings):
+        self.settings = settings
+        self.api = VendorApi("github", settings, DEFAULT_URL, headers=dict(API_HEADERS))
+        self.authenticated = bool(settings.options.get("authenticated", False))
+
+    def mint(self, name: str, idempotency_key: str) -> Minted:
+        raise ManualStepRequired(
+            "github: tokens are made by their owner (Settings > Developer settings); put the new token into the "
+            "credential's secret"
+        )
+
+    def list_keys(self) -> list[KeyInfo]:
+        raise NotSupported("github: the credential revocation API lists nothing")
+
+    def key(self, key_id: str) -> KeyInfo | None:
+        raise NotSupported("github: the credential revocation API looks nothing up")
+
+    def usage(self, key_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
+        raise NotSupported("github: no per-token usage API; review the organization's audit log instead")
+
+    def check(self, value: SecretValue) -> bool:
+        """The token still works: `GET /user` with it answers 200 (401 once revoked)."""
+        self.settings.register_secret(value.reveal())
+        return self.api.status_of("GET", "/user", credential=value) == 200
+
+    def revoke(self, key_id: str, *, dry_run: bool) -> bool:
+        if self.settings.read_secret is None:
+            raise VendorError("github: revoking needs a secret reader to read the leaked token by reference")
+        value = self.settings.read_secret(key_id)
+        self.settings.register_secret(value.reveal())
+        return self.revoke_value(value, dry_run=dry_run)
+
+    def revoke_value(self, value: SecretValue, *, dry_run: bool) -> bool:
+        """Revoke one token by value; False when it no longer works (already revoked or expired)."""
+        self.settings.register_secret(value.reveal())
+        try:
+            works = self.check(value)
+        except ReadOnlyRefusal:
+            if dry_run:  # a dry-run's client calls no vendor: say it would revoke
+                return True
+            raise
+        if not works:
+            return False
+        if dry_run:
+            return True
+        self.api.call("POST", "/credentials/revoke", {"credentials": [value.reveal()]}, anonymous=not self.authenticated)
+        return True

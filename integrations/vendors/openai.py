@@ -1,0 +1,228 @@
+"""OpenAI as an issuer, through the Admin API (an admin key, `Authorization: Bearer`).
+
+Facts from OpenAI's API reference: creating a project service account (`POST /v1/organization/projects/{project}/
+service_accounts`) answers its API key, value included, once; project API keys are listed with `last_used_at`
+(`GET .../projects/{project}/api_keys`) and deleted (`DELETE .../api_keys/{id}`, service accounts' keys too);
+per-key usage comes from `GET /v1/organization/usage/completions` (`api_key_ids`, `group_by=api_key_id`) and the
+audit log (`GET /v1/organization/audit_logs`, `actor_ids[]`) lists what a key did (with an IP address for
+session actors).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+import msgspec
+
+from integrations.context import ReadOnlyRefusal
+from integrations.vendors._api import VendorApi, parse_time, segment
+from integrations.vendors.base import AdapterSettings, KeyInfo, Minted, SecretValue, UsageRecord, VendorError
+
+DEFAULT_URL = "https://api.openai.com"
+_PAGES = 1000  # a bound on pages: a vendor that repeats a cursor must not loop forever
+
+
+class _ApiKey(msgspec.Struct):
+    id: str
+    name: str | None = None
+    redacted_value: str = ""
+    created_at: int | None = None
+    last_used_at: int | None = None
+
+
+class _ApiKeys(msgspec.Struct):
+    data: list[_ApiKey]
+    has_more: bool = False
+    last_id: str | None = None
+
+
+class _Account(msgspec.Struct):
+    id: str
+    name: str = ""
+
+
+class _Accounts(msgspec.Struct):
+    data: list[_Account]
+    has_more: bool = False
+    last_id: str | None = None
+
+
+class _NewKey(msgspec.Struct):
+    id: str
+    value: str
+    name: str | None = None
+
+
+class _NewAccount(msgspec.Struct):
+    id: str
+    api_key: _NewKey
+
+
+class _UsageResult(msgspec.Struct):
+    api_key_id: str | None = None
+    num_model_requests: int = 0
+
+
+class _Bucket(msgspec.Struct):
+    start_time: int
+    results: list[_UsageResult] = []
+
+
+class _Usage(msgspec.Struct):
+    data: list[_Bucket]
+    has_more: bool = False
+    next_page: str | None = None
+
+
+class _Session(msgspec.Struct):
+    ip_address: str | None = None
+
+
+class _Actor(msgspec.Struct):
+    type: str = ""
+    session: _Session | None = None
+
+
+class _AuditEvent(msgspec.Struct):
+    id: str
+    type: str
+    effective_at: int
+    actor: _Actor | None = None
+
+
+class _AuditLog(msgspec.Struct):
+    data: list[_AuditEvent]
+    has_more: bool = False
+    last_id: str | None = None
+
+
+class OpenAIIssuer:
+    """OpenAI project API keys. Settings options: `project_id` (required)."""
+
+    kind: ClassVar[str] = "openai"
+    can_mint: ClassVar[bool] = True
+    scopes: ClassVar[tuple[str, ...]] = (
+        "openai: an Admin API key (organization owner) that can manage project service accounts and API keys",
+        "openai: the same admin key reads organization usage and the audit log (audit logging turned on)",
+    )
+
+    def __init__(self, settings: AdapterSettings):
+        self.settings = settings
+        self.api = VendorApi("openai", settings, DEFAULT_URL)
+        project = settings.options.get("project_id")
+        if not project:
+            raise ValueError("the openai issuer needs options.project_id")
+        self.project = str(project)
+        self.prefix = f"/v1/organization/projects/{segment(self.project)}"
+
+    def mint(self, name: str, idempotency_key: str) -> Minted:
+        """A new service account named `name [idempotency_key]` and its key.
+
+        The key's value is answered once and OpenAI takes no idempotency key here, so a service account left
+        under the same name by an earlier mint whose answer was lost (its key never stored) is deleted first.
+        """
+        full = f"{name} [{idempotency_key[:24]}]"
+        path = f"{self.prefix}/service_accounts"
+        after: str | None = None
+        for _ in range(_PAGES):
+            page = self.api.get(path, _Accounts, query={"limit": 100, "after": after})
+            assert page is not None  # noqa: S101 - not missing_ok
+            for account in page.data:
+                if account.name == full:
+                    self.api.call("DELETE", f"{path}/{segment(account.id)}", missing_ok=True)
+            if not page.has_more or not page.last_id:
+                break
+            after = page.last_id
+        created = self.api.typed(self.api.call("POST", path, {"name": full}), _NewAccount, "POST", path)
+        self.settings.register_secret(created.api_key.value)
+        return Minted(key_id=created.api_key.id, value=SecretValue(created.api_key.value), name=full)
+
+    def list_keys(self) -> list[KeyInfo]:
+        path = f"{self.prefix}/api_keys"
+        found: list[KeyInfo] = []
+        after: str | None = None
+        for _ in range(_PAGES):
+            page = self.api.get(path, _ApiKeys, query={"limit": 100, "after": after})
+            assert page is not None  # noqa: S101 - not missing_ok
+            found += [self._info(k) for k in page.data]
+            if not page.has_more or not page.last_id:
+                break
+            after = page.last_id
+        return found
+
+    @staticmethod
+    def _info(key: _ApiKey) -> KeyInfo:
+        return KeyInfo(
+            key_id=key.id,
+            name=key.name or "",
+            created_at=parse_time(key.created_at),
+            last_used_at=parse_time(key.last_used_at),
+            hint=key.redacted_value,
+        )
+
+    def key(self, key_id: str) -> KeyInfo | None:
+        got = self.api.get(f"{self.prefix}/api_keys/{segment(key_id)}", _ApiKey, missing_ok=True)
+        return self._info(got) if got else None
+
+    def check(self, value: SecretValue) -> bool:
+        self.settings.register_secret(value.reveal())
+        return self.api.status_of("GET", "/v1/models", credential=value) == 200
+
+    def usage(self, key_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
+        """Requests per day from the usage API, and the key's audit-log events (with the IP where given)."""
+        records: list[UsageRecord] = []
+        path = "/v1/organization/usage/completions"
+        query: dict[str, Any] = {
+            "start_time": int(start.timestamp()),
+            "end_time": int(end.timestamp()),
+            "api_key_ids": [key_id],
+            "group_by": ["api_key_id"],
+            "bucket_width": "1d",
+        }
+        for _ in range(_PAGES):
+            usage = self.api.get(path, _Usage, query=query)
+            assert usage is not None  # noqa: S101 - not missing_ok
+            for bucket in usage.data:
+                for result in bucket.results:
+                    if result.num_model_requests and result.api_key_id in (None, key_id):
+                        at = parse_time(bucket.start_time)
+                        assert at is not None  # noqa: S101 - an int always parses
+                        records.append(UsageRecord(key_id, at, action="completions", count=result.num_model_requests))
+            if not usage.has_more or not usage.next_page:
+                break
+            query["page"] = usage.next_page
+        path = "/v1/organization/audit_logs"
+        audit: dict[str, Any] = {
+            "actor_ids[]": [key_id],
+            "effective_at[gte]": int(start.timestamp()),
+            "effective_at[lte]": int(end.timestamp()),
+            "limit": 100,
+        }
+        for _ in range(_PAGES):
+            log = self.api.get(path, _AuditLog, query=audit)
+            assert log is not None  # noqa: S101 - not missing_ok
+            for event in log.data:
+                at = parse_time(event.effective_at)
+                assert at is not None  # noqa: S101 - an int always parses
+                place = event.actor.session.ip_address if event.actor and event.actor.session else None
+                records.append(UsageRecord(key_id, at, place=place, action=event.type))
+            if not log.has_more or not log.last_id:
+                break
+            audit["after"] = log.last_id
+        return records
+
+    def revoke(self, key_id: str, *, dry_run: bool) -> bool:
+        """Delete the project key (a service account's key too); False when it is already gone."""
+        path = f"{self.prefix}/api_keys/{segment(key_id)}"
+        if dry_run:
+            try:
+                return self.key(key_id) is not None
+            except ReadOnlyRefusal:  # a dry-run's client calls no vendor: say it would revoke
+                return True
+        answer = self.api.call("DELETE", path, missing_ok=True)
+        if answer is None:
+            return False
+        if isinstance(answer, dict) and answer.get("deleted") is False:
+            raise VendorError(f"openai: DELETE {path} answered deleted=false")
+        return True

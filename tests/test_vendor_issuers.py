@@ -1,0 +1,420 @@
+"""Issuer adapters against local stand-ins speaking each vendor's API over real HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flows.sandbox.vendor_api import VendorStandIn
+from flows.sandbox.vendors.anthropic_api import AnthropicStandIn
+from flows.sandbox.vendors.braintrust_api import BraintrustStandIn
+from flows.sandbox.vendors.github_api import GitHubSecretsStandIn
+from flows.sandbox.vendors.openai_api import OpenAIStandIn
+from integrations.context import HttpClient
+from integrations.vendors.base import (
+    AdapterSettings,
+    ManualStepRequired,
+    NotSupported,
+    SecretValue,
+    VendorError,
+)
+from integrations.vendors.issuers import ISSUER_KINDS, issuer_class, make_issuer
+
+
+class Secrets:
+    """The run's secret reader and masker hook, as the actions give them: references to values, and every value
+    an adapter registered (tests assert none of them leaks)."""
+
+    def __init__(self, **refs: str):
+        self.refs = dict(refs)
+        self.registered: set[str] = set()
+
+    def read(self, ref: str) -> SecretValue:
+        return SecretValue(self.refs[ref])
+
+    def settings(self, base_url: str | None, *, read_only: bool = False, **options: Any) -> AdapterSettings:
+        return AdapterSettings(
+            base_url=base_url,
+            token_ref="admin",
+            read_secret=self.read,
+            http=HttpClient(read_only=read_only, timeout=5),
+            register_secret=self.registered.add,
+            options=options,
+        )
+
+
+def assert_no_secret(text: str, *values: str) -> None:
+    for value in values:
+        assert value not in text, "a secret value leaked"
+
+
+@pytest.fixture
+def caplog_all(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+# ---------------------------------------------------------------- Braintrust
+
+
+@pytest.fixture
+def braintrust() -> Iterator[BraintrustStandIn]:
+    stand_in = BraintrustStandIn().start()
+    yield stand_in
+    stand_in.stop()
+
+
+def test_braintrust_user_key_is_listed_checked_and_deleted_but_minted_by_a_person(
+    braintrust: BraintrustStandIn, caplog_all: pytest.LogCaptureFixture
+) -> None:
+    key_id, value = braintrust.add_api_key("ci")
+    secrets = Secrets(admin=braintrust.admin_token)
+    issuer = make_issuer("braintrust", secrets.settings(braintrust.base_url))
+    assert issuer.can_mint is False
+    with pytest.raises(ManualStepRequired, match="Settings > API keys"):
+        issuer.mint("ci", "rotation-1")
+    listed = {k.key_id: k for k in issuer.list_keys()}
+    assert listed[key_id].name == "ci" and listed[key_id].hint.endswith(value[-4:])
+    assert issuer.check(SecretValue(value)) is True
+
+    braintrust.clear_calls()
+    assert issuer.revoke(key_id, dry_run=True) is True
+    assert braintrust.mutating_calls() == []
+    assert issuer.revoke(key_id, dry_run=False) is True
+    assert issuer.check(SecretValue(value)) is False
+    assert issuer.key(key_id) is None
+    assert issuer.revoke(key_id, dry_run=False) is False  # already deleted: nothing to do
+    with pytest.raises(NotSupported):
+        issuer.usage(key_id, datetime.now(UTC) - timedelta(days=1), datetime.now(UTC))
+    assert value in secrets.registered
+    assert_no_secret(caplog_all.text + repr(listed), value, braintrust.admin_token)
+
+
+def test_braintrust_service_token_is_minted_once_per_idempotency_key(braintrust: BraintrustStandIn) -> None:
+    secrets = Secrets(admin=braintrust.admin_token)
+    issuer = make_issuer(
+        "braintrust", secrets.settings(braintrust.base_url, key_type="service_token", service_account_id="sa-1")
+    )
+    assert issuer.can_mint is True
+    first = issuer.mint("evals", "rotation-7")
+    assert first.value.reveal() in secrets.registered and "***" in repr(first)
+    assert issuer.check(first.value) is True
+    # the first answer was "lost": minting again under the same key leaves one token, the new one
+    second = issuer.mint("evals", "rotation-7")
+    assert [k.key_id for k in issuer.list_keys()] == [second.key_id]
+    assert issuer.check(first.value) is False and issuer.check(second.value) is True
+    assert issuer.revoke(second.key_id, dry_run=False) is True
+    assert issuer.list_keys() == []
+
+
+def test_braintrust_errors_name_the_place_and_hold_no_secret(braintrust: BraintrustStandIn) -> None:
+    good = Secrets(admin=braintrust.admin_token)
+    wrong = Secrets(admin="sk-bt-not-a-real-admin-token-000000")
+    with pytest.raises(VendorError, match=r"braintrust: GET /v1/api_key answered 401") as refused:
+        make_issuer("braintrust", wrong.settings(braintrust.base_url)).list_keys()
+    assert not refused.value.retryable
+    assert_no_secret(str(refused.value), "sk-bt-not-a-real-admin-token-000000")
+
+    issuer = make_issuer("braintrust", good.settings(braintrust.base_url))
+    braintrust.fail("/v1/api_key")
+    with pytest.raises(VendorError, match="answered 500") as failed:
+        issuer.list_keys()
+    assert failed.value.retryable
+    braintrust.fail("/v1/api_key", 200)  # a 200 with a body that is not a list of keys
+    with pytest.raises(VendorError, match=r"unexpected shape: Object missing required field `objects`"):
+        issuer.list_keys()
+    braintrust.heal()
+    with pytest.raises(VendorError, match="service_account_id"):
+        make_issuer("braintrust", good.settings(braintrust.base_url, key_type="service_token")).mint("x", "k")
+    with pytest.raises(ValueError, match="key_type"):
+        make_issuer("braintrust", good.settings(braintrust.base_url, key_type="robot"))
+
+
+# ---------------------------------------------------------------- OpenAI
+
+
+@pytest.fixture
+def openai() -> Iterator[OpenAIStandIn]:
+    stand_in = OpenAIStandIn().start()
+    yield stand_in
+    stand_in.stop()
+
+
+def test_openai_mints_a_service_account_key_lists_reports_usage_and_revokes(
+    openai: OpenAIStandIn, caplog_all: pytest.LogCaptureFixture
+) -> None:
+    old_id, old_value = openai.add_key("prod")
+    now = int(datetime.now(UTC).timestamp())
+    openai.record_use(old_id, now - 3600, requests=7)
+    openai.record_use(old_id, now - 600, requests=1, ip="203.0.113.9")
+    openai.record_use(old_id, now - 40 * 86400, requests=3)  # before the window
+    secrets = Secrets(admin=openai.admin_token)
+    issuer = make_issuer("openai", secrets.settings(openai.base_url, project_id=openai.project))
+
+    minted = issuer.mint("prod", "rotation-1")
+    assert minted.value.reveal().startswith("sk-svcacct-") and issuer.check(minted.value)
+    keys = {k.key_id: k for k in issuer.list_keys()}
+    assert set(keys) == {old_id, minted.key_id}
+    assert keys[old_id].last_used_at == datetime.fromtimestamp(now - 600, UTC)
+    assert_no_secret(repr(keys), old_value, minted.value.reveal())
+
+    used = issuer.usage(old_id, datetime.now(UTC) - timedelta(days=2), datetime.now(UTC))
+    assert sum(u.count for u in used if u.action == "completions") == 8
+    assert {u.place for u in used if u.action != "completions"} == {"203.0.113.9", None}
+
+    openai.clear_calls()
+    assert issuer.revoke(old_id, dry_run=True) is True
+    assert openai.mutating_calls() == []
+    assert issuer.revoke(old_id, dry_run=False) is True
+    assert issuer.check(SecretValue(old_value)) is False
+    assert issuer.revoke(old_id, dry_run=False) is False
+    assert_no_secret(caplog_all.text, old_value, minted.value.reveal(), openai.admin_token)
+
+
+def test_openai_mint_under_the_same_idempotency_key_leaves_one_service_account(openai: OpenAIStandIn) -> None:
+    issuer = make_issuer("openai", Secrets(admin=openai.admin_token).settings(openai.base_url, project_id=openai.project))
+    first = issuer.mint("batch", "rotation-9")
+    second = issuer.mint("batch", "rotation-9")
+    assert len(openai.accounts) == 1
+    assert not issuer.check(first.value) and issuer.check(second.value)
+
+
+def test_openai_project_key_is_not_an_admin_key(openai: OpenAIStandIn) -> None:
+    _, project_key = openai.add_key("app")
+    issuer = make_issuer("openai", Secrets(admin=project_key).settings(openai.base_url, project_id=openai.project))
+    with pytest.raises(VendorError, match="answered 403: the credential lacks the permission") as refused:
+        issuer.list_keys()
+    assert_no_secret(str(refused.value), project_key)
+    with pytest.raises(ValueError, match="project_id"):
+        make_issuer("openai", Secrets(admin="x").settings(openai.base_url))
+
+
+# ---------------------------------------------------------------- Anthropic
+
+
+@pytest.fixture
+def anthropic() -> Iterator[AnthropicStandIn]:
+    stand_in = AnthropicStandIn().start()
+    yield stand_in
+    stand_in.stop()
+
+
+def test_anthropic_keys_are_deactivated_never_minted_and_usage_is_reported(
+    anthropic: AnthropicStandIn, caplog_all: pytest.LogCaptureFixture
+) -> None:
+    key_id, value = anthropic.add_key("backend")
+    anthropic.record_use(key_id, datetime.now(UTC) - timedelta(hours=3), tokens=1200)
+    anthropic.record_use("apikey_other", datetime.now(UTC) - timedelta(hours=3), tokens=99)
+    issuer = make_issuer("anthropic", Secrets(admin=anthropic.admin_token).settings(anthropic.base_url))
+    assert issuer.can_mint is False
+    with pytest.raises(ManualStepRequired, match="Console"):
+        issuer.mint("backend", "rotation-1")
+    [listed] = issuer.list_keys()
+    assert listed.key_id == key_id and listed.status == "active" and listed.hint.endswith(value[-4:])
+    assert issuer.check(SecretValue(value)) is True
+
+    used = issuer.usage(key_id, datetime.now(UTC) - timedelta(days=1), datetime.now(UTC))
+    assert [(u.key_id, u.count) for u in used] == [(key_id, 1200)]
+
+    anthropic.clear_calls()
+    assert issuer.revoke(key_id, dry_run=True) is True
+    assert anthropic.mutating_calls() == []
+    assert issuer.revoke(key_id, dry_run=False) is True
+    assert anthropic.keys[key_id]["status"] == "inactive"
+    assert issuer.check(SecretValue(value)) is False
+    assert issuer.revoke(key_id, dry_run=False) is False
+    assert issuer.revoke("apikey_missing", dry_run=False) is False
+    assert_no_secret(caplog_all.text, value, anthropic.admin_token)
+
+
+def test_anthropic_failures_are_vendor_errors(anthropic: AnthropicStandIn) -> None:
+    _, normal_key = anthropic.add_key("app")
+    with pytest.raises(VendorError, match="403") as refused:
+        make_issuer("anthropic", Secrets(admin=normal_key).settings(anthropic.base_url)).list_keys()
+    assert_no_secret(str(refused.value), normal_key)
+    issuer = make_issuer("anthropic", Secrets(admin=anthropic.admin_token).settings(anthropic.base_url))
+    anthropic.fail("usage_report", 503)
+    with pytest.raises(VendorError, match=r"usage_report/messages answered 503") as failed:
+        issuer.usage("apikey_x", datetime.now(UTC) - timedelta(days=1), datetime.now(UTC))
+    assert failed.value.retryable
+    with pytest.raises(ValueError, match="revoke_status"):
+        make_issuer("anthropic", Secrets(admin="x").settings(anthropic.base_url, revoke_status="deleted"))
+
+
+# ---------------------------------------------------------------- GitHub revocation
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubSecretsStandIn]:
+    stand_in = GitHubSecretsStandIn().start()
+    yield stand_in
+    stand_in.stop()
+
+
+def test_github_revokes_a_leaked_token_by_value_unauthenticated_once(
+    github: GitHubSecretsStandIn, caplog_all: pytest.LogCaptureFixture
+) -> None:
+    leaked = github.add_leaked_token()
+    secrets = Secrets(admin="unused", **{"arn:aws:secretsmanager:us-east-1:1:secret:leaked": leaked})
+    issuer = make_issuer("github", secrets.settings(github.base_url))
+    assert issuer.can_mint is False
+    for unsupported in (issuer.list_keys, lambda: issuer.key("x")):
+        with pytest.raises(NotSupported):
+            unsupported()
+    with pytest.raises(ManualStepRequired):
+        issuer.mint("x", "y")
+
+    assert issuer.revoke("arn:aws:secretsmanager:us-east-1:1:secret:leaked", dry_run=True) is True
+    assert github.mutating_calls() == [] and github.revoked == []
+    assert issuer.revoke("arn:aws:secretsmanager:us-east-1:1:secret:leaked", dry_run=False) is True
+    assert github.revoked == [leaked]  # the stand-in answers 403 to an authenticated revoke: it was anonymous
+    assert issuer.check(SecretValue(leaked)) is False
+    github.clear_calls()
+    assert issuer.revoke("arn:aws:secretsmanager:us-east-1:1:secret:leaked", dry_run=False) is False
+    assert github.mutating_calls() == []
+    assert leaked in secrets.registered
+    assert_no_secret(caplog_all.text, leaked)
+
+
+def test_github_revocation_refusal_is_a_clear_error(github: GitHubSecretsStandIn) -> None:
+    leaked = github.add_leaked_token()
+    # github.com refuses an authenticated revocation (403): the error says so, without the token
+    issuer = make_issuer("github", Secrets(admin=github.token).settings(github.base_url, authenticated=True))
+    with pytest.raises(VendorError, match=r"github: POST /credentials/revoke answered 403") as refused:
+        issuer.revoke_value(SecretValue(leaked), dry_run=False)  # type: ignore[attr-defined]
+    assert_no_secret(str(refused.value), leaked, github.token)
+    github.fail("/credentials/revoke", 422)
+    anonymous = make_issuer("github", Secrets(admin="unused").settings(github.base_url))
+    with pytest.raises(VendorError, match="answered 422"):
+        anonymous.revoke_value(SecretValue(leaked), dry_run=False)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- generic (today's contract)
+
+
+@pytest.fixture
+def vendor() -> Iterator[VendorStandIn]:
+    stand_in = VendorStandIn().start()
+    yield stand_in
+    stand_in.stop()
+
+
+def test_generic_issuer_speaks_the_sandbox_vendor_contract(vendor: VendorStandIn) -> None:
+    base = vendor.base_url
+    options: dict[str, Any] = {
+        "mint_url": f"{base}/v1/keys",
+        "check_url": f"{base}/v1/check",
+        "revoke_url": f"{base}/v1/keys/{{key_id}}/revoke",
+    }
+    issuer = make_issuer("generic", Secrets(admin=vendor.admin_token).settings(None, **options))
+    first = issuer.mint("ci", "idem-1")
+    again = issuer.mint("ci", "idem-1")  # the vendor honours Idempotency-Key: the same key
+    assert first == again and issuer.check(first.value)
+    vendor.calls.clear()
+    assert issuer.revoke(first.key_id, dry_run=True) is True and vendor.calls == []
+    assert issuer.revoke(first.key_id, dry_run=False) is True
+    assert issuer.check(first.value) is False
+    assert issuer.revoke("key_unknown", dry_run=False) is False  # 404: no such key
+    with pytest.raises(NotSupported):
+        issuer.usage(first.key_id, datetime.now(UTC), datetime.now(UTC))
+    wrong = make_issuer("generic", Secrets(admin="not-the-admin-token").settings(None, **options))
+    with pytest.raises(VendorError, match=r"vendor: POST /v1/keys answered 401") as refused:
+        wrong.mint("ci", "idem-2")
+    assert_no_secret(str(refused.value), "not-the-admin-token")
+    manual = make_issuer("generic", Secrets(admin="x").settings(None))
+    with pytest.raises(ManualStepRequired):
+        manual.mint("ci", "idem-3")
+
+
+def test_a_dry_run_client_sends_nothing_and_revokes_are_reported_as_would() -> None:
+    """With the run's read-only client (a dry-run) even reads are refused: revokes say they would act."""
+    secrets = Secrets(admin="token-unused-in-dry-run", leaked="ghp_" + "x" * 36)
+    for kind, options in (
+        ("braintrust", {}),
+        ("openai", {"project_id": "proj_x"}),
+        ("anthropic", {}),
+        ("github", {}),
+    ):
+        issuer = make_issuer(kind, secrets.settings("https://vendor.invalid", read_only=True, **options))
+        assert issuer.revoke("leaked" if kind == "github" else "key_1", dry_run=True) is True
+
+
+def test_every_issuer_kind_lists_its_scopes() -> None:
+    for kind in ISSUER_KINDS:
+        cls = issuer_class(kind)
+        assert cls.kind == kind and cls.scopes and all(isinstance(s, str) and s for s in cls.scopes)
+    assert issuer_class("braintrust", {"key_type": "service_token"}).can_mint is True
+    with pytest.raises(ValueError, match="unknown issuer kind"):
+        issuer_class("stripe")
+
+
+# ---------------------------------------------------------------- any answer at all
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=20,
+)
+_SHAPED = st.fixed_dictionaries(
+    {
+        "data": st.lists(
+            st.dictionaries(st.sampled_from(["id", "name", "status", "created_at", "last_used_at"]), _JSON), max_size=3
+        )
+    },
+    optional={"has_more": _JSON, "last_id": _JSON, "objects": _JSON},
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answer=_JSON | _SHAPED)
+def test_any_answer_to_a_listing_is_keys_or_a_vendor_error(
+    openai: OpenAIStandIn, anthropic: AnthropicStandIn, braintrust: BraintrustStandIn, answer: Any
+) -> None:
+    """Whatever a vendor answers (JSON of any shape), an adapter gives keys or a VendorError naming the place,
+    never another exception, and the error quotes none of the answer's text."""
+    issuers = [
+        (
+            openai,
+            "/api_keys",
+            make_issuer("openai", Secrets(admin=openai.admin_token).settings(openai.base_url, project_id=openai.project)),
+        ),
+        (
+            anthropic,
+            "/api_keys",
+            make_issuer("anthropic", Secrets(admin=anthropic.admin_token).settings(anthropic.base_url)),
+        ),
+        (
+            braintrust,
+            "/v1/api_key",
+            make_issuer("braintrust", Secrets(admin=braintrust.admin_token).settings(braintrust.base_url)),
+        ),
+    ]
+    for stand_in, resource, issuer in issuers:
+        stand_in.fail(resource, 200, answer)
+        try:
+            keys = issuer.list_keys()
+        except VendorError as exc:
+            assert exc.args[0].split(":")[0] in ("openai", "anthropic", "braintrust")
+            echoed = [s for s in _strings(answer) if len(s) >= 8 and s in str(exc)]
+            assert echoed == []
+        else:
+            assert all(isinstance(k.key_id, str) for k in keys)
+        finally:
+            stand_in.heal()
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]  # keys may name a field: values must not show
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
