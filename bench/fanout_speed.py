@@ -84,8 +84,9 @@ def main() -> None:
         loop = time.perf_counter() - started
 
         started = time.perf_counter()
+        # the vendor playbook as it was before inventories: one generic mint/check/revoke fan-out over tagged secrets
         summary = run_playbook(
-            "vendor-breach-key-rotation",
+            str(Path(__file__).with_name("fanout-playbook.yaml")),
             {"vendor": "bench-flow", "admin_token_secret_id": "vendors/bench-flow/admin-token", **box.vendor_urls()},
             launched_by="bench",
         )

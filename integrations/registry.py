@@ -27,6 +27,7 @@ ACTION_MODULES = (
     "integrations.aws.logging",
     "integrations.aws.rolesanywhere",
     "integrations.slack",
+    "integrations.vendors.actions",
 )
 
 

@@ -29,43 +29,51 @@ def _launches(sandbox: Any) -> dict[str, tuple[str, dict[str, Any], dict[str, An
     return {
         "flagship-confirmed": ("aws-access-key-compromise", flagship, health),
         "flagship-anomaly": ("aws-access-key-compromise", {"trail_source": trail}, anomaly),
-        "vendor": (
-            "vendor-breach-key-rotation",
-            {"vendor": "acme-ai", "admin_token_secret_id": "vendors/acme-ai/admin-token", **sandbox.vendor_urls()},
-            None,
-        ),
+        "vendor": ("vendor-breach-key-rotation", {"vendor": "acme-ai"}, None),
         "role": ("iam-role-session-revocation", {"role_name": sandbox.scenario["role"], "trail_source": trail}, None),
     }
 
 
 @pytest.mark.parametrize("case", ["flagship-confirmed", "flagship-anomaly", "vendor", "role"])
 def test_a_dry_run_of_each_shipped_playbook_sends_nothing_but_reads(sandbox: Any, case: str) -> None:
-    name, inputs, raw_alert = _launches(sandbox)[case]
-    before = sandbox.snapshot()
-    sandbox.slack.calls.clear()
-    sandbox.vendor.calls.clear()
-    sandbox.record_aws()
-    run = start_run(name, inputs, alert=raw_alert, launched_by="erin", dry_run=True, sandbox=True)
-    summary = run.result(timeout=120)
+    from flows.sandbox.vendor_env import VendorBreachEnv
 
-    operations = sandbox.aws_operations()
-    assert operations, "the dry-run read the account"
-    assert [op for op in operations if is_mutating(op)] == []
-    assert [c.method for c in sandbox.slack.calls if not c.method.endswith(SLACK_READS)] == []
-    assert sandbox.vendor.calls == []
-    assert sandbox.snapshot() == before
-    # the whole path is shown: gates say whom they would ask, and every expression the validator accepted evaluates
-    assert summary.state == "Completed", summary.message
-    assert all(s.state in ("completed", "skipped") for s in summary.steps), [
-        (s.id, s.state, s.reason) for s in summary.steps
-    ]
-    gated = [s for s in summary.steps if s.reason.startswith("gate would wait for")]
-    assert gated, "each shipped playbook has gates on its path"
-    assert all("treated as approved in this dry-run" in s.reason for s in gated)
-    assert any(
-        s.changed and s.outputs and (s.outputs.get("dry_run") if isinstance(s.outputs, dict) else True)
-        for s in summary.steps
-    )
+    name, inputs, raw_alert = _launches(sandbox)[case]
+    # the vendor breach works from vendors/acme-ai.yaml: its issuers and consumers answer from their stand-ins
+    env = VendorBreachEnv(sandbox).start() if case == "vendor" else None
+    stand_ins = (env.braintrust, env.openai, env.anthropic, env.github, env.kube) if env else ()
+    for stand_in in stand_ins:
+        stand_in.clear_calls()
+    try:
+        before = sandbox.snapshot()
+        sandbox.slack.calls.clear()
+        sandbox.vendor.calls.clear()
+        sandbox.record_aws()
+        run = start_run(name, inputs, alert=raw_alert, launched_by="erin", dry_run=True, sandbox=True)
+        summary = run.result(timeout=120)
+
+        operations = sandbox.aws_operations()
+        assert operations, "the dry-run read the account"
+        assert [op for op in operations if is_mutating(op)] == []
+        assert [c.method for c in sandbox.slack.calls if not c.method.endswith(SLACK_READS)] == []
+        assert sandbox.vendor.calls == []
+        assert sandbox.snapshot() == before
+        # the whole path is shown: gates say whom they would ask, and every expression the validator accepted evaluates
+        assert summary.state == "Completed", summary.message
+        assert all(s.state in ("completed", "skipped") for s in summary.steps), [
+            (s.id, s.state, s.reason) for s in summary.steps
+        ]
+        gated = [s for s in summary.steps if s.reason.startswith("gate would wait for")]
+        assert gated, "each shipped playbook has gates on its path"
+        assert all("treated as approved in this dry-run" in s.reason for s in gated)
+        assert any(
+            s.changed and s.outputs and (s.outputs.get("dry_run") if isinstance(s.outputs, dict) else True)
+            for s in summary.steps
+        )
+        assert [call for stand_in in stand_ins for call in stand_in.calls] == []  # not even a read with a key
+    finally:
+        if env is not None:
+            env.stop()
 
 
 def test_a_dry_run_refuses_a_write_even_when_an_action_forgets_to_check(sandbox: Any) -> None:

@@ -169,59 +169,6 @@ def test_an_anomaly_waits_for_a_person_and_rejections_leave_everything_in_place(
     )
 
 
-def test_vendor_breach_rotates_every_key_and_reports_what_waits_and_what_failed(sandbox: Any) -> None:
-    sm = sandbox.client("secretsmanager")
-    # A secret with its own rotation Lambda goes through rotate_secret instead.
-    sm.create_secret(
-        Name="vendors/acme-ai/webhook", SecretString="sandbox-webhook-secret", Tags=[{"Key": "vendor", "Value": "acme-ai"}]
-    )
-    sm.rotate_secret(SecretId="vendors/acme-ai/webhook", RotationRules={"AutomaticallyAfterDays": 30})
-    for version, stages in sm.describe_secret(SecretId="vendors/acme-ai/webhook")["VersionIdsToStages"].items():
-        if "AWSPENDING" in stages:  # the setup's own rotation request, finished
-            sm.update_secret_version_stage(
-                SecretId="vendors/acme-ai/webhook", VersionStage="AWSPENDING", RemoveFromVersionId=version
-            )
-    # A fourth key the vendor no longer knows: its revocation fails, and the report says so.
-    sm.create_secret(
-        Name="vendors/acme-ai/legacy",
-        SecretString=json.dumps({"api_key": "vk_sandbox_forgotten", "key_id": "key_gone"}),
-        Tags=[{"Key": "vendor", "Value": "acme-ai"}],
-    )
-    old = {
-        name: json.loads(sm.get_secret_value(SecretId=f"vendors/acme-ai/{name}", VersionStage="AWSCURRENT")["SecretString"])
-        for name in ("chat-service", "batch-jobs", "ci-pipeline")
-    }
-    run = start_run(
-        "vendor-breach-key-rotation",
-        {"vendor": "acme-ai", "admin_token_secret_id": "vendors/acme-ai/admin-token", **sandbox.vendor_urls()},
-        launched_by="erin",
-    )
-    run.wait_for("gate_opened", gate="manual-rotation", timeout=90)
-    fresh = sandbox.vendor.mint("ci-pipeline")  # the person's part: a new key at the vendor, into the secret
-    sm.put_secret_value(
-        SecretId="vendors/acme-ai/ci-pipeline", SecretString=json.dumps({"api_key": fresh.api_key, "key_id": fresh.key_id})
-    )
-    run.wait_paused()
-    assert answer_gate(run.run_id, "manual-rotation", "dana", "approve", "done at the console").accepted
-    answer(run, "confirm-revoked")
-    summary = run.result(timeout=120)
-    assert summary.state == "Completed", summary.message
-    assert "step rotate failed (on_failure: continue): 1 of 4 items failed" in summary.message
-    for name in ("chat-service", "batch-jobs"):
-        new = json.loads(sm.get_secret_value(SecretId=f"vendors/acme-ai/{name}", VersionStage="AWSCURRENT")["SecretString"])
-        assert new["key_id"] != old[name]["key_id"] and sandbox.vendor.is_active(new["api_key"])
-        assert not sandbox.vendor.is_active(old[name]["api_key"])
-    report = sandbox.slack.messages("incident-response")[-1]["text"]
-    assert "Rotated (2): vendors/acme-ai/batch-jobs, vendors/acme-ai/chat-service" in report
-    assert "By hand (1 verified): vendors/acme-ai/ci-pipeline (completed)" in report
-    assert "Failed (1):" in report and "404" in report
-    assert "Rotated by their Lambda (1)" in report
-    lambda_step = next(s for s in summary.steps if s.id == "rotate-with-lambda")
-    assert [o["secret"] for o in lambda_step.outputs] == ["vendors/acme-ai/webhook"]
-    for value in (*[v["api_key"] for v in old.values()], fresh.api_key):
-        assert value not in report
-
-
 def test_role_sessions_are_revoked_and_their_activity_reviewed(sandbox: Any) -> None:
     role = sandbox.scenario["role"]
     run = start_run(

@@ -1,0 +1,249 @@
+"""The vendor breach end to end in the sandbox: Acme AI (Braintrust-like) holding a platform key and two provider keys.
+
+Real parts: moto for Secrets Manager, stand-ins speaking Braintrust's, OpenAI's, Anthropic's, GitHub's (sealed boxes
+opened with its own private key) and Kubernetes' APIs over HTTP, a real Prefect API, the approval signatures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+from conftest import BackgroundRun, start_run
+from test_actions_aws import four_steps, make_ctx
+
+from flows.approvals.client import answer_gate
+from flows.sandbox.vendor_env import FAILING_DEPLOYMENT, UNKNOWN_IP, VendorBreachEnv
+from integrations.vendors import actions
+from integrations.vendors.base import VendorError
+
+PLAYBOOK = "vendor-breach-key-rotation"
+
+
+@pytest.fixture
+def breach(sandbox: Any) -> Iterator[VendorBreachEnv]:
+    env = VendorBreachEnv(sandbox).start()
+    yield env
+    env.stop()
+
+
+def answer(run: BackgroundRun, gate: str, opened: dict[str, Any] | None = None) -> dict[str, Any]:
+    opened = opened or run.wait_for("gate_opened", timeout=120, gate=gate)
+    run.wait_paused(gate=gate)
+    assert run.run_id is not None
+    verdict = answer_gate(run.run_id, gate, "dana", "approve", "test: checked")
+    assert verdict.accepted, verdict.message
+    return opened
+
+
+def current(sandbox: Any, credential: str) -> str:
+    text = sandbox.client("secretsmanager").get_secret_value(SecretId=f"acme-ai/{credential}")["SecretString"]
+    return str(json.loads(text)["api_key"])
+
+
+def everything_stored(run_id: str) -> str:
+    """What Prefect's database holds of a run: parameters, states, task runs, logs, artifacts, run inputs."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    flow_run_id = UUID(run_id)
+    with get_client(sync_client=True) as client:
+        time.sleep(1.0)  # logs reach the API in batches
+        flow_run = client.read_flow_run(flow_run_id)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        inputs = client.filter_flow_run_input(flow_run_id, key_prefix="stanch-", limit=500, exclude_keys=set())
+    parts = [flow_run.model_dump_json()]
+    parts += [t.model_dump_json() for t in tasks]
+    parts += [log.message for log in logs]
+    parts += [json.dumps(a.data, default=str) for a in artifacts]
+    parts += [i.value for i in inputs]
+    assert len(logs) > 20 and inputs, "the run's records were read"
+    return "\n".join(parts)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_vendor_breach_rotates_every_key_updates_every_consumer_and_revokes_only_what_nothing_uses(
+    sandbox: Any, breach: VendorBreachEnv
+) -> None:
+    env = breach
+    old = dict(env.old)
+    run = start_run(PLAYBOOK, {"vendor": "acme-ai", "grace_period": "1s"}, launched_by="erin", sandbox=True)
+    # The issuer with no API to mint: its key owner is asked by name, to put the key into the secret.
+    asked = run.wait_for("gate_opened", timeout=120, gate="ask-key-owner")
+    assert "dana" in asked["message"] and "acme-ai/anthropic-provider-key" in asked["message"]
+    assert "never paste it into Slack" in asked["message"]
+    made = env.person_makes_new_key()
+    answer(run, "ask-key-owner", asked)
+    # ONE gate lists every credential ready to revoke, with its evidence; the one with a failed consumer is not.
+    offered = answer(run, "revoke")["message"]
+    assert "platform-api-key: " in offered and "anthropic-provider-key: " in offered
+    assert "since every consumer switched" in offered or "every consumer verified" in offered, offered
+    assert "Not ready, their old keys kept alive: openai-provider-key: not checked: not every consumer" in offered
+    summary = run.result(timeout=180)
+    assert summary.state == "Completed", summary.message
+    new = {c: current(sandbox, c) for c in old}
+    assert all(new[c] != old[c] for c in old)
+
+    # Every consumer holds the new value (GitHub's stand-in opened the sealed box with its private key).
+    gh, kube, bt = env.github, env.kube, env.braintrust
+    assert gh.secret_value(("repos", "acme/evals"), "ACME_AI_API_KEY") == new["platform-api-key"]
+    assert gh.secret_value(("env", "acme/evals", "production"), "OPENAI_API_KEY") == new["openai-provider-key"]
+    assert gh.secret_value(("orgs", "acme"), "ANTHROPIC_API_KEY") == new["anthropic-provider-key"]
+    assert kube.secret_value("chat", "acme-ai", "api-key") == new["platform-api-key"]
+    assert kube.secret_value("batch", "openai", "api-key") == new["openai-provider-key"]
+    assert kube.restarts("chat", "chat-api") == 1 and kube.restarts("chat", "eval-runner") == 1
+    assert bt.ai_secret_value("OPENAI_API_KEY") == new["openai-provider-key"]
+    assert bt.ai_secret_value("ANTHROPIC_API_KEY") == new["anthropic-provider-key"]
+    sm = sandbox.client("secretsmanager")
+    assert sm.get_secret_value(SecretId="apps/chat/acme-ai")["SecretString"] == new["platform-api-key"]
+    assert sm.get_secret_value(SecretId="apps/chat/anthropic")["SecretString"] == new["anthropic-provider-key"]
+
+    # Old keys: revoked where every consumer verified; the failed consumer keeps the OpenAI key alive.
+    assert not bt.works(old["platform-api-key"]) and bt.works(new["platform-api-key"])
+    assert not env.anthropic.works(old["anthropic-provider-key"]) and env.anthropic.works(new["anthropic-provider-key"])
+    assert env.anthropic.keys[made]["status"] == "active"
+    assert env.openai.works(old["openai-provider-key"]), "a consumer failed: its credential's old key stays alive"
+    assert env.openai.works(new["openai-provider-key"])
+
+    # The report: every credential, its consumers, what was done, what failed, the old keys' use.
+    report = next(s for s in summary.steps if s.id == "summarize").outputs
+    rows = {r["credential"]: r for r in report["credentials"]}
+    assert rows["platform-api-key"]["old_key"].startswith("revoked")
+    assert rows["anthropic-provider-key"]["minted"] == "made by hand, verified"
+    assert rows["openai-provider-key"]["old_key"].startswith("KEPT ALIVE")
+    [failure] = rows["openai-provider-key"]["failures"]
+    assert FAILING_DEPLOYMENT in failure and "ProgressDeadlineExceeded" in failure
+    statuses = {c["consumer"]: c["status"] for r in report["credentials"] for c in r["consumers"]}
+    assert list(statuses.values()).count("failed") == 1 and list(statuses.values()).count("verified") == 10
+    assert UNKNOWN_IP in rows["openai-provider-key"]["use_review"], "use from outside the known places is flagged"
+    slack = sandbox.slack.messages("incident-response")[-1]["text"]
+    assert "2 old key(s) revoked" in slack and "KEPT ALIVE" in slack and "UNKNOWN places: " + UNKNOWN_IP in slack
+
+    # A re-run under another incident, once the Deployment is fixed: finishes what is left, rotates nothing twice.
+    kube.failing_rollouts.clear()
+    for stand_in in (bt, env.openai, env.anthropic, gh):
+        stand_in.clear_calls()
+    keys_before = (len(bt.service_tokens), len(env.anthropic.keys))
+    again = start_run(PLAYBOOK, {"vendor": "acme-ai", "grace_period": "1s"}, launched_by="erin", incident_id="inc-again")
+    offered_again = answer(again, "revoke")["message"]
+    assert "openai-provider-key: " in offered_again and "platform-api-key: " not in offered_again
+    second = again.result(timeout=180)
+    assert second.state == "Completed", second.message
+    assert again.index_of("gate_opened", gate="ask-key-owner") < 0, "nobody is asked for a key twice"
+    assert (len(bt.service_tokens), len(env.anthropic.keys)) == keys_before, "nothing minted"
+    assert [c for c in gh.mutating_calls()] == [], "GitHub secrets already holding the value are not written again"
+    assert [c.method for c in bt.mutating_calls()] == [], "nothing at the vendor changed twice"
+    assert [(c.method, c.path.rsplit("/", 1)[-1]) for c in env.openai.mutating_calls()] == [
+        ("DELETE", env.old_key_ids["openai-provider-key"])
+    ], "only the old OpenAI key, left alive by the first run, is revoked"
+    assert not env.openai.works(old["openai-provider-key"])
+    assert {c: current(sandbox, c) for c in old} == new, "no credential was rotated twice"
+
+    # No secret value reached Slack, the summaries or Prefect's database.
+    values = env.values()
+    assert len(values) >= 11
+    stored = everything_stored(str(run.run_id)) + everything_stored(str(again.run_id))
+    shown = [
+        m["text"]
+        for ch in ("incident-response", "stanch-incidents", "security-escalations")
+        for m in sandbox.slack.messages(ch)
+    ]
+    for text in (stored, *shown, summary.model_dump_json(), second.model_dump_json()):
+        leaked = [v[:6] + "..." for v in values if v in text]
+        assert not leaked, leaked
+
+
+# ---------------------------------------------------------------- each mutating action: dry-run, apply, idempotent
+
+
+def _tags(sandbox: Any, credential: str) -> dict[str, str]:
+    described = sandbox.client("secretsmanager").describe_secret(SecretId=f"acme-ai/{credential}")
+    return {t["Key"]: t["Value"] for t in described.get("Tags", []) if t["Value"]}
+
+
+def test_mint_new_key_four_steps(sandbox: Any, breach: VendorBreachEnv) -> None:
+    four_steps(
+        sandbox,
+        lambda ctx: actions.mint_new_key(ctx, vendor="acme-ai", credential="openai-provider-key"),
+        lambda: current(sandbox, "openai-provider-key"),
+    )
+    assert breach.openai.works(current(sandbox, "openai-provider-key")), "the stored key works at the issuer"
+    manual = actions.mint_new_key(make_ctx(sandbox, False), vendor="acme-ai", credential="anthropic-provider-key")
+    assert manual.status == "manual" and manual.owner == "dana"
+    assert current(sandbox, "anthropic-provider-key") == breach.old["anthropic-provider-key"], "nothing minted by hand"
+
+
+def test_verify_new_key_four_steps(sandbox: Any, breach: VendorBreachEnv) -> None:
+    ctx = make_ctx(sandbox, False)
+    actions.mint_new_key(ctx, vendor="acme-ai", credential="anthropic-provider-key")
+    with pytest.raises(VendorError, match="has no new version yet: put the new key into it"):
+        actions.verify_new_key(ctx, vendor="acme-ai", credential="anthropic-provider-key")
+    made = breach.person_makes_new_key()
+    four_steps(
+        sandbox,
+        lambda ctx: actions.verify_new_key(ctx, vendor="acme-ai", credential="anthropic-provider-key"),
+        lambda: _tags(sandbox, "anthropic-provider-key").get(actions.NEW_KEY_TAG, ""),
+    )
+    assert _tags(sandbox, "anthropic-provider-key")[actions.NEW_KEY_TAG].endswith("=" + made)
+
+
+def test_push_to_consumers_four_steps(sandbox: Any, breach: VendorBreachEnv) -> None:
+    actions.mint_new_key(make_ctx(sandbox, False), vendor="acme-ai", credential="platform-api-key")
+    new = current(sandbox, "platform-api-key")
+
+    def held() -> tuple[Any, ...]:
+        sm = sandbox.client("secretsmanager")
+        return (
+            breach.github.secret_value(("repos", "acme/evals"), "ACME_AI_API_KEY"),
+            breach.kube.secret_value("chat", "acme-ai", "api-key"),
+            sm.get_secret_value(SecretId="apps/chat/acme-ai")["SecretString"],
+        )
+
+    four_steps(sandbox, lambda ctx: actions.push_to_consumers(ctx, vendor="acme-ai", credential="platform-api-key"), held)
+    assert held() == (new, new, new)
+
+
+def test_verify_consumers_four_steps(sandbox: Any, breach: VendorBreachEnv) -> None:
+    ctx = make_ctx(sandbox, False)
+    actions.mint_new_key(ctx, vendor="acme-ai", credential="platform-api-key")
+    pushed = actions.push_to_consumers(ctx, vendor="acme-ai", credential="platform-api-key")
+    writes = [o.model_dump() for o in pushed.consumers]
+    four_steps(
+        sandbox,
+        lambda ctx: actions.verify_consumers(ctx, vendor="acme-ai", credential="platform-api-key", writes=writes),
+        lambda: _tags(sandbox, "platform-api-key").get(actions.VERIFIED_TAG, ""),
+    )
+
+
+def test_revoke_old_key_four_steps_only_after_every_consumer_verified(sandbox: Any, breach: VendorBreachEnv) -> None:
+    ctx = make_ctx(sandbox, False)
+    old = breach.old["platform-api-key"]
+    actions.mint_new_key(ctx, vendor="acme-ai", credential="platform-api-key")
+    with pytest.raises(VendorError, match="not every consumer verified the new one"):
+        actions.revoke_old_key(ctx, vendor="acme-ai", credential="platform-api-key")
+    assert breach.braintrust.works(old), "refused: the old key stays alive"
+    pushed = actions.push_to_consumers(ctx, vendor="acme-ai", credential="platform-api-key")
+    actions.verify_consumers(
+        ctx, vendor="acme-ai", credential="platform-api-key", writes=[o.model_dump() for o in pushed.consumers]
+    )
+    four_steps(
+        sandbox,
+        lambda ctx: actions.revoke_old_key(ctx, vendor="acme-ai", credential="platform-api-key"),
+        lambda: breach.braintrust.works(old),
+    )
+    assert not breach.braintrust.works(old) and breach.braintrust.works(current(sandbox, "platform-api-key"))
