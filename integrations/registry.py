@@ -26,6 +26,8 @@ ACTION_MODULES = (
     "integrations.aws.rds",
     "integrations.aws.logging",
     "integrations.aws.rolesanywhere",
+    "integrations.aws.guardduty",
+    "integrations.aws.config_service",
     "integrations.slack",
     "integrations.vendors.actions",
 )

@@ -204,14 +204,24 @@ def test_unsigned_answers_only_in_the_sandbox_and_loudly(sandbox: Any, monkeypat
 
 def test_the_flagship_answered_from_slack_keeps_one_incident_thread(sandbox: Any, approval_service: str) -> None:
     key = sandbox.scenario["key"]
+    # The two-keys rule: the user already holds a second key the review never saw the attacker make (a
+    # workload's), so the exposed key is deactivated at once, nothing is deleted, and a person decides the rotation.
+    iam = sandbox.client("iam")
+    workload = iam.create_access_key(UserName="ci-deployer")["AccessKey"]["AccessKeyId"]
     run = start_flagship_on_health_alert(sandbox)
-    for gate in ("approve-containment", "rotate-key"):
+    for gate in ("approve-containment", "approve-secret-rotation", "rotate-key"):
         run.wait_for("gate_opened", gate=gate, timeout=90)
         still_waiting(run)
+        if gate == "rotate-key":
+            assert sandbox.key_states()[workload] == "ci-deployer: Active", "nothing is deleted before a person decides"
+            asked = gate_message(sandbox, gate)["text"]
+            assert f"approving DELETES the other key, {workload}" in asked, asked
         _, body, _ = click(approval_service, sandbox, run, gate, APPROVERS["alice"], reason=f"ok {gate}")
         assert body["accepted"], body
     summary = run.result(timeout=120)
     assert summary.state == "Completed", summary.message
+    assert {s.id: s.state for s in summary.steps}["rotate-key-now"] == "skipped", "two keys: no rotation at once"
+    assert workload not in sandbox.key_states(), "the person chose: the other key made room for the new one"
     messages = sandbox.slack.messages(CHANNEL)
     root = messages[0]
     assert root["thread_ts"] is None and f"Incident {summary.incident_id}" in root["text"]
@@ -244,7 +254,7 @@ def test_the_flagship_answered_from_slack_keeps_one_incident_thread(sandbox: Any
     assert asked_rotation < at("rotate-key (rotate) changed: ci-deployer: new key")
     assert at("Completed: all steps finished") == len(thread) - 1
     decided = [t for t in thread if t.startswith("Approval needed before") and "approved by alice" in t.lower()]
-    assert len(decided) == 2, thread
+    assert len(decided) == 3, thread
     assert "```" in thread[-1] and "rotate-key" in thread[-1]
 
 

@@ -170,3 +170,159 @@ def test_review_logs_command_formats_and_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["2024-11-30", "2024-11-30T08:43:17Z", "2024-11-30T09:43:17+01:00"])
 def test_times_are_normalised_to_cloudtrail_form(value: str) -> None:
     assert engine.normalize_time(value) in ("2024-11-30T00:00:00Z", "2024-11-30T08:43:17Z")
+
+
+# ---------------------------------------------------------------- CloudTrail's documented record shapes
+
+ACCOUNT = "742491224508"
+ROLE_KEY = "ASIAROLESESSION00001"
+ENCODED_KEY = "ASIAENCODEDRESPONSE1"
+
+
+def _shaped(n: int, name: str, source: str, identity: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A record as CloudTrail writes it; `fields` adds or overrides (None drops a field)."""
+    base: dict[str, Any] = {
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": f"2024-11-30T09:{n:02d}:00Z",
+        "eventSource": source,
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "203.0.113.5",
+        "userAgent": "aws-cli/2.15.0",
+        "requestParameters": None,
+        "responseElements": None,
+        "requestID": f"00000000-0000-4000-8000-{n:012d}",
+        "eventID": f"11111111-0000-4000-8000-{n:012d}",
+        "readOnly": False,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": ACCOUNT,
+        "eventCategory": "Management",
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None or k in ("requestParameters", "responseElements")}
+
+
+def _records_of_every_shape() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    user = {
+        "type": "IAMUser", "principalId": "AIDAN7SEM6PEVTNQR8M4", "arn": f"arn:aws:iam::{ACCOUNT}:user/ci-deployer",
+        "accountId": ACCOUNT, "accessKeyId": LEAKED, "userName": "ci-deployer",
+    }  # fmt: skip
+    session_context = {
+        "sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLE", "arn": f"arn:aws:iam::{ACCOUNT}:role/ops",
+                          "accountId": ACCOUNT, "userName": "ops"},
+        "webIdFederationData": {}, "attributes": {"creationDate": "2024-11-30T09:02:00Z", "mfaAuthenticated": "false"},
+    }  # fmt: skip
+    assumed = {
+        "type": "AssumedRole", "principalId": "AROAEXAMPLE:ops", "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/ops/ops",
+        "accountId": ACCOUNT, "accessKeyId": ROLE_KEY, "sessionContext": session_context,
+    }  # fmt: skip
+    federated = {
+        "type": "FederatedUser", "principalId": f"{ACCOUNT}:ops", "arn": f"arn:aws:sts::{ACCOUNT}:federated-user/ops",
+        "accountId": ACCOUNT, "accessKeyId": ENCODED_KEY,
+        "sessionContext": {**session_context, "sessionIssuer": {"type": "IAMUser", "arn": user["arn"],
+                                                                 "userName": "ci-deployer", "accountId": ACCOUNT}},
+    }  # fmt: skip
+    service = {"type": "AWSService", "invokedBy": "cloudtrail.amazonaws.com"}
+    root = {"type": "Root", "principalId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:root", "accountId": ACCOUNT,
+            "accessKeyId": "ASIAROOTCONSOLE00001"}  # fmt: skip
+    records = [
+        # eventVersion 1.02: no recipientAccountId, eventCategory, managementEvent, readOnly; null parameters
+        _shaped(1, "ListBuckets", "s3.amazonaws.com", user, eventVersion="1.02", recipientAccountId=None,
+                eventCategory=None, managementEvent=None, readOnly=None),
+        _shaped(2, "AssumeRole", "sts.amazonaws.com", user,
+                requestParameters={"roleArn": f"arn:aws:iam::{ACCOUNT}:role/ops", "roleSessionName": "ops"},
+                responseElements={"credentials": {"accessKeyId": ROLE_KEY, "sessionToken": "x", "expiration": "y"},
+                                  "assumedRoleUser": {"arn": assumed["arn"], "assumedRoleId": "AROAEXAMPLE:ops"}}),
+        # 1.09 adds tlsDetails; a failure carries errorCode and errorMessage and a null responseElements
+        _shaped(3, "CreateUser", "iam.amazonaws.com", assumed, eventVersion="1.09", errorCode="AccessDenied",
+                errorMessage="User: ... is not authorized to perform: iam:CreateUser",
+                requestParameters={"userName": "svc-denied"},
+                tlsDetails={"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256"}),
+        # an error code without a message (some services log only the code)
+        _shaped(4, "GetBucketPolicy", "s3.amazonaws.com", assumed, errorCode="NoSuchBucketPolicy",
+                requestParameters={"bucketName": "b", "policy": ""}),
+        # responseElements logged as JSON text: decoded, its secret dropped, its key followed
+        _shaped(5, "GetFederationToken", "sts.amazonaws.com", user, eventVersion="1.10",
+                requestParameters={"name": "ops"},
+                responseElements=json.dumps({"credentials": {"accessKeyId": ENCODED_KEY, "sessionToken": "secret!"}}),
+                addendum={"reason": "DELIVERY_DELAY", "updatedFields": "", "originalRequestID": "", "originalEventID": ""}),
+        _shaped(6, "CreateUser", "iam.amazonaws.com", federated, eventVersion="1.11",
+                requestParameters={"userName": "svc-federated"}, responseElements={"user": {"userName": "svc-federated"}},
+                sessionCredentialFromConsole="false"),
+        # a string that is not JSON text counts as no response
+        _shaped(7, "PutBucketAcl", "s3.amazonaws.com", assumed, requestParameters={"bucketName": "c", "acl": [""]},
+                responseElements="Success"),
+        # not ours: an AWS service acting, and the account's root
+        _shaped(8, "AssumeRole", "sts.amazonaws.com", service, requestParameters={"roleArn": "arn:x"}),
+        _shaped(9, "ConsoleLogin", "signin.amazonaws.com", root, eventType="AwsConsoleSignIn",
+                responseElements={"ConsoleLogin": "Success"}),
+    ]  # fmt: skip
+    insight = {
+        "eventVersion": "1.07", "eventTime": "2024-11-30T09:10:00Z", "awsRegion": "us-east-1",
+        "eventID": "22222222-0000-4000-8000-000000000001", "eventType": "AwsCloudTrailInsight",
+        "recipientAccountId": ACCOUNT, "sharedEventID": "33333333-0000-4000-8000-000000000001",
+        "insightDetails": {"state": "Start", "eventSource": "iam.amazonaws.com", "eventName": "CreateUser",
+                           "insightType": "ApiCallRateInsight",
+                           "insightContext": {"attributions": [{"attribute": "userIdentityArn", "insight": [
+                               {"value": user["arn"], "average": 5.0}], "baseline": []}]}},
+        "eventCategory": "Insight",
+    }  # fmt: skip
+    digest = {
+        "awsAccountId": ACCOUNT, "digestStartTime": "2024-11-30T08:00:00Z", "digestEndTime": "2024-11-30T09:00:00Z",
+        "digestS3Bucket": "trail", "digestS3Object": "AWSLogs/x/CloudTrail-Digest/us-east-1/2024/11/30/d.json.gz",
+        "digestPublicKeyFingerprint": "0f", "digestSignatureAlgorithm": "SHA256withRSA",
+        "logFiles": [{"s3Bucket": "trail", "s3Object": "AWSLogs/x/CloudTrail/us-east-1/2024/11/30/f.json.gz",
+                      "hashValue": "ab", "hashAlgorithm": "SHA-256"}],
+    }  # fmt: skip
+    return records, {"insight": json.dumps({"Records": [insight]}), "digest": json.dumps(digest)}
+
+
+def test_the_documented_record_shapes_are_read_and_insights_and_digests_are_left_out(tmp_path: Path) -> None:
+    records, others = _records_of_every_shape()
+    logs = tmp_path / "AWSLogs" / ACCOUNT
+    engine.write_corpus_file(logs / "CloudTrail/us-east-1/2024/11/30/f.json.gz", records)
+    (logs / "CloudTrail-Insight/us-east-1/2024/11/30").mkdir(parents=True)
+    (logs / "CloudTrail-Insight/us-east-1/2024/11/30/i.json.gz").write_bytes(gzip.compress(others["insight"].encode()))
+    (logs / "CloudTrail-Digest/us-east-1/2024/11/30").mkdir(parents=True)
+    (logs / "CloudTrail-Digest/us-east-1/2024/11/30/d.json.gz").write_bytes(gzip.compress(others["digest"].encode()))
+    report = engine.review([LEAKED, "user/ci-deployer"], scanner=engine.Scanner(engine.local_units(tmp_path))).to_json()
+    assert not report["partial"] and report["records_skipped"] == [] and report["files_skipped"] == []
+    assert report["files_scanned"] == 3, "the insight file names the user, so it is parsed: its record is no caller's"
+    ours = {r["eventID"] for r in records[:7]}
+    assert report["events_total"] == 7, "the AWS service's and the root's records, and the insight, are not the key's"
+    assert {d["access_key_id"]: d["via"] for d in report["derived_keys"]} == {
+        ROLE_KEY: "AssumeRole",
+        ENCODED_KEY: "GetFederationToken",
+    }, "keys in an object and in JSON text are both followed"
+    assert "secret!" not in json.dumps(report)
+    findings = {f["event_id"]: f for category in report["findings"].values() for f in category}
+    assert set(findings) <= ours
+    assert findings[records[2]["eventID"]]["error_code"] == "AccessDenied"
+    contain = report["contain"]
+    users = [e["user_name"] for e in contain["principals"] if e["kind"] == "user"]
+    assert users == ["svc-federated"], "a failed CreateUser is a finding, never an entry"
+    sessions = {e["kind"]: e for e in contain["credentials"]}
+    assert sessions["assumed_role"]["role_name"] == "ops" and sessions["session"]["user_name"] == "ci-deployer"
+    assert report["events_by_name"]["s3:PutBucketAcl"] == 1 and not [e for e in contain["exposure"] if e.get("bucket")]
+
+
+def test_review_logs_looks_up_every_configured_region() -> None:
+    """moto has no LookupEvents: the clients the command pages through are checked (the paging over regions is
+    tested with Stubber in test_containment.test_lookup_reviews_every_configured_region)."""
+    from types import SimpleNamespace
+
+    from flows.cli.review import lookup_in_regions
+    from integrations.context import AwsClients
+
+    clients = AwsClients(region="us-east-1", endpoint_url="http://127.0.0.1:9")
+    configured = SimpleNamespace(regions=["us-east-1", "eu-west-1", "us-east-1"])
+    lookup = lookup_in_regions(clients, configured)
+    assert [c.meta.region_name for c in lookup.clients] == ["us-east-1", "eu-west-1"]
+    asked = lookup_in_regions(clients, configured, ["ap-southeast-2"])
+    assert [c.meta.region_name for c in asked.clients] == ["ap-southeast-2"]
+    fallback = lookup_in_regions(clients, SimpleNamespace(regions=[]))
+    assert [c.meta.region_name for c in fallback.clients] == ["us-east-1"]
+    help_text = subprocess.run([STANCH, "review-logs", "--help"], capture_output=True, text=True, timeout=60, check=True)
+    assert "--region" in help_text.stdout

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from test_actions_aws import four_steps, launch_instance, make_ctx
 
 from flows.sandbox import trail
-from integrations.aws import awslambda, cloudtrail, ec2, iam, rds, rolesanywhere, s3
+from integrations.aws import awslambda, cloudtrail, config_service, ec2, guardduty, iam, rds, rolesanywhere, s3
 from integrations.aws import cloudtrail_review as engine
 from integrations.aws import logging as logging_actions
 from integrations.aws.cloudtrail_review import analysis
@@ -404,6 +404,66 @@ def test_restore_event_selectors_four_steps(sandbox: Any) -> None:
     assert restored["ReadWriteType"] == "All" and restored["IncludeManagementEvents"] is True
 
 
+# ---------------------------------------------------------------- logging and compute the attacker changed
+
+
+def test_enable_detector_four_steps(sandbox: Any) -> None:
+    client = sandbox.client("guardduty")
+    detector = client.create_detector(Enable=True)["DetectorId"]
+    client.update_detector(DetectorId=detector, Enable=False)  # what the attacker did
+    four_steps(
+        sandbox,
+        lambda ctx: guardduty.enable_detector(ctx, detector_id=detector),
+        lambda: client.get_detector(DetectorId=detector)["Status"],
+    )
+    assert client.get_detector(DetectorId=detector)["Status"] == "ENABLED"
+    client.delete_detector(DetectorId=detector)
+    gone = guardduty.enable_detector(make_ctx(sandbox, False), detector_id=detector)
+    assert not gone.changed, "a deleted detector is reported, not recreated"
+
+
+def test_start_recorder_four_steps(sandbox: Any) -> None:
+    client = sandbox.client("config")
+    sandbox.client("s3").create_bucket(Bucket="config-history")
+    client.put_configuration_recorder(
+        ConfigurationRecorder={"name": "default", "roleARN": f"arn:aws:iam::{OWN}:role/config-recorder"}
+    )
+    client.put_delivery_channel(DeliveryChannel={"name": "default", "s3BucketName": "config-history"})
+    client.start_configuration_recorder(ConfigurationRecorderName="default")
+    client.stop_configuration_recorder(ConfigurationRecorderName="default")  # what the attacker did
+
+    def recording() -> bool:
+        [status] = client.describe_configuration_recorder_status()["ConfigurationRecordersStatus"]
+        return bool(status["recording"])
+
+    four_steps(sandbox, lambda ctx: config_service.start_recorder(ctx, recorder_name="default"), recording)
+    assert recording()
+
+
+def test_stop_instances_four_steps(sandbox: Any) -> None:
+    instance, _ = launch_instance(sandbox)
+    client = sandbox.client("ec2")
+
+    def state() -> str:
+        return str(client.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+    gone = "i-0000000000000dead"  # terminated and gone: left out, not an error
+    four_steps(sandbox, lambda ctx: ec2.stop_instances(ctx, instance_ids=[instance, gone]), state)
+    assert state() in ("stopping", "stopped")
+
+
+def test_disable_function_four_steps(sandbox: Any) -> None:
+    _function(sandbox)
+    client = sandbox.client("lambda")
+
+    def reserved() -> Any:
+        return client.get_function_concurrency(FunctionName="exporter").get("ReservedConcurrentExecutions")
+
+    four_steps(sandbox, lambda ctx: awslambda.disable_function(ctx, function_name="exporter"), reserved)
+    assert reserved() == 0
+    assert not awslambda.disable_function(make_ctx(sandbox, False), function_name="never-made").changed
+
+
 # ---------------------------------------------------------------- the sandbox's wider attack, reviewed
 
 
@@ -659,3 +719,105 @@ def test_any_shape_of_parameters_never_stops_the_containment_list(calls: list[tu
     for entries in contain.values():
         for entry in entries:
             assert entry["undone_by"] is None or entry["undone_by"] in {e["eventID"] for e in events}
+
+
+# ---------------------------------------------------------------- the flagship on the wide attack, end to end
+
+WIDE_GATES = (
+    "approve-containment",
+    "approve-role-sessions",
+    "approve-exposure",
+    "approve-bucket-policies",
+    "approve-logging",
+    "approve-compute",
+    "approve-secret-rotation",
+)
+# Each kind a review lists, and what the flagship does with it when it still stands.
+HANDLED_BY = {
+    "access_key": "deactivate-created-keys", "login_profile": "disable-created-logins",
+    "mfa_device": "deactivate-mfa-devices", "session": "revoke-user-sessions", "assumed_role": "revoke-role-sessions",
+    "user": "quarantine-created-users", "role": "quarantine-created-roles", "attached_policy": "detach-attached-policies",
+    "inline_policy": "delete-inline-policies", "group_membership": "remove-group-memberships",
+    "trust_policy": "restore-trust-policies", "security_group_rule": "revoke-security-group-rules",
+    "snapshot_share": "unshare-snapshots", "db_snapshot_share": "unshare-db-snapshots",
+    "bucket_policy": "revert-bucket-policies", "lambda_permission": "remove-lambda-permissions",
+    "trail_stopped": "restart-logging", "event_selectors": "restore-event-selectors",
+    "guardduty_detector": "enable-guardduty-detectors", "config_recorder": "start-config-recorders",
+    "instances": "stop-launched-instances", "function": "disable-created-functions",
+    # reported, not changed: a person acts on them
+    "ssm_command": "report", "flow_logs_deleted": "report", "log_group_deleted": "report",
+    "secret": "approve-secret-rotation", "parameter": "approve-secret-rotation",
+}  # fmt: skip
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_flagship_on_the_wide_attack_leaves_nothing_standing_and_denies_the_federation_token(sandbox: Any) -> None:
+    from test_playbooks import answer, assert_federation_token_denied, start_flagship_on_health_alert
+
+    from flows.approvals.client import open_gates
+
+    ids = sandbox.seed_wide_attack()
+    key, user = sandbox.scenario["key"], sandbox.scenario["user"]
+    run = start_flagship_on_health_alert(sandbox)
+    asked = {gate: run.wait_for("gate_opened", timeout=90, gate=gate)["message"] for gate in WIDE_GATES}
+    assert run.run_id is not None
+    assert set(WIDE_GATES) <= {g["gate"] for g in open_gates(run.run_id)}, "each blast radius has its gate, all at once"
+    for gate, listed in {  # each gate lists exactly what it will change
+        "approve-containment": ["user/alice", "ops-admins", ids["mfa_serial"], "svc-escalation"],
+        "approve-role-sessions": [ids["role"]],
+        "approve-exposure": [ids["group"], ids["snapshot"], ids["db_snapshot"], "ops"],
+        "approve-bucket-policies": [ids["bucket"], "granted to *"],
+        "approve-logging": [f"Restart logging of trails {ids['trail']}", ids["detector"], "recorders default"],
+        "approve-compute": [ids["instance"], ids["created_function"], f"ran on instances {ids['ssm_target']}"],
+        "approve-secret-rotation": ["prod/db/password", "/prod/api/token"],
+    }.items():
+        assert all(w in asked[gate] for w in listed), (gate, listed, asked[gate])
+    assert "ami-" not in asked["approve-exposure"], "a share the attacker undid is not offered"
+    assert "i-0feedfacecafe0001" not in asked["approve-compute"], "an instance the attacker terminated is not offered"
+    for gate in WIDE_GATES:
+        answer(run, gate)
+    summary = run.result(timeout=180)
+    assert summary.state == "Completed", summary.message
+    got = {s.id: s.state for s in summary.steps}
+    review = next(s for s in summary.steps if s.id == "review").outputs
+    contain = review["contain"]
+    standing = {e["kind"] for entries in contain.values() for e in entries if not e["undone_by"]}
+    assert not standing - set(HANDLED_BY), f"kinds nothing deals with: {standing - set(HANDLED_BY)}"
+    assert all(got[HANDLED_BY[kind]] == "completed" for kind in standing), got
+    # two keys at the alert, the other the attacker's: the leaked key deactivated at once, the attacker's key
+    # contained and removed after the review, the workload's key rotated without a gate
+    assert got["deactivate-now"] == "completed" and got["rotate-key-now"] == "skipped" and got["rotate-key"] == "skipped"
+    assert got["rotate-key-removing-attacker-key"] == "completed"
+    keys = sandbox.key_states()
+    assert ids["attacker_key"] not in keys and keys[key] == f"{user}: Inactive"
+    sm = sandbox.client("secretsmanager")
+    stored = json.loads(sm.get_secret_value(SecretId="workloads/ci-deployer/aws", VersionStage="AWSCURRENT")["SecretString"])
+    assert keys[stored["AccessKeyId"]] == f"{user}: Active"
+    assert_federation_token_denied(sandbox, review)
+    ec2_client, lam = sandbox.client("ec2"), sandbox.client("lambda")
+    [instance] = ec2_client.describe_instances(InstanceIds=[ids["instance"]])["Reservations"][0]["Instances"]
+    assert instance["State"]["Name"] in ("stopping", "stopped")
+    [target] = ec2_client.describe_instances(InstanceIds=[ids["ssm_target"]])["Reservations"][0]["Instances"]
+    assert target["State"]["Name"] == "running", "an instance an SSM command ran on is reported, not stopped"
+    assert lam.get_function_concurrency(FunctionName=ids["created_function"])["ReservedConcurrentExecutions"] == 0
+    assert sandbox.client("guardduty").get_detector(DetectorId=ids["detector"])["Status"] == "ENABLED"
+    [recorder] = sandbox.client("config").describe_configuration_recorder_status()["ConfigurationRecordersStatus"]
+    assert recorder["recording"]
+    iam_client = sandbox.client("iam")
+    assert iam_client.list_groups_for_user(UserName="alice")["Groups"] == []
+    assert iam_client.list_user_policies(UserName="alice")["PolicyNames"] == []
+    assert sandbox.client("cloudtrail").get_trail_status(Name=ids["trail"])["IsLogging"]
+    report = sandbox.slack.messages("incident-response")[-1]["text"]
+    for words in (
+        "the key and the sessions minted from it are cut off",
+        "compute completed, secrets completed",
+        f"SSM commands ran on: {ids['ssm_target']}.",
+        "/aws/vpc/flow-logs deleted, flow logs fl-0a1b2c3d4e5f6a7b8 deleted",
+        "Already undone by the attacker (left alone): user, access_key, security_group_rule, image_share, "
+        "lambda_permission, instances.",
+        "Parameters read, to rotate: /prod/api/token.",
+        "Standing, with no step of this playbook for them (a person's job): nothing.",
+        f"Rotation: {user}: new key",
+        f"{key} deactivated; {ids['attacker_key']} deleted to make room.",
+    ):
+        assert words in report, (words, report)

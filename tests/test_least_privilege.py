@@ -81,7 +81,7 @@ def test_the_generated_policy_is_enough_for_the_whole_response(sandbox: Any, res
     set_auth(sandbox, "0")  # from now on every call is checked against the responder's policy
     run = start_run("aws-access-key-compromise", values, launched_by="erin")
     answer(run, "approve-containment")
-    answer(run, "rotate-key")
+    answer(run, "approve-secret-rotation")  # the key is rotated at once (confirmed, a workload's): no rotation gate
     summary = run.result(timeout=120)
     assert summary.state == "Completed", summary.message
     set_auth(sandbox, "inf")
@@ -89,7 +89,7 @@ def test_the_generated_policy_is_enough_for_the_whole_response(sandbox: Any, res
 
 
 def test_without_one_permission_the_step_fails_and_says_what_is_missing(sandbox: Any, responder: Any) -> None:
-    values = inputs_for(sandbox)
+    values = {**inputs_for(sandbox), "secret_id": ""}  # no rotation at once beside the deactivation: one step fails
     policy = for_moto(generated_policy(sandbox, values))
     for statement in policy["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]

@@ -76,7 +76,19 @@ def test_plan_iam_policy_is_least_privilege_for_the_playbook() -> None:
     assert "iam:DeleteLoginProfile" in by_resource["arn:aws:iam::*:user/*"]
     # ...and nothing asks for write access to anything else.
     every = {a for actions in by_resource.values() for a in actions}
-    expected = ("iam", "s3", "cloudtrail", "sts", "secretsmanager", "ec2", "rds", "lambda", "rolesanywhere")
+    expected = (
+        "iam",
+        "s3",
+        "cloudtrail",
+        "sts",
+        "secretsmanager",
+        "ec2",
+        "rds",
+        "lambda",
+        "rolesanywhere",
+        "guardduty",
+        "config",
+    )
     assert not [a for a in every if a.split(":")[0] not in expected]
     assert "iam:CreateUser" not in every and "iam:*" not in every
 

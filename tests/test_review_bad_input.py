@@ -244,7 +244,7 @@ def test_a_planted_truncated_object_does_not_stop_the_flagship(sandbox: Any, pre
     sandbox.client("s3").put_object(Bucket=sandbox.cloudtrail_bucket, Key=planted, Body=whole[: len(whole) // 2])
     run = start_flagship_on_health_alert(sandbox)
     answer(run, "approve-containment")
-    answer(run, "rotate-key")
+    answer(run, "approve-secret-rotation")  # the narrow story reads prod/db/password
     summary = run.result(timeout=120)
     assert summary.state == "Completed", summary.message
     steps = {s.id: s for s in summary.steps}
@@ -258,7 +258,9 @@ def test_a_planted_truncated_object_does_not_stop_the_flagship(sandbox: Any, pre
     ]
     users = [e["user_name"] for e in review["contain"]["principals"] if e["kind"] == "user"]
     assert users == [trail.BACKDOOR_USER], "the rest of the trail was still reviewed"
-    assert all(steps[s].state == "completed" for s in ("quarantine-created-users", "disable-created-logins", "rotate-key"))
+    done = ("quarantine-created-users", "disable-created-logins", "rotate-key-now")
+    assert all(steps[s].state == "completed" for s in done), "a workload's confirmed-exposed key is rotated at once"
+    assert steps["rotate-key"].state == "skipped"
     iam = sandbox.client("iam")
     assert iam.list_attached_user_policies(UserName=trail.BACKDOOR_USER)["AttachedPolicies"] == []
     # a partial review is said wherever its findings are acted on: the gate, the summary, the incident thread

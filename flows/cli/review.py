@@ -28,6 +28,10 @@ def review_logs(
     until: Annotated[str | None, typer.Option("--until", help="End of the window.")] = None,
     format: Annotated[str, typer.Option("--format", help="table, json or markdown.")] = "table",
     workers: Annotated[int | None, typer.Option("--workers", help="Threads reading files (default: every core).")] = None,
+    region: Annotated[
+        list[str] | None,
+        typer.Option("--region", help="With --source lookup: a region to look in (repeatable); default aws.regions."),
+    ] = None,
 ) -> None:
     """What did these keys do? Every CloudTrail event made with them and the keys derived from them."""
     import re
@@ -48,9 +52,10 @@ def review_logs(
             from flows.config import load_settings
             from integrations.context import AwsClients
 
-            clients = AwsClients.from_settings(load_settings().aws, "review")
+            settings = load_settings().aws
+            clients = AwsClients.from_settings(settings, "review")
             if source == "lookup":
-                report = engine.review(access_key_id, start, end, lookup=clients.client("cloudtrail"))
+                report = engine.review(access_key_id, start, end, lookup=lookup_in_regions(clients, settings, region))
             else:
                 scanner = engine.scanner_for(source, clients.client, start, end, workers)
                 report = engine.review(access_key_id, start, end, scanner=scanner)
@@ -71,6 +76,16 @@ def review_logs(
     if report.files_scanned and report.files_skipped_total == report.files_scanned:
         first = report.files_skipped[0]
         raise fail(f"none of the {report.files_scanned} file(s) could be read (first: {first.file}: {first.reason})")
+
+
+def lookup_in_regions(clients: Any, settings: Any, regions: list[str] | None = None) -> Any:
+    """LookupEvents in every region asked for, else every region of the configuration's `aws.regions`.
+
+    LookupEvents answers for one region only, and an attacker works where nobody looks."""
+    from integrations.aws.cloudtrail import RegionsLookup
+
+    where = list(dict.fromkeys(regions or list(settings.regions) or [clients.region]))
+    return RegionsLookup([clients.client("cloudtrail", r) for r in where])
 
 
 def review_markdown(report: Any) -> str:

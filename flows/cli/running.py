@@ -196,6 +196,9 @@ def demo(
     quiet_prefect_console()
     out.rule("[bold]Stanch demo: a leaked AWS access key, in the sandbox")
     with Sandbox() as box:
+        # The wide attack: every kind of change a review can list (some undone by the attacker before the
+        # alert), so every gate of the flagship opens and the approver answers each.
+        box.seed_wide_attack()
         user = box.scenario["user"]
         key = box.scenario["key"]
         alert_path = (
@@ -206,7 +209,8 @@ def demo(
         before = box.snapshot()
         out.print(
             f"AWS Health reports access key [bold]{key}[/] of [bold]{user}[/] exposed (AWS_RISK_CREDENTIALS_EXPOSED).\n"
-            f"Hidden in the simulated CloudTrail: what an attacker did with it. "
+            f"Hidden in the simulated CloudTrail: what an attacker did with it, in every category a review lists "
+            f"(credentials, principals, exposure, logging, compute, secrets read), some of it undone before the alert. "
             f"Demo approver [bold]{approver}[/] answers every gate.\n"
         )
         progress = Progress(out)

@@ -409,7 +409,10 @@ class Sandbox:
 
     def seed_wide_attack(self, bucket: str = "stanch-sandbox-cloudtrail") -> dict[str, str]:
         """The attack's wider part (trail.wide_attack_story): the resources it changed, as it left them, and its
-        records in the trail, two hours ago. Needs the scenario (its key, session key and role). The ids made."""
+        records in the trail, two hours ago. Needs the scenario (its key, session key and role). The ids made.
+
+        Every category of a review's `contain` has an entry, some undone by the attacker before the alert; the
+        leaked key's user ends with two keys (the second is the attacker's). `stanch demo` tells this story."""
         import gzip
         import io
         import json
@@ -490,6 +493,34 @@ class Sandbox:
             Code={"ZipFile": code.getvalue()},
         )
         lam.add_permission(FunctionName=ids["function"], StatementId="ops", Action="lambda:InvokeFunction", Principal="*")
+        lam.create_function(  # the attacker's own function: it still stands
+            FunctionName="ops-sync",
+            Runtime="python3.11",
+            Role=function_role["Arn"],
+            Handler="handler.handler",
+            Code={"ZipFile": code.getvalue()},
+        )
+        ids["created_function"] = "ops-sync"
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        launched = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"]
+        ids["instance"] = launched[0]["InstanceId"]  # launched by the attacker and still running
+        target = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"]
+        ids["ssm_target"] = target[0]["InstanceId"]  # the account's own instance the attacker ran a command on
+        guardduty = self.client("guardduty")
+        ids["detector"] = guardduty.create_detector(Enable=True)["DetectorId"]
+        guardduty.update_detector(DetectorId=ids["detector"], Enable=False)
+        config = self.client("config")
+        s3.create_bucket(Bucket="config-history")
+        config.put_configuration_recorder(
+            ConfigurationRecorder={"name": "default", "roleARN": f"arn:aws:iam::{ACCOUNT_ID}:role/config-recorder"}
+        )
+        config.put_delivery_channel(DeliveryChannel={"name": "default", "s3BucketName": "config-history"})
+        config.start_configuration_recorder(ConfigurationRecorderName="default")
+        config.stop_configuration_recorder(ConfigurationRecorderName="default")
+        ids["recorder"] = "default"
+        # A second key for the leaked key's own user: the attacker's, so the user holds two keys at the alert.
+        ids["attacker_key"] = iam.create_access_key(UserName=self.scenario["user"])["AccessKey"]["AccessKeyId"]
+        self.keys[self.scenario["user"]].append(ids["attacker_key"])
         s3.create_bucket(Bucket="org-trail")
         cloudtrail = self.client("cloudtrail")
         cloudtrail.create_trail(Name=ids["trail"], S3BucketName="org-trail")

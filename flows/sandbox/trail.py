@@ -294,7 +294,8 @@ def wide_attack_story(
     """A leaked key's wider misuse, one record of each kind of change a review lists, some undone by the attacker.
 
     `ids` names the real resources the changes touch (group, snapshot, db_snapshot, bucket, function, trail,
-    role, mfa_serial): the sandbox makes them so a response has something to revert.
+    role, mfa_serial, attacker_key, instance, ssm_target, created_function, detector, recorder): the sandbox makes
+    them so a response has something to revert.
     """
     rng = random.Random(seed)  # noqa: S311
     me = f"user/{user}"
@@ -429,4 +430,33 @@ def wide_attack_story(
     )
     call("TerminateInstances", "ec2.amazonaws.com", {"instancesSet": {"items": [{"instanceId": "i-0feedfacecafe0001"}]}})
     call("GetParameter", "ssm.amazonaws.com", {"name": "/prod/api/token", "withDecryption": True})
+    call(
+        "CreateAccessKey",
+        "iam.amazonaws.com",
+        {"userName": user},
+        {"accessKey": {"accessKeyId": ids["attacker_key"], "userName": user, "status": "Active"}},
+    )
+    call(
+        "RunInstances",
+        "ec2.amazonaws.com",
+        {"instanceType": "t3.micro"},
+        {"instancesSet": {"items": [{"instanceId": ids["instance"]}]}},
+    )
+    call(
+        "SendCommand",
+        "ssm.amazonaws.com",
+        {"instanceIds": [ids["ssm_target"]], "documentName": "AWS-RunShellScript"},
+        {"command": {"commandId": str(uuid.UUID(int=rng.getrandbits(128)))}},
+    )
+    call(
+        "CreateFunction20150331",
+        "lambda.amazonaws.com",
+        {"functionName": ids["created_function"], "runtime": "python3.11", "handler": "handler.handler"},
+    )
+    call(
+        "DeleteFlowLogs", "ec2.amazonaws.com", {"DeleteFlowLogsRequest": {"FlowLogId": {"content": "fl-0a1b2c3d4e5f6a7b8"}}}
+    )
+    call("DeleteLogGroup", "logs.amazonaws.com", {"logGroupName": "/aws/vpc/flow-logs"})
+    call("UpdateDetector", "guardduty.amazonaws.com", {"detectorId": ids["detector"], "enable": False})
+    call("StopConfigurationRecorder", "config.amazonaws.com", {"configurationRecorderName": ids["recorder"]})
     return events

@@ -49,3 +49,41 @@ def remove_permission(
         f"remove permission {statement_id} from function {function_name}",
         gone_codes=("ResourceNotFoundException",),
     )
+
+
+def _can_run(client: Any, function_name: str) -> bool:
+    """Whether the function may run: it exists and its reserved concurrency is not 0."""
+    try:
+        found = client.get_function_concurrency(FunctionName=function_name)
+    except Exception as exc:
+        if error_code(exc) == "ResourceNotFoundException":  # deleted: nothing can run
+            return False
+        raise
+    return found.get("ReservedConcurrentExecutions") != 0
+
+
+@action(
+    "aws.awslambda.disable_function",
+    mutates=True,
+    permissions=["lambda:GetFunctionConcurrency", "lambda:PutFunctionConcurrency"],
+    calls=["lambda:GetFunctionConcurrency", "lambda:PutFunctionConcurrency"],
+)
+def disable_function(
+    ctx: ActionContext,
+    function_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_:.-]{1,140}$", description="The function's name or ARN.")],
+    region: Annotated[str | None, Field(description="The function's region; the configured one when omitted.")] = None,
+) -> Reverted:
+    """Stop a function the attacker created from running: reserved concurrency 0 (code and logs are kept).
+
+    Reversible: deleting the concurrency setting lets it run again. Deleting the function is left to a person
+    once it has been examined. A lost answer: the concurrency is read again; 0 means done.
+    """
+    client = ctx.aws.client("lambda", region)
+    return converge(
+        ctx,
+        function_name,
+        lambda: _can_run(client, function_name),
+        lambda: client.put_function_concurrency(FunctionName=function_name, ReservedConcurrentExecutions=0),
+        f"set the reserved concurrency of function {function_name} to 0",
+        gone_codes=("ResourceNotFoundException",),
+    )

@@ -453,3 +453,47 @@ def unshare_image(
     A lost answer: the permission is read again; none of the accounts left means done.
     """
     return _unshare(ctx, "image", image_id, accounts, region)
+
+
+# ---------------------------------------------------------------- instances the attacker launched
+
+_RUNNING = ("pending", "running")
+
+
+def _running(ec2: Any, instance_ids: list[str]) -> list[str]:
+    """Which of the instances are pending or running (one that is gone runs nothing)."""
+    running = []
+    for instance_id in instance_ids:
+        try:
+            if str(_instance(ec2, instance_id)["State"]["Name"]) in _RUNNING:
+                running.append(instance_id)
+        except LookupError:  # terminated long ago, or never in this region
+            continue
+    return running
+
+
+@action(
+    "aws.ec2.stop_instances",
+    mutates=True,
+    permissions=["ec2:DescribeInstances", "ec2:StopInstances"],
+    calls=["ec2:DescribeInstances", "ec2:StopInstances"],
+)
+def stop_instances(
+    ctx: ActionContext,
+    instance_ids: Annotated[list[InstanceId], Field(min_length=1, max_length=1000, description="The instances.")],
+    region: Region = None,
+) -> Reverted:
+    """Stop instances the attacker launched (their volumes stay for forensics; start them again to undo).
+
+    Stopped, stopping or terminated instances are left as they are. A lost answer: the instances' states are
+    read again; none pending or running means done.
+    """
+    ec2 = ctx.aws.client("ec2", region)
+    return converge(
+        ctx,
+        ", ".join(instance_ids),
+        lambda: bool(_running(ec2, instance_ids)),
+        lambda: ec2.stop_instances(InstanceIds=_running(ec2, instance_ids)),
+        f"stop instance(s) {', '.join(instance_ids)}",
+        gone_codes=("InvalidInstanceID.NotFound",),  # terminated and gone meanwhile: nothing runs
+    )

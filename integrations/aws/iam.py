@@ -1024,7 +1024,8 @@ def rotate_access_key(
         verified=True,
         waited_seconds=waited,
         warnings=warnings,
-        detail=f"{user_name}: new key {new_id} stored and verified; {old} deactivated",
+        detail=f"{user_name}: new key {new_id} stored and verified; {old} deactivated"
+        + (f"; {removed} deleted to make room" if removed else ""),
         **base,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -80,8 +81,20 @@ def slim(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+MAX_ENCODED_RESPONSE = 1 << 20  # a responseElements logged as JSON text is a few KB; more is not decoded
+
+
 def public_response(response: Any) -> dict[str, Any]:
-    """Response elements without secret material (session tokens, secret keys)."""
+    """Response elements without secret material (session tokens, secret keys).
+
+    CloudTrail logs them as an object, as null (reads, failures), or for some services as a string: JSON text
+    of an object is decoded (and filtered like one); any other string counts as none.
+    """
+    if isinstance(response, str) and response.lstrip().startswith("{") and len(response) <= MAX_ENCODED_RESPONSE:
+        try:
+            response = json.loads(response)
+        except (ValueError, RecursionError):  # not JSON after all: nothing the review can use
+            return {}
     if not isinstance(response, dict):
         return {}
     out: dict[str, Any] = {}
