@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.stanch/prefect
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test lint typecheck unit fuzz bench schema clean
+.PHONY: demo demo-vendor test lint typecheck unit fuzz bench schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 demo: $(STAMP)
 	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/stanch demo
+
+# The vendor breach end to end in the sandbox: every credential, every consumer, then revoke.
+demo-vendor: $(STAMP)
+	@mkdir -p "$(PREFECT_HOME)"
+	$(BIN)/stanch demo --vendor
 
 test: $(STAMP) lint typecheck unit
 

@@ -187,8 +187,19 @@ def resume(
 def demo(
     approver: Annotated[str, typer.Option(help="The demo approver who answers every gate.")] = "dana",
     reject: Annotated[bool, typer.Option("--reject", help="Have the demo approver reject instead.")] = False,
+    vendor: Annotated[
+        bool,
+        typer.Option("--vendor", help="The vendor breach instead: rotate every key an AI platform held, consumers too."),
+    ] = False,
 ) -> None:
-    """The flagship playbook on the sandbox: an AWS Health alert, gates answered by a named demo approver."""
+    """The flagship playbook on the sandbox: an AWS Health alert, gates answered by a named demo approver.
+
+    With --vendor: an AI platform vendor is breached; every credential in vendors/acme-ai.yaml is rotated and
+    pushed to its consumers (GitHub Actions, Kubernetes, Secrets Manager, the vendor's stored provider keys)."""
+    if vendor:
+        from flows.vendors.demo import run_vendor_demo
+
+        raise typer.Exit(run_vendor_demo(approver=approver, reject=reject))
     from flows.approvals.client import answer_gate
     from flows.engine.launch import run_playbook
     from flows.sandbox import Sandbox
