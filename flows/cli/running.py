@@ -107,8 +107,18 @@ def run(
     incident_id: Annotated[str | None, typer.Option("--incident-id", help="Defaults to a new id.")] = None,
     launched_by: Annotated[str | None, typer.Option("--as", help="Who launches (default: $STANCH_USER or login).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Prefect's own log lines.")] = False,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            help="Record every AWS, Slack and vendor call of the run, redacted, into this incident bundle "
+            "(`stanch replay` reads it).",
+        ),
+    ] = None,
 ) -> None:
     """Run a playbook as a Prefect flow run, with progress and a summary at the end."""
+    from contextlib import nullcontext
+
     from flows.engine.launch import LaunchError
 
     if not verbose:
@@ -141,24 +151,33 @@ def run(
             launcher, proof = verified_launcher(pb.metadata.name, incident, launched_by)
         except ApprovalError as exc:
             raise LaunchError(f"the launch could not be verified: {exc}") from None
-        summary = run_playbook(
-            pb,
-            values,
-            alert=raw_alert,
-            dry_run=dry_run,
-            incident_id=incident,
-            launched_by=launcher,
-            trigger="manual",
-            sandbox=sandbox,
-            observer=Progress(out),
-            launch_proof=proof,
-        )
+        from flows.tabletop.replay import recording
+
+        with recording(record) if record is not None else nullcontext() as recorder:
+            summary = run_playbook(
+                pb,
+                values,
+                alert=raw_alert,
+                dry_run=dry_run,
+                incident_id=incident,
+                launched_by=launcher,
+                trigger="manual",
+                sandbox=sandbox,
+                observer=Progress(out),
+                launch_proof=proof,
+            )
+            if recorder is not None:
+                recorder.summary = summary  # the end record's step states
     except LaunchError as exc:
+        if record is not None:
+            record.unlink(missing_ok=True)  # a bundle with no run in it would only be refused later
         raise fail(str(exc)) from None
     finally:
         if box is not None:
             box.stop()
     print_summary(summary)
+    if recorder is not None and record is not None:
+        out.print(f"recorded {recorder.count} call(s) into {record}; replay with: stanch replay {record}")
     raise typer.Exit(0 if summary.state == "Completed" else 1)
 
 
