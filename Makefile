@@ -58,6 +58,7 @@ bench: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/stanch schema > playbooks/schema.json
+	$(BIN)/python -m flows.tabletop.scenario > playbooks/scenarios/schema.json
 
 clean:
 	rm -rf $(VENV) .stanch .pytest_cache .mypy_cache .ruff_cache

@@ -19,13 +19,14 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as wait_futures
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
 
 from flows.config import Settings, approval_public_keys, is_local_sandbox
+from flows.engine import clock
 from flows.engine import gates as gate_rules
 from flows.engine.gates import Gate, GateAnswer, GateOutcome, Verification
 from flows.engine.journal import PLAYBOOK_KEY, Journal, heartbeat_seconds
@@ -271,15 +272,15 @@ class Driver:
             if self.abort_reason is not None:
                 for gate in list(self.gates.values()):
                     self._drop_gate(gate, f"the run stopped: {self.abort_reason}")
-            if self.gates and time.monotonic() - self.last_poll >= gate_rules.POLL_SECONDS:
-                self.last_poll = time.monotonic()  # at most once a poll interval, however fast tasks finish
+            if self.gates and clock.monotonic() - self.last_poll >= gate_rules.POLL_SECONDS:
+                self.last_poll = clock.monotonic()  # at most once a poll interval, however fast tasks finish
                 if self._poll_gates():
                     continue  # a gate closed: its step (or what needs it) may start now
             if self.running:
                 self._wait_one(timeout=gate_rules.POLL_SECONDS if self.gates else None)
                 continue
             if self.gates:
-                time.sleep(gate_rules.POLL_SECONDS)
+                clock.sleep(gate_rules.POLL_SECONDS)  # idle: a virtual clock may jump here
                 continue
             if all(r.state != "pending" for r in self.records.values()):
                 return
@@ -386,7 +387,7 @@ class Driver:
         return context
 
     def _submit(self, step: Step, record: StepRecord) -> None:
-        record.started_at = datetime.now(UTC)
+        record.started_at = clock.now()
         emit("step_started", step=step.id, name=step.display_name)
         units: deque[list[tuple[int, Any]]]
         try:
@@ -497,7 +498,7 @@ class Driver:
             self.abort_reason = f"step {step.id} failed: {message}"
 
     def _finish(self, record: StepRecord, state: str, reason: str = "") -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         record.state = state  # type: ignore[assignment]
         if reason:
             record.reason = reason
@@ -630,7 +631,7 @@ class Driver:
             event = gate.tick(self.log)
             if event == "escalated":
                 a = gate.approval
-                escalated = {"at": datetime.now(UTC).isoformat(), "deadline": gate.deadline_at.isoformat()}
+                escalated = {"at": clock.now().isoformat(), "deadline": gate.deadline_at.isoformat()}
                 self.journal.gate(gate.id, "escalated", escalated)
                 self._tell(
                     "gate_escalated",

@@ -5,19 +5,21 @@ several gates can be open at once. Answers arrive as flow-run inputs (`stanch-an
 `flows.approvals.client.answer_gate`), which the driver reads about once a second and offers to the open gate
 they name. The gate checks each answer itself: a signature from the approval service, the approver in the group,
 distinct approvers up to `min_approvals`, separation of duties. A refused answer is recorded with its reason and
-the gate keeps waiting. Deadlines and escalation are kept by the run's own clock (wall time, so they survive a
-resume in another process); a timeout is decided by the run, never sent by anyone.
+the gate keeps waiting. Deadlines and escalation are kept by the run's own clock (`flows.engine.clock`: wall
+time, so they survive a resume in another process; a tabletop exercise's virtual time); a timeout is decided by
+the run, never sent by anyone.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.engine import clock
 from flows.engine.records import DecisionRecord
 from flows.language.model import Approval, Step, duration_seconds
 from integrations.context import RunInfo
@@ -88,7 +90,7 @@ class Gate:
 
     @classmethod
     def open(cls, step: Step, groups: dict[str, list[str]], run: RunInfo, message: str, details: dict[str, Any]) -> Gate:
-        now = datetime.now(UTC)
+        now = clock.now()
         return cls(step, groups, run, message, details, now, now + timedelta(seconds=duration_seconds(cls._a(step).timeout)))
 
     @staticmethod
@@ -132,7 +134,7 @@ class Gate:
     def tick(self, log: logging.Logger | Any, now: datetime | None = None) -> str | None:
         """Apply the deadline: 'escalated' when the window moved to the escalation group, 'closed' when the gate
         timed out (its outcome set), else None."""
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
         if self.outcome is not None or now < self.deadline_at:
             return None
         a = self.approval
@@ -188,7 +190,7 @@ class Gate:
             decision=answer.decision,
             reason=answer.reason,
             channel=answer.channel,
-            at=datetime.now(UTC),
+            at=clock.now(),
             accepted=refusal is None,
             refusal=refusal,
             signature=answer.signature,
