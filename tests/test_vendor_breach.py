@@ -7,6 +7,7 @@ opened with its own private key) and Kubernetes' APIs over HTTP, a real Prefect 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,8 +19,9 @@ from test_actions_aws import four_steps, make_ctx
 
 from flows.approvals.client import answer_gate
 from flows.sandbox.vendor_env import FAILING_DEPLOYMENT, UNKNOWN_IP, VendorBreachEnv
+from flows.sandbox.vendors.github_api import GitHubSecretsStandIn
 from integrations.vendors import actions
-from integrations.vendors.base import VendorError
+from integrations.vendors.base import Minted, NotSupported, SecretValue, VendorError
 
 PLAYBOOK = "vendor-breach-key-rotation"
 
@@ -247,3 +249,189 @@ def test_revoke_old_key_four_steps_only_after_every_consumer_verified(sandbox: A
         lambda: breach.braintrust.works(old),
     )
     assert not breach.braintrust.works(old) and breach.braintrust.works(current(sandbox, "platform-api-key"))
+
+
+# ---------------------------------------------------------------- a tiny inventory: the record, generic and GitHub
+
+
+TINY = """\
+apiVersion: stanch/v1
+kind: Vendor
+metadata: {{name: tiny, title: Tiny vendor}}
+credentials:
+  - id: api-key
+    issuer: {issuer}
+    stored_in: {{secretsmanager: tiny/api-key}}
+{key_id}    consumers:
+{consumers}
+"""
+TINY_OLD = "tiny-old-value-0123456789abcdef"
+
+
+class GenericLike:
+    """An issuer speaking the generic contract: mints, checks and revokes; lists, looks up and reports nothing."""
+
+    kind = "generic"
+    can_mint = True
+    scopes: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.revoked: list[str] = []
+        self.revoke_error: Exception | None = None
+
+    def mint(self, name: str, idempotency_key: str) -> Minted:
+        self.names.append(name)
+        return Minted(key_id=f"key-new-{len(self.names)}", value=SecretValue(f"tiny-new-{idempotency_key}"), name=name)
+
+    def check(self, value: SecretValue) -> bool:
+        return True
+
+    def list_keys(self) -> list[Any]:
+        raise NotSupported("vendor: the generic contract lists no keys")
+
+    def key(self, key_id: str) -> Any:
+        raise NotSupported("vendor: the generic contract looks up no key")
+
+    def usage(self, key_id: str, start: Any, end: Any) -> list[Any]:
+        raise NotSupported("vendor: the generic contract reports no usage")
+
+    def revoke(self, key_id: str, *, dry_run: bool) -> bool:
+        if self.revoke_error:
+            raise self.revoke_error
+        self.revoked.append(key_id)
+        return True
+
+
+class Tiny:
+    def __init__(self, sandbox: Any, folder: Any):
+        self.sandbox, self.folder = sandbox, folder
+        sm = sandbox.client("secretsmanager")
+        sm.create_secret(Name="tiny/api-key", SecretString=TINY_OLD)
+        for name in ("app/one", "app/two"):
+            sm.create_secret(Name=name, SecretString="placeholder")
+
+    def write(self, issuer: str, consumers: list[str], key_id: str | None = None) -> None:
+        listed = "\n".join(f"      - {{kind: secretsmanager, secret_id: {c}}}" for c in consumers)
+        key = f"    key_id: {key_id}\n" if key_id else ""
+        text = TINY.format(issuer=issuer, consumers=listed, key_id=key)
+        (self.folder / "tiny.yaml").write_text(text, encoding="utf-8")
+
+    def ctx(self) -> Any:
+        return make_ctx(self.sandbox, False)  # a new context reads the inventory afresh
+
+    def rotate_consumers(self) -> None:
+        ctx = self.ctx()
+        pushed = actions.push_to_consumers(ctx, vendor="tiny", credential="api-key")
+        assert pushed.consumers_failed == 0, pushed
+        checked = actions.verify_consumers(
+            ctx, vendor="tiny", credential="api-key", writes=[o.model_dump() for o in pushed.consumers]
+        )
+        assert checked.all_verified, checked
+
+    def tags(self) -> dict[str, str]:
+        described = self.sandbox.client("secretsmanager").describe_secret(SecretId="tiny/api-key")
+        return {t["Key"]: t["Value"] for t in described.get("Tags", []) if t["Value"]}
+
+
+@pytest.fixture
+def tiny(sandbox: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Tiny:
+    monkeypatch.setenv("STANCH_VENDOR_DIR", str(tmp_path))
+    return Tiny(sandbox, tmp_path)
+
+
+@pytest.fixture
+def generic(monkeypatch: pytest.MonkeyPatch) -> GenericLike:
+    issuer = GenericLike()
+    monkeypatch.setattr(actions, "_issuer", lambda _ctx, _cred: issuer)
+    return issuer
+
+
+def test_a_consumer_listed_after_verification_means_verify_again_before_revoking(tiny: Tiny, generic: GenericLike) -> None:
+    tiny.write("{kind: generic}", ["app/one"], key_id="key-old")
+    minted = actions.mint_new_key(tiny.ctx(), vendor="tiny", credential="api-key")
+    assert minted.status == "minted"
+    assert generic.names == ["stanch-api-key"], "no date in the name: a re-run the next day finds the orphan"
+    tiny.rotate_consumers()
+    current = tiny.sandbox.client("secretsmanager").describe_secret(SecretId="tiny/api-key")
+    version = next(v for v, s in current["VersionIdsToStages"].items() if "AWSCURRENT" in s)
+    assert re.fullmatch(rf"{version}:[0-9a-f]{{16}}:1/1", tiny.tags()[actions.VERIFIED_TAG])
+
+    # a consumer added to the inventory after the verification: nothing is revoked until it verified too
+    tiny.write("{kind: generic}", ["app/one", "app/two"], key_id="key-old")
+    with pytest.raises(VendorError, match="the consumer list changed since every consumer verified"):
+        actions.revoke_old_key(tiny.ctx(), vendor="tiny", credential="api-key")
+    unused = actions.check_old_key_unused(tiny.ctx(), vendor="tiny", credential="api-key", grace_period=1)
+    assert not unused.ready and "consumer list changed" in unused.evidence
+    # the same count of consumers, another place: refused too (a count alone would have let it through)
+    tiny.write("{kind: generic}", ["app/two"], key_id="key-old")
+    with pytest.raises(VendorError, match="consumer list changed"):
+        actions.revoke_old_key(tiny.ctx(), vendor="tiny", credential="api-key")
+    assert generic.revoked == []
+
+    tiny.write("{kind: generic}", ["app/one", "app/two"], key_id="key-old")
+    tiny.rotate_consumers()
+    assert tiny.tags()[actions.VERIFIED_TAG].endswith(":2/2")
+    revoked = actions.revoke_old_key(tiny.ctx(), vendor="tiny", credential="api-key")
+    assert revoked.status == "revoked" and generic.revoked == ["key-old"]
+
+
+def test_a_generic_issuer_works_through_the_actions_and_unknowns_go_to_a_person(tiny: Tiny, generic: GenericLike) -> None:
+    # a bare stored value and no key_id: the old key's id is unknown (no listing), minting still works
+    tiny.write("{kind: generic}", ["app/one"])
+    assert actions.mint_new_key(tiny.ctx(), vendor="tiny", credential="api-key").status == "minted"
+    assert tiny.tags()[actions.OLD_KEY_TAG] == "unknown"
+    tiny.rotate_consumers()
+    unused = actions.check_old_key_unused(tiny.ctx(), vendor="tiny", credential="api-key", grace_period=1)
+    assert not unused.ready and "a person checks and revokes it" in unused.evidence
+    manual = actions.revoke_old_key(tiny.ctx(), vendor="tiny", credential="api-key")
+    assert manual.status == "manual" and generic.revoked == []
+
+    # the key's id known: no lookup, no usage at the issuer; offered at the gate on the verification, and said so
+    tiny.sandbox.client("secretsmanager").tag_resource(
+        SecretId="tiny/api-key", Tags=[{"Key": actions.OLD_KEY_TAG, "Value": "key-old"}]
+    )
+    started = time.monotonic()
+    unused = actions.check_old_key_unused(tiny.ctx(), vendor="tiny", credential="api-key", grace_period=30)
+    assert time.monotonic() - started < 5, "nothing to watch: no waiting"
+    assert unused.ready and unused.use_unknown and "use unknown" in unused.evidence and "a person confirms" in unused.line
+    generic.revoke_error = NotSupported("vendor: no revoke_url configured")
+    refused = actions.revoke_old_key(tiny.ctx(), vendor="tiny", credential="api-key")
+    assert refused.status == "manual" and "a person revokes key-old" in refused.detail
+    generic.revoke_error = None
+    revoked = actions.revoke_old_key(tiny.ctx(), vendor="tiny", credential="api-key")
+    assert revoked.status == "revoked" and generic.revoked == ["key-old"]
+
+    # the report: the unknown use is shown; an unused-check item that failed outright is counted, never lost
+    report = actions.report(
+        tiny.ctx(),
+        vendor="tiny",
+        unused=[unused.model_dump(), {"failed": True, "error": "VendorError: boom"}],
+        revoked=[revoked.model_dump()],
+    )
+    assert "its use unknown at the issuer" in report.credentials[0].old_key
+    assert report.with_failures == 1 and "1 step item(s) failed" in report.text
+
+
+def test_github_revokes_the_stores_old_version_by_value_never_the_new_token(tiny: Tiny) -> None:
+    github = GitHubSecretsStandIn().start()
+    try:
+        old, new = github.add_leaked_token(), github.add_leaked_token()
+        sm = tiny.sandbox.client("secretsmanager")
+        sm.put_secret_value(SecretId="tiny/api-key", SecretString=old)
+        issuer = f"{{kind: github, base_url: '{github.base_url}', admin_token: tiny/unused}}"
+        tiny.write(issuer, ["app/one"])
+        assert actions.mint_new_key(tiny.ctx(), vendor="tiny", credential="api-key").status == "manual"
+        sm.put_secret_value(SecretId="tiny/api-key", SecretString=new)  # the token's owner made a new one
+        assert actions.verify_new_key(tiny.ctx(), vendor="tiny", credential="api-key").verified
+        tiny.rotate_consumers()
+        unused = actions.check_old_key_unused(tiny.ctx(), vendor="tiny", credential="api-key", grace_period=1)
+        assert unused.ready and unused.use_unknown, unused
+        revoked = actions.revoke_old_key(tiny.ctx(), vendor="tiny", credential="api-key")
+        assert revoked.status == "revoked", revoked
+        assert github.revoked == [old], "the old version's token, read by its version id"
+        assert github.leaked.get(new), "the new token (the store's current value) still works"
+        again = actions.revoke_old_key(tiny.ctx(), vendor="tiny", credential="api-key")
+        assert again.status == "already-revoked" and github.revoked == [old]
+    finally:
+        github.stop()

@@ -212,6 +212,24 @@ def test_gitlab_refusals_are_clear(gitlab: GitLabStandIn) -> None:
         wrong.write(SecretValue(NEW), fp(NEW), dry_run=False)
 
 
+def test_gitlab_verify_hashes_the_value_held_not_the_note(gitlab: GitLabStandIn) -> None:
+    consumer = make_consumer(
+        "gitlab", {"project": "acme/api", "key": "OPENAI_API_KEY"}, Harness(gitlab.token).settings(gitlab.base_url)
+    )
+    write = consumer.write(SecretValue(NEW), fp(NEW), dry_run=False)
+    held = gitlab.owners[("projects", "acme/api")][("OPENAI_API_KEY", "*")]
+    held["value"] = NEWER  # someone changed the value and kept our note
+    changed = consumer.verify(write, fp(NEW))
+    assert not changed.ok and "holds another value" in changed.evidence
+    assert_no_secret(changed.evidence, NEW, NEWER)
+    held["value"] = NEW
+    assert consumer.verify(write, fp(NEW)).ok
+    del held["value"]  # a hidden variable: GitLab shows no value, only the note can speak, and the evidence says so
+    hidden = consumer.verify(write, fp(NEW))
+    assert hidden.ok and "judged by its fingerprint note only" in hidden.evidence
+    assert not consumer.verify(write, fp(NEWER)).ok
+
+
 # ---------------------------------------------------------------- Kubernetes
 
 
@@ -280,6 +298,37 @@ def test_kubernetes_failed_or_slow_rollout_is_reported_not_verified(kube: KubeSt
     write = slow.write(SecretValue(NEWER), fp(NEWER), dry_run=False)
     late = slow.verify(write, fp(NEWER))
     assert not late.ok and "not done within 0.3 s" in late.evidence
+
+
+def test_kubernetes_verify_hashes_the_value_held_not_the_annotation(kube: KubeStandIn) -> None:
+    import base64
+
+    consumer = make_consumer("kubernetes", KUBE_SPEC, Harness(kube.token).settings(kube.base_url))
+    write = consumer.write(SecretValue(NEW), fp(NEW), dry_run=False)
+    assert consumer.verify(write, fp(NEW)).ok
+    # someone puts another value into the data key; the fingerprint annotation stays
+    kube.secrets[("prod", "openai")]["data"]["api-key"] = base64.b64encode(NEWER.encode()).decode()
+    changed = consumer.verify(write, fp(NEW))
+    assert not changed.ok and "holds another value" in changed.evidence
+    assert_no_secret(changed.evidence, NEW, NEWER)
+
+
+def test_kubernetes_two_secrets_feeding_one_deployment_keep_a_note_each(kube: KubeStandIn) -> None:
+    kube.add_secret("prod", "anthropic", {"api-key": "sk-ant-OLDvalue0123456789abcdefghij"})
+    pod = kube.deployments[("prod", "api")]["spec"]["template"]["spec"]
+    pod["volumes"].append({"name": "more", "secret": {"secretName": "anthropic"}})  # api mounts both Secrets
+    settings = Harness(kube.token).settings(kube.base_url)
+    openai = make_consumer("kubernetes", {**KUBE_SPEC, "deployments": ["api"]}, settings)
+    anthropic = make_consumer("kubernetes", {**KUBE_SPEC, "secret": "anthropic", "deployments": ["api"]}, settings)
+    first = openai.write(SecretValue(NEW), fp(NEW), dry_run=False)
+    second = anthropic.write(SecretValue(NEWER), fp(NEWER), dry_run=False)
+    assert anthropic.verify(second, fp(NEWER)).ok
+    kept = openai.verify(first, fp(NEW))
+    assert kept.ok, kept.evidence  # the second write did not overwrite the first one's note on the Deployment
+    kube.clear_calls()
+    assert not openai.write(SecretValue(NEW), fp(NEW), dry_run=False).changed and kube.mutating_calls() == []
+    annotations = kube.deployments[("prod", "api")]["spec"]["template"]["metadata"]["annotations"]
+    assert sorted(v for k, v in annotations.items() if k.startswith("stanch.dev/fp-")) == sorted([fp(NEW), fp(NEWER)])
 
 
 def test_kubernetes_read_only_token_is_refused_writes(kube: KubeStandIn) -> None:

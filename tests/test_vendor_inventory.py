@@ -64,6 +64,8 @@ def test_a_good_inventory_has_no_problems() -> None:
         ("{kind: generic}", "{kind: generic, base_url: 'http://vendor.example'}", 8, 29, "not an https:// URL"),
         # meaning: an issuer with an admin API but no admin token
         ("{kind: generic}", "{kind: openai}", 8, 5, "issuer openai needs `admin_token`"),
+        # meaning: an SSM store passes the schema but no vendor action can keep the rotation's state on it
+        ("{secretsmanager: tiny/api-key}", "{ssm: /tiny/api-key}", 9, 17, "SSM Parameter Store is not supported"),
         # meaning: a place that looks like a CIDR but is not one
         ("    consumers:", "    known_places: [10.0.0.0/33]\n    consumers:", 10, 20, "not a CIDR"),
         # meaning: a consumer listed twice

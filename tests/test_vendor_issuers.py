@@ -113,6 +113,21 @@ def test_braintrust_service_token_is_minted_once_per_idempotency_key(braintrust:
     assert issuer.list_keys() == []
 
 
+def test_braintrust_mint_the_next_day_finds_the_orphan_by_its_idempotency_key(braintrust: BraintrustStandIn) -> None:
+    """A crash between mint and store, re-run after midnight UTC: the orphan (named with yesterday's date by an
+    older release) is found by the stable `[idempotency key]` suffix and deleted; one working token is left."""
+    secrets = Secrets(admin=braintrust.admin_token)
+    issuer = make_issuer(
+        "braintrust", secrets.settings(braintrust.base_url, key_type="service_token", service_account_id="sa-1")
+    )
+    lost = issuer.mint("stanch-evals-20261126", "rotation-8")  # its answer was lost: the value is nowhere
+    kept = issuer.mint("stanch-evals", "rotation-8")
+    assert [k.key_id for k in issuer.list_keys()] == [kept.key_id]
+    assert issuer.check(lost.value) is False and issuer.check(kept.value) is True
+    other = issuer.mint("stanch-evals", "rotation-9")  # another rotation's token is not an orphan of this one
+    assert {k.key_id for k in issuer.list_keys()} == {kept.key_id, other.key_id}
+
+
 def test_braintrust_errors_name_the_place_and_hold_no_secret(braintrust: BraintrustStandIn) -> None:
     good = Secrets(admin=braintrust.admin_token)
     wrong = Secrets(admin="sk-bt-not-a-real-admin-token-000000")
@@ -183,6 +198,14 @@ def test_openai_mint_under_the_same_idempotency_key_leaves_one_service_account(o
     second = issuer.mint("batch", "rotation-9")
     assert len(openai.accounts) == 1
     assert not issuer.check(first.value) and issuer.check(second.value)
+
+
+def test_openai_mint_the_next_day_finds_the_orphan_by_its_idempotency_key(openai: OpenAIStandIn) -> None:
+    issuer = make_issuer("openai", Secrets(admin=openai.admin_token).settings(openai.base_url, project_id=openai.project))
+    lost = issuer.mint("stanch-batch-20261126", "rotation-5")  # an older release put the date in the name
+    kept = issuer.mint("stanch-batch", "rotation-5")
+    assert len(openai.accounts) == 1
+    assert not issuer.check(lost.value) and issuer.check(kept.value)
 
 
 def test_openai_project_key_is_not_an_admin_key(openai: OpenAIStandIn) -> None:

@@ -7,6 +7,7 @@ msgspec structs so a bad answer says where it was wrong instead of raising a Key
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,12 @@ _FINGERPRINT = re.compile(r"^[A-Za-z0-9:_.=+/-]{6,128}$")
 def segment(value: str) -> str:
     """One path segment, escaped (a name from an inventory never adds a path of its own)."""
     return quote(value, safe="")
+
+
+def value_fingerprint(value: str) -> str:
+    """The fingerprint of a value (`sha256:` and 32 hex digits): what the vendor actions write into notes and what a
+    consumer's `verify` compares with the hash of the value it actually holds."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
 def check_fingerprint(fingerprint: str) -> str:

@@ -9,8 +9,9 @@ State on the store secret:
   `stanch:revoked-version` names it once its key is revoked at the issuer (tags, not staging labels: a new
   AWSCURRENT moves labels, and a person's `put-secret-value` must not lose the record);
 - tags `stanch:old-key-id` / `stanch:new-key-id` (the keys' ids at the issuer, never values),
-  `stanch:consumers-verified` (`<new version>:<n>/<total>` when every consumer proved it holds the new value) and
-  `stanch:rotated-at`.
+  `stanch:consumers-verified` (`<new version>:<consumers hash>:<n>/<n>` when every consumer proved it holds the new
+  value; the hash covers the sorted consumer list, so a consumer added to the inventory afterwards means verify
+  again before anything is revoked) and `stanch:rotated-at`.
 
 Values travel only inside `SecretValue` and into the issuer, the store and the consumers; every value is
 registered with the run's masker as soon as it is read or minted, and no result carries one.
@@ -31,6 +32,7 @@ from pydantic import Field, computed_field
 from integrations.aws import applied
 from integrations.context import ActionContext
 from integrations.registry import ActionResult, Change, Permission, action
+from integrations.vendors._api import value_fingerprint
 from integrations.vendors.base import (
     AdapterSettings,
     ConsumerWrite,
@@ -167,7 +169,36 @@ def _written(tags: dict[str, str], spec: Any, fingerprint: str) -> bool:
 
 def fingerprint(value: SecretValue) -> str:
     """A short hash of a value, to recognise it in notes and labels (never the value)."""
-    return "sha256:" + hashlib.sha256(value.reveal().encode()).hexdigest()[:32]
+    return value_fingerprint(value.reveal())
+
+
+def consumers_hash(vendor: Vendor, credential: Credential) -> str:
+    """A hash of the credential's consumers (sorted; each with its settings and the connection it uses): a consumer
+    added, removed or pointed elsewhere changes it."""
+    entries = sorted(
+        json.dumps(
+            [spec.describe(), spec.model_dump(mode="json"), [str(part) for part in vendor.connection(spec)]],
+            sort_keys=True,
+        )
+        for spec in credential.consumers
+    )
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def verified_record(vendor: Vendor, credential: Credential, version: str | None) -> str:
+    """The `stanch:consumers-verified` record of every consumer of today's inventory holding `version`."""
+    n = len(credential.consumers)
+    return f"{version}:{consumers_hash(vendor, credential)}:{n}/{n}"
+
+
+def _unverified_reason(vendor: Vendor, credential: Credential, state: StoreState) -> str | None:
+    """Why the record does not allow revoking the old key (None: every consumer listed now verified the new key)."""
+    record = state.tags.get(VERIFIED_TAG, "")
+    if state.phase == "stored" and record == verified_record(vendor, credential, state.current):
+        return None
+    if state.phase == "stored" and record.startswith(f"{state.current}:"):
+        return "the consumer list changed since every consumer verified the new key: run vendor.verify_consumers again"
+    return "not every consumer verified the new key"
 
 
 @dataclass
@@ -290,7 +321,12 @@ def _old_key_id(ctx: ActionContext, store: _Store, state: StoreState, credential
     if issuer is None:
         return None
     tail = value.reveal()[-4:]
-    matches = [k for k in issuer.list_keys() if k.status == "active" and k.hint and tail.endswith(k.hint[-4:])]
+    try:
+        listed = issuer.list_keys()
+    except NotSupported as exc:  # generic, GitHub: no listing; the id stays unknown and a person revokes the key
+        ctx.logger.warning("%s: the old key's id is unknown (%s): a person revokes it", credential.id, exc)
+        return None
+    matches = [k for k in listed if k.status == "active" and k.hint and tail.endswith(k.hint[-4:])]
     return matches[0].key_id if len(matches) == 1 else None
 
 
@@ -437,7 +473,8 @@ def mint_new_key(
         )
     token = str(uuid.uuid5(_NAMESPACE, f"rotate|{state.arn}|{state.old}"))
     try:
-        minted = issuer.mint(f"stanch-{cred.id}-{datetime.now(UTC):%Y%m%d}", token)
+        # no date in the name: the issuer finds an orphan of a lost answer by this name on any later day
+        minted = issuer.mint(f"stanch-{cred.id}", token)
     except ManualStepRequired as exc:
         return MintResult(
             changed=True,
@@ -705,7 +742,8 @@ def verify_consumers(
     """
     inventory, cred = _credential(ctx, vendor, credential)
     store, state, value = _new_value(ctx, cred)
-    done_before = state.tags.get(VERIFIED_TAG) == f"{state.current}:{len(cred.consumers)}/{len(cred.consumers)}"
+    record = verified_record(inventory, cred, state.current)
+    done_before = state.tags.get(VERIFIED_TAG) == record
     if ctx.dry_run and state.phase != "done" and not done_before:
         return VerifyResult(
             changed=True,
@@ -727,7 +765,6 @@ def verify_consumers(
             detail=f"{cred.id}: nothing to verify ({status})",
         )
     mark = fingerprint(value)
-    record = f"{state.current}:{len(cred.consumers)}/{len(cred.consumers)}"
     if state.tags.get(VERIFIED_TAG) == record:
         return VerifyResult(
             changed=False,
@@ -809,6 +846,11 @@ def _tag_time(text: str | None) -> datetime | None:
 class UnusedCheck(ActionResult):
     credential: str
     ready: bool = Field(description="Every consumer verified and the old key unused over the grace period.")
+    use_unknown: bool = Field(
+        False,
+        description="The issuer shows neither the old key nor its use (generic, GitHub): offered for revocation on "
+        "the consumers' verification alone, for a person to confirm at the gate.",
+    )
     old_key_id: str | None = None
     last_used_at: datetime | None = None
     switched_at: datetime | None = None
@@ -841,21 +883,29 @@ def check_old_key_unused(
     Any use after the switch means something still holds it (a consumer not in the inventory): not ready to revoke."""
     from flows.language.model import duration_seconds
 
-    _, cred = _credential(ctx, vendor, credential)
+    inventory, cred = _credential(ctx, vendor, credential)
     store = _Store(ctx, cred)
     state = store.state()
     old_key = state.tags.get(OLD_KEY_TAG)
     base: dict[str, Any] = {"credential": cred.id, "old_key_id": old_key}
-    verified = state.tags.get(VERIFIED_TAG, "")
     if ctx.dry_run and state.phase != "done":  # the path a rotation takes: watched, then offered at the gate
         return UnusedCheck(
             ready=True, evidence=f"would watch the old key for {grace_period} after every consumer switched", **base
         )
-    if state.phase != "stored" or not verified.startswith(f"{state.current}:"):
+    unverified = _unverified_reason(inventory, cred, state)
+    if unverified is not None:
         why = {"done": "its old key is revoked already", "idle": "no rotation started", "started": "no new key yet"}
-        reason = why.get(state.phase, "not every consumer verified the new key")
+        reason = why.get(state.phase, unverified)
         return UnusedCheck(ready=False, evidence=f"not checked: {reason}", **base)
     switched = _tag_time(state.tags.get(ROTATED_TAG)) or datetime.now(UTC)
+    by_value = bool(getattr(_issuer_class(cred), "revokes_by_value", False))
+    unknown_use = (
+        f"use unknown: {cred.issuer.kind} shows neither the old key nor its use; every consumer verified the new "
+        "key: a person confirms the old one is unused before approving its revocation"
+    )
+    if by_value:  # GitHub: revoked by the old version's value, no id needed; nothing at the issuer shows its use
+        ctx.logger.warning("%s: %s", cred.id, unknown_use)
+        return UnusedCheck(ready=True, use_unknown=True, switched_at=switched, evidence=unknown_use, **base)
     if not old_key or old_key == "unknown":
         return UnusedCheck(
             ready=False,
@@ -868,18 +918,26 @@ def check_old_key_unused(
     deadline = switched + timedelta(seconds=grace)
     slack = timedelta(seconds=2)  # the issuer's clock and ours
     last: datetime | None = None
-    no_usage = False
+    no_usage = no_lookup = False
     while True:
-        info = issuer.key(old_key)
-        if info is None:
+        try:
+            info = issuer.key(old_key)
+        except NotSupported:  # generic: no lookup of one key; usage (if any) and the verification speak
+            info, no_lookup = None, True
+        if info is None and not no_lookup:
             return UnusedCheck(
                 ready=True, switched_at=switched, evidence=f"key {old_key} is no longer listed at {cred.issuer.kind}", **base
             )
-        last = info.last_used_at
+        last = info.last_used_at if info is not None else None
         try:
             report = issuer.usage(old_key, switched + slack, datetime.now(UTC))
         except NotSupported:
             report, no_usage = [], True  # only last_used_at (if any) and the consumers' verification speak
+        if no_usage and no_lookup:  # nothing at the issuer to watch: said so, for the person at the gate
+            ctx.logger.warning("%s: %s", cred.id, unknown_use)
+            return UnusedCheck(
+                ready=True, use_unknown=True, switched_at=switched, evidence=f"key {old_key}: {unknown_use}", **base
+            )
         used = [u for u in report if u.at > switched + slack]
         if (last is not None and last > switched + slack) or used:
             when = max([*(u.at for u in used), *([last] if last else [])])
@@ -1016,7 +1074,7 @@ class Revocation(Change):
 )
 def revoke_old_key(ctx: ActionContext, vendor: VendorName, credential: CredentialId) -> Revocation:
     """Revoke the replaced key at the issuer, only once every consumer verified the new one; record it on the store."""
-    _, cred = _credential(ctx, vendor, credential)
+    inventory, cred = _credential(ctx, vendor, credential)
     store = _Store(ctx, cred)
     state = store.state()
     old_key = state.tags.get(OLD_KEY_TAG)
@@ -1029,7 +1087,6 @@ def revoke_old_key(ctx: ActionContext, vendor: VendorName, credential: Credentia
             detail=f"{cred.id}: old key {old_key} revoked already",
             **base,
         )
-    verified = state.tags.get(VERIFIED_TAG, "")
     if ctx.dry_run:
         return Revocation(
             changed=True,
@@ -1038,10 +1095,28 @@ def revoke_old_key(ctx: ActionContext, vendor: VendorName, credential: Credentia
             detail=f"would revoke {old_key or 'the old key'} at {cred.issuer.kind} once every consumer verified the new one",
             **base,
         )
-    if state.phase != "stored" or not verified.startswith(f"{state.current}:"):
+    unverified = _unverified_reason(inventory, cred, state)
+    if unverified is not None:
         raise VendorError(
-            f"{cred.id}: refusing to revoke the old key: not every consumer verified the new one "
-            "(vendor.verify_consumers records it); the old key stays alive"
+            f"{cred.id}: refusing to revoke the old key: not every consumer verified the new one ({unverified}; "
+            "vendor.verify_consumers records it); the old key stays alive"
+        )
+    if getattr(_issuer_class(cred), "revokes_by_value", False) and state.old:
+        # GitHub identifies a token by its value: the store's OLD version, read by its version id (never the
+        # secret's current value, which is the new token)
+        old_value, _ = store.value(state.old)
+        try:
+            worked = _issuer(ctx, cred).revoke_value(old_value, dry_run=False)  # False: it no longer worked
+        except (ManualStepRequired, NotSupported) as exc:
+            return Revocation(changed=False, status="manual", detail=f"{cred.id}: {exc}", **base)
+        store.tag(**{REVOKED_TAG: str(state.old)})
+        what = f"the token of version {state.old} of {state.name}"
+        ctx.logger.info("Revoked the old %s key (%s) at %s", cred.id, what, cred.issuer.kind)
+        return Revocation(
+            changed=True,
+            status="revoked" if worked else "already-revoked",
+            detail=f"{cred.id}: {what} {'revoked' if worked else 'no longer worked'} at {cred.issuer.kind}",
+            **base,
         )
     if not old_key or old_key == "unknown":
         return Revocation(
@@ -1051,11 +1126,12 @@ def revoke_old_key(ctx: ActionContext, vendor: VendorName, credential: Credentia
             detail=f"{cred.id}: the old key's id is unknown: a person revokes it at {cred.issuer.kind}",
             **base,
         )
-    issuer = _issuer(ctx, cred)
     try:
-        issuer.revoke(old_key, dry_run=False)
-    except ManualStepRequired as exc:
-        return Revocation(changed=False, status="manual", detail=f"{cred.id}: {exc}", **base)
+        _issuer(ctx, cred).revoke(old_key, dry_run=False)
+    except (ManualStepRequired, NotSupported) as exc:
+        return Revocation(
+            changed=False, status="manual", detail=f"{cred.id}: {exc}: a person revokes {old_key} at the issuer", **base
+        )
     store.tag(**{REVOKED_TAG: str(state.old)})
     ctx.logger.info("Revoked the old %s key %s at %s", cred.id, old_key, cred.issuer.kind)
     return Revocation(
@@ -1153,7 +1229,9 @@ def report(
             old = f"KEPT ALIVE: revocation {revoke_gate}"
         else:
             old = "not revoked"
-        for source in (m, by_hand, r, push.get(cred.id, {}), check.get(cred.id, {})):
+        if u.get("use_unknown") and old.startswith("revoked"):
+            old += ", its use unknown at the issuer: confirmed by a person at the gate"
+        for source in (m, by_hand, r, push.get(cred.id, {}), check.get(cred.id, {}), u, seen.get(cred.id, {})):
             if source.get("failed"):
                 failed.append(str(source.get("error", "failed")))
         review = seen.get(cred.id, {})
@@ -1179,7 +1257,7 @@ def report(
     # Items that failed outright carry no credential id: count them so nothing is lost.
     stray = sum(
         1
-        for group in (verified_by_hand, pushed, verified, revoked)
+        for group in (verified_by_hand, pushed, verified, unused, revoked, reviewed)
         for o in group
         if isinstance(o, dict) and o.get("failed") and not o.get("credential")
     )

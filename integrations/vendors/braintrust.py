@@ -141,20 +141,19 @@ class BraintrustServiceTokenIssuer(_BraintrustKeys):
     def mint(self, name: str, idempotency_key: str) -> Minted:
         """Create a service token named `name [idempotency_key]`.
 
-        Braintrust shows a token's value only once and takes no idempotency key, so a token left under the same
-        name by an earlier mint whose answer was lost (its value never stored anywhere) is deleted first: at most
-        one token per idempotency key exists, and the caller stores the value before it mints again.
+        Braintrust shows a token's value only once and takes no idempotency key, so a token left by an earlier mint
+        under the same idempotency key whose answer was lost (its value never stored anywhere) is deleted first: at
+        most one token per idempotency key exists, and the caller stores the value before it mints again. Orphans
+        are matched on the stable suffix `[idempotency key]`, whatever name (an older one with a date) they carry.
         """
         account = self.settings.options.get("service_account_id")
         if not account:
             raise VendorError("braintrust: minting a service token needs options.service_account_id")
-        full = f"{name} [{idempotency_key[:24]}]"
-        answer = self.api.get(
-            "/v1/service_token", _Keys, query={"service_token_name": full, "org_name": self.org_name, "limit": 100}
-        )
-        for orphan in answer.objects if answer else []:
-            if orphan.name == full:
-                self.api.call("DELETE", f"/v1/service_token/{segment(orphan.id)}", missing_ok=True)
+        suffix = f" [{idempotency_key[:24]}]"
+        full = f"{name}{suffix}"
+        for orphan in self.list_keys():
+            if orphan.name.endswith(suffix):
+                self.api.call("DELETE", f"/v1/service_token/{segment(orphan.key_id)}", missing_ok=True)
         body: dict[str, Any] = {"name": full, "service_account_id": account}
         if self.org_name:
             body["org_name"] = self.org_name

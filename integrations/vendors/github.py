@@ -34,11 +34,15 @@ class GitHubIssuer:
     """GitHub tokens, revoked by value. `revoke(key_id)` takes a secret reference (read with the run's
     `read_secret`) holding the leaked token, since the API identifies a token only by its value.
 
+    `revokes_by_value`: the vendor actions never pass the credential's own store to `revoke` (after a rotation its
+    current value is the NEW token); they read the store's old version by its version id and call `revoke_value`.
+
     Settings options: `authenticated` (True for GitHub Enterprise Server, which wants a token: `token_ref`).
     """
 
     kind: ClassVar[str] = "github"
     can_mint: ClassVar[bool] = False
+    revokes_by_value: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = (
         "github: none (POST /credentials/revoke is unauthenticated on github.com; 60 requests an hour)",
     )

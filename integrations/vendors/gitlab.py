@@ -4,7 +4,8 @@ GitLab's REST API v4 (`PRIVATE-TOKEN` header): `GET /projects/:id/variables/:key
 `PUT` to update it, `POST /projects/:id/variables` to create it; the same under `/groups/:id/variables`.
 Project variables are told apart by `filter[environment_scope]`. The write is masked and raw (no `$` expansion)
 and keeps the fingerprint in the variable's `description`, so a second write of the same value changes nothing
-(the value itself is compared too where GitLab shows it) and `verify` reads the note back.
+(the value itself is compared too where GitLab shows it). `verify` hashes the value GitLab shows and compares it
+with the fingerprint; only a hidden variable (whose value GitLab never shows) is judged by its note, and says so.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from integrations.context import ReadOnlyRefusal
-from integrations.vendors._api import VendorApi, check_fingerprint, segment
+from integrations.vendors._api import VendorApi, check_fingerprint, segment, value_fingerprint
 from integrations.vendors.base import AdapterSettings, ConsumerWrite, SecretValue, VendorError, Verified
 
 DEFAULT_URL = "https://gitlab.com"
@@ -109,8 +110,15 @@ class GitLabVariableConsumer:
         current = self._current()
         if current is None:
             return Verified(ok=False, evidence=f"{self.describe()} does not exist")
-        if current.description != NOTE + fingerprint:
-            return Verified(ok=False, evidence=f"{self.describe()} carries another fingerprint note")
+        if current.value is not None:
+            self.settings.register_secret(current.value)
+            if value_fingerprint(current.value) != fingerprint:
+                return Verified(ok=False, evidence=f"{self.describe()} holds another value (its hash differs)")
+            proof = "holds this value (its hash matches the fingerprint)"
+        elif current.description == NOTE + fingerprint:
+            proof = "is hidden (GitLab shows no value): judged by its fingerprint note only"
+        else:
+            return Verified(ok=False, evidence=f"{self.describe()} is hidden and carries another fingerprint note")
         if self.spec.masked and not current.masked:
             return Verified(ok=False, evidence=f"{self.describe()} holds the value but is not masked")
-        return Verified(ok=True, evidence=f"{self.describe()} carries this value's fingerprint note")
+        return Verified(ok=True, evidence=f"{self.describe()} {proof}")

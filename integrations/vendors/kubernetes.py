@@ -3,7 +3,10 @@
 Kubernetes REST API over HTTPS with a bearer token. `write` patches the Secret's data key (JSON merge patch,
 `application/merge-patch+json`) with the fingerprint in an annotation, then restarts each Deployment using it the
 way `kubectl rollout restart` does: a pod template annotation `kubectl.kubernetes.io/restartedAt` (plus the
-fingerprint, so a re-run after a crash restarts only what was not restarted). `verify` waits for each rollout:
+fingerprint, so a re-run after a crash restarts only what was not restarted). The fingerprint annotation is keyed
+per Secret and data key (`stanch.dev/fp-<hash of namespace/secret/key>`), so two Secrets (or two keys) feeding one
+Deployment keep a note each. `verify` hashes the value the Secret's data key actually holds and compares it with the
+fingerprint, then waits for each rollout:
 `status.observedGeneration >= metadata.generation` and `updatedReplicas == availableReplicas == replicas`, and
 stops early on `Progressing=False` (ProgressDeadlineExceeded) or at the timeout.
 
@@ -14,6 +17,8 @@ Deployments are those listed in the spec, else every Deployment in the namespace
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 import time
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -21,10 +26,9 @@ from typing import Any, ClassVar
 import msgspec
 
 from integrations.context import ReadOnlyRefusal
-from integrations.vendors._api import VendorApi, check_fingerprint, segment
+from integrations.vendors._api import VendorApi, check_fingerprint, segment, value_fingerprint
 from integrations.vendors.base import AdapterSettings, ConsumerWrite, SecretValue, VendorError, Verified
 
-FINGERPRINT_ANNOTATION = "stanch.dev/fingerprint"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -77,6 +81,13 @@ class _Deployment(msgspec.Struct):
 
 class _Deployments(msgspec.Struct):
     items: list[_Deployment]
+
+
+def fingerprint_annotation(namespace: str, secret: str, key: str) -> str:
+    """The annotation holding the fingerprint written to one key of one Secret (on the Secret and on the pod
+    templates restarted for it): one per Secret and key, so notes for different Secrets never overwrite each other."""
+    digest = hashlib.sha256(f"{namespace}/{secret}/{key}".encode()).hexdigest()[:16]
+    return f"stanch.dev/fp-{digest}"
 
 
 def uses_secret(pod_spec: dict[str, Any], secret: str) -> bool:
@@ -135,6 +146,7 @@ class KubernetesSecretConsumer:
         self.api = VendorApi("kubernetes", settings, "")
         self.secret_path = f"/api/v1/namespaces/{segment(spec.namespace)}/secrets/{segment(spec.secret)}"
         self.deployments_path = f"/apis/apps/v1/namespaces/{segment(spec.namespace)}/deployments"
+        self.annotation = fingerprint_annotation(spec.namespace, spec.secret, spec.key)
 
     def describe(self) -> str:
         return f"kubernetes:{self.spec.namespace} secret {self.spec.secret} key {self.spec.key}"
@@ -158,10 +170,22 @@ class KubernetesSecretConsumer:
         assert listed is not None  # noqa: S101 - not missing_ok
         return [d for d in listed.items if uses_secret(d.spec.template.spec or {}, self.spec.secret)]
 
-    @staticmethod
-    def _restarted_for(deployment: _Deployment) -> str | None:
+    def _restarted_for(self, deployment: _Deployment) -> str | None:
         template = deployment.spec.template.metadata
-        return (template.annotations or {}).get(FINGERPRINT_ANNOTATION) if template else None
+        return (template.annotations or {}).get(self.annotation) if template else None
+
+    def _held(self, secret: _Secret) -> str | None:
+        """The value the Secret's data key holds (decoded), or None."""
+        encoded = (secret.data or {}).get(self.spec.key)
+        if encoded is None:
+            return None
+        try:
+            value = base64.b64decode(encoded, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        self.settings.register_secret(encoded)
+        self.settings.register_secret(value)
+        return value
 
     def write(self, value: SecretValue, fingerprint: str, *, dry_run: bool) -> ConsumerWrite:
         self.settings.register_secret(value.reveal())
@@ -175,7 +199,7 @@ class KubernetesSecretConsumer:
             if not dry_run:
                 raise
             return ConsumerWrite(changed=True, dry_run=True, detail=f"would patch {self.describe()} (not read: dry-run)")
-        noted = (secret.metadata.annotations or {}).get(FINGERPRINT_ANNOTATION)
+        noted = (secret.metadata.annotations or {}).get(self.annotation)
         secret_done = noted == fingerprint and (secret.data or {}).get(self.spec.key) == encoded
         # a Secret patched now restarts every Deployment; once it holds the value, only those not yet restarted
         # for it (a re-run after a failed restart finishes what is left)
@@ -194,25 +218,27 @@ class KubernetesSecretConsumer:
             return ConsumerWrite(changed=True, dry_run=True, detail=f"would {', '.join(steps)} ({self.describe()})")
         version = secret.metadata.resourceVersion
         if not secret_done:
-            patch = {"metadata": {"annotations": {FINGERPRINT_ANNOTATION: fingerprint}}, "data": {self.spec.key: encoded}}
+            patch = {"metadata": {"annotations": {self.annotation: fingerprint}}, "data": {self.spec.key: encoded}}
             answer = self.api.call("PATCH", self.secret_path, patch, content_type=MERGE_PATCH)
             version = self.api.typed(answer, _Secret, "PATCH", self.secret_path).metadata.resourceVersion
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        restart = {
-            "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now, FINGERPRINT_ANNOTATION: fingerprint}}}}
-        }
+        restart = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now, self.annotation: fingerprint}}}}}
         for name in pending:
             self.api.call("PATCH", f"{self.deployments_path}/{segment(name)}", restart, content_type=MERGE_PATCH)
         detail = f"{'patched' if not secret_done else 'kept'} {self.describe()}; restarted: {', '.join(pending) or 'none'}"
         return ConsumerWrite(changed=True, marker=f"secret@{version}", detail=detail)
 
     def verify(self, write: ConsumerWrite, fingerprint: str) -> Verified:
-        """The Secret carries the fingerprint and every Deployment using it finished its restart's rollout."""
+        """The Secret's data key holds the value (its hash is the fingerprint) and every Deployment using it finished
+        its restart's rollout."""
         if write.dry_run:
             return Verified(ok=False, evidence=f"{self.describe()}: a dry-run wrote nothing")
         secret = self._secret()
-        if (secret.metadata.annotations or {}).get(FINGERPRINT_ANNOTATION) != fingerprint:
-            return Verified(ok=False, evidence=f"{self.describe()} carries another fingerprint")
+        held = self._held(secret)
+        if held is None:
+            return Verified(ok=False, evidence=f"{self.describe()}: the Secret has no (readable) key {self.spec.key}")
+        if value_fingerprint(held) != fingerprint:
+            return Verified(ok=False, evidence=f"{self.describe()} holds another value (its hash differs)")
         deadline = time.monotonic() + self.spec.rollout_timeout
         waiting = {d.metadata.name for d in self._deployments()}
         done: list[str] = []

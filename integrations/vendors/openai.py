@@ -120,16 +120,19 @@ class OpenAIIssuer:
         """A new service account named `name [idempotency_key]` and its key.
 
         The key's value is answered once and OpenAI takes no idempotency key here, so a service account left
-        under the same name by an earlier mint whose answer was lost (its key never stored) is deleted first.
+        under the same idempotency key by an earlier mint whose answer was lost (its key never stored) is deleted
+        first. Orphans are matched on the stable suffix `[idempotency key]`, whatever name (an older one with a
+        date) they carry.
         """
-        full = f"{name} [{idempotency_key[:24]}]"
+        suffix = f" [{idempotency_key[:24]}]"
+        full = f"{name}{suffix}"
         path = f"{self.prefix}/service_accounts"
         after: str | None = None
         for _ in range(_PAGES):
             page = self.api.get(path, _Accounts, query={"limit": 100, "after": after})
             assert page is not None  # noqa: S101 - not missing_ok
             for account in page.data:
-                if account.name == full:
+                if account.name.endswith(suffix):
                     self.api.call("DELETE", f"{path}/{segment(account.id)}", missing_ok=True)
             if not page.has_more or not page.last_id:
                 break
