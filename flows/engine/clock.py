@@ -44,40 +44,39 @@ class WallClock:
 
 
 WALL = WallClock()
-_current: Clock = WALL
-_swap = threading.Lock()
+# The clock is held per context, not per process: an exercise installs its virtual clock in its own context, and its
+# runs (started from that context, with Prefect copying it into task threads) read it; any other run in the same
+# process (an alert run in `stanch serve`, another test) stays on the wall clock and never counts as an idle actor.
+_scoped: contextvars.ContextVar[Clock | None] = contextvars.ContextVar("stanch_clock", default=None)
 
 
 def now() -> datetime:
     """The current time (UTC, timezone-aware) on the run's clock."""
-    return _current.now()
+    return current().now()
 
 
 def monotonic() -> float:
     """Seconds on a clock that never goes back, for intervals."""
-    return _current.monotonic()
+    return current().monotonic()
 
 
 def sleep(seconds: float) -> None:
     """Wait with nothing to do: on a virtual clock, a chance for time to jump ahead."""
-    _current.sleep(seconds)
+    current().sleep(seconds)
 
 
 def current() -> Clock:
-    return _current
+    return _scoped.get() or WALL
 
 
 @contextmanager
 def using(clock: Clock) -> Iterator[Clock]:
-    """Install `clock` for the whole process (every run's threads), restoring the previous one after."""
-    global _current
-    with _swap:
-        previous, _current = _current, clock
+    """Install `clock` in this context (and the threads started from it with its context), restoring it after."""
+    token = _scoped.set(clock)
     try:
         yield clock
     finally:
-        with _swap:
-            _current = previous
+        _scoped.reset(token)
 
 
 @dataclass(order=True)
@@ -238,6 +237,7 @@ class VirtualClock:
         return True
 
     def _dispatch(self) -> None:
+        _scoped.set(self)  # what an alarm starts (an inject's new run) runs on this clock too
         while True:
             with self._cond:
                 while True:
