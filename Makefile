@@ -59,6 +59,7 @@ bench: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/stanch schema > playbooks/schema.json
 	$(BIN)/python -m flows.tabletop.scenario > playbooks/scenarios/schema.json
+	$(BIN)/python -c "from flows.vendors.inventory import write_schema; write_schema()"
 
 clean:
 	rm -rf $(VENV) .stanch .pytest_cache .mypy_cache .ruff_cache

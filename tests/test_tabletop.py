@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from conftest import PLAYBOOKS, STANCH, cli_env
 from flows.engine import clock
 from flows.engine.clock import VirtualClock
 from flows.language.validate import check_file
+from flows.sandbox.vendor_env import UNKNOWN_IP
 from flows.tabletop.runner import Exercise, SandboxOnly, run_exercise, sandbox_only
 from flows.tabletop.scenario import schema_text
 
@@ -239,19 +241,136 @@ def test_a_persona_who_never_answers_and_one_who_rejects_leave_their_outcomes_mi
     assert any("dana will not answer gate approve-containment" in line for line in lines)
 
 
-def test_the_vendor_breach_notice_is_routed_to_its_playbook_and_a_person_makes_the_key_no_api_can(
+def test_the_vendor_breach_exercise_rotates_twelve_consumers_two_keys_by_hand_through_a_vendor_outage(
     prefect_api: str,
 ) -> None:
     done, lines = exercise(VENDOR, prefect_api)
     assert not done.problems, done.problems
     assert done.met, json.dumps(done.outcomes, indent=2)
     assert done.summary.playbook == "vendor-breach-key-rotation", "the playbooks' triggers picked it"
-    made = [line for line in lines if "dana makes the new key at the issuer's console" in line]
-    assert len(made) == 1 and made[0].startswith("[T+0:20:0"), lines
-    assert 20 * 60 <= seconds(outcome(done, "made by a person")["actual"]) < 21 * 60
     steps = {s.id: s for s in done.summary.steps}
-    assert "192.0.2.66" in json.dumps(steps["review-old-key-use"].outputs), "the unknown place is flagged"
-    assert "failed" in json.dumps(steps["verify-consumers"].outputs), "the failing rollout is reported"
+    # The exercise's inventory: twelve places hold the keys; two issuers have no key API.
+    inventory = steps["inventory"].outputs
+    assert inventory["vendor"] == "acme-ai-exercise"
+    consumers = [c for cred in inventory["credentials"] for c in cred["consumers"]]
+    assert len(consumers) == 12
+    kinds = {c["kind"] for c in consumers}
+    assert kinds == {"github_actions", "gitlab", "kubernetes", "secretsmanager", "ssm", "braintrust_ai_secret"}
+    manual = {c["id"]: c["manual_owner"] for c in inventory["credentials"] if not c["can_mint"]}
+    assert manual == {"notebooks-user-key": "alice", "anthropic-provider-key": "dana"}
+    # Both people make their keys at the gate the playbook opens; Dana's answer lets the run check both.
+    made = [line for line in lines if "makes the new key at the issuer's console" in line]
+    assert len(made) == 2 and made[0].startswith("[T+0:12:0") and "alice" in made[0], made
+    assert made[1].startswith("[T+0:20:0") and "dana" in made[1], made
+    for credential, name in (("notebooks-user-key", "Braintrust user key"), ("anthropic-provider-key", "Anthropic key,")):
+        made_by_hand = outcome(done, name)
+        assert 20 * 60 <= seconds(made_by_hand["actual"]) < 21 * 60, made_by_hand
+        assert f"{credential}: new key made by hand, verified" in made_by_hand["evidence"]
+    # The unknown place is flagged by the review, and in the report.
+    flagged = outcome(done, "unknown place")
+    assert UNKNOWN_IP in flagged["evidence"] and "#incident-response" in flagged["evidence"], flagged
+    # At T+5m Acme AI reports that the rotation of its stored provider keys failed: its API fails until T+22m.
+    injects = [(done.offset(datetime.fromisoformat(e["at"])), e["label"]) for e in done.events if e["kind"] == "inject"]
+    assert ("T+0:05:00", "Acme AI reports that the rotation of the provider keys it stores failed") in injects
+    assert ("T+0:22:00", "Acme AI reports its AI secrets settings API works again") in injects
+    assert any(line.startswith("[T+0:05:00] Acme AI reports") and "answer 503" in line for line in lines)
+    # What is safe is revoked; the consumers that failed (the rollout, the vendor's outage) keep old keys alive.
+    assert "revoked" in outcome(done, "old platform key")["evidence"]
+    assert "revoked" in outcome(done, "old user key")["evidence"]
+    assert "ProgressDeadlineExceeded" in outcome(done, "failed rollout")["evidence"]
+    assert "answered 503" in outcome(done, "vendor's outage")["evidence"]
+    report = steps["summarize"].outputs
+    statuses = [c["status"] for r in report["credentials"] for c in r["consumers"]]
+    assert len(statuses) == 12 and statuses.count("verified") == 9 and statuses.count("failed") == 3, statuses
+    assert report["revoked"] == 2 and report["with_failures"] == 2
+
+
+def _vendor_variant(tmp_path: Path, old: str, new: str, at: str) -> tuple[Path, int, int]:
+    """The vendor scenario with one text changed, and the line and column of `at` (a part of the new text)."""
+    text = VENDOR.read_text()
+    assert old in text, old
+    changed = text.replace(old, new, 1)
+    before = changed[: changed.index(new) + new.index(at)]
+    path = tmp_path / VENDOR.name
+    path.write_text(changed)
+    return path, before.count("\n") + 1, len(before) - before.rfind("\n")
+
+
+OUTAGE = "api: vendor\n    path: /v1/ai_secret\n    status: 503"
+RECOVERS = "do: vendor_recovers\n    label: Acme AI reports its AI secrets settings API works again\n    api: vendor"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "at", "words"),
+    [
+        (OUTAGE, OUTAGE.replace("api: vendor", "api: ftp"), "api", "Input should be 'vendor', 'openai'"),
+        (OUTAGE, OUTAGE.replace("503", "200"), "status", "greater than or equal to 400"),
+        (OUTAGE, OUTAGE.replace("api: vendor", "api: gitlab"), "api", "the acme-ai sandbox has no gitlab API"),
+        (RECOVERS, RECOVERS.replace("api: vendor", "api: openai"), "api", "no vendor_outage of openai comes before"),
+        (
+            "credential: notebooks-user-key\n",
+            "credential: openai-provider-key\n",
+            "credential",
+            "'openai-provider-key' is not a key made by hand in acme-ai-exercise",
+        ),
+        (
+            "credential: platform-api-key\n    state: revoked",
+            "credential: platform-key\n    state: revoked",
+            "credential",
+            "acme-ai-exercise has no credential 'platform-key'",
+        ),
+    ],
+)
+def test_a_bad_vendor_inject_persona_or_outcome_is_named_at_its_place(
+    tmp_path: Path, old: str, new: str, at: str, words: str
+) -> None:
+    path, line, col = _vendor_variant(tmp_path, old, new, at)
+    if "gitlab API" in words:  # the smaller inventory's sandbox serves no GitLab
+        path.write_text(path.read_text().replace("{vendor: acme-ai-exercise,", "{vendor: acme-ai,"))
+    problems = [str(p) for p in check_file(path).problems]
+    assert any(f":{line}:{col}: " in p and words in p for p in problems), (line, col, problems)
+
+
+def test_a_vendor_outage_that_lasts_a_while_heals_itself_on_the_exercise_clock() -> None:
+    from datetime import UTC, timedelta
+
+    from flows.tabletop.runner import _Play
+    from flows.tabletop.scenario import VendorOutage, load_scenario
+
+    start = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    calls: list[tuple[Any, ...]] = []
+    scheduled: list[tuple[datetime, str, Any]] = []
+
+    class Env:
+        def outage(self, api: str, path: str, status: int) -> None:
+            calls.append(("outage", api, path, status))
+
+        def recover(self, api: str, path: str | None) -> None:
+            calls.append(("recover", api, path))
+
+    class Clock:
+        now_at = start + timedelta(minutes=5)
+
+        def now(self) -> datetime:
+            return self.now_at
+
+        def at(self, when: datetime, label: str, action: Any = None, key: str | None = None) -> None:
+            scheduled.append((when, label, action))
+
+    lines: list[str] = []
+    done = Exercise(scenario=load_scenario(VENDOR), file=str(VENDOR), started_at=start)
+    play = _Play(done, Clock(), None, SCENARIOS, lines.append, False, Env())  # type: ignore[arg-type]
+    outage = VendorOutage.model_validate(
+        {"at": "5m", "do": "vendor_outage", "api": "openai", "path": "/v1/organization", "status": 500, "lasts": "10m"}
+    )
+    play._fire(outage, "OpenAI's admin API fails")
+    assert calls == [("outage", "openai", "/v1/organization", 500)]
+    [(when, label, heal)] = scheduled
+    assert when == start + timedelta(minutes=15) and label == "The openai API answers again (10m after the outage began)"
+    heal()
+    assert calls[-1] == ("recover", "openai", "/v1/organization")
+    assert [e["label"] for e in done.events if e["kind"] == "inject"] == ["OpenAI's admin API fails", label]
+    assert "for 10m" in done.events[0]["detail"]
 
 
 # ---------------------------------------------------------------- safety

@@ -41,6 +41,12 @@ def test_the_shipped_inventory_validates_and_points_editors_at_the_schema() -> N
     assert [c.id for c in vendor.credentials] == ["platform-api-key", "openai-provider-key", "anthropic-provider-key"]
     kinds = {c.kind for cred in vendor.credentials for c in cred.consumers}
     assert {"github_actions", "kubernetes", "secretsmanager", "braintrust_ai_secret"} <= kinds
+    # the tabletop's larger inventory: twelve places, GitLab and SSM among them, two keys made by hand
+    exercise = ROOT / "vendors" / "acme-ai-exercise.yaml"
+    assert check_file(exercise).ok, [str(p) for p in check_file(exercise).problems]
+    bigger, _ = load_inventory("acme-ai-exercise")
+    assert sum(len(c.consumers) for c in bigger.credentials) == 12
+    assert {"gitlab", "ssm"} <= {c.kind for cred in bigger.credentials for c in cred.consumers}
 
 
 def test_a_good_inventory_has_no_problems() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import json
 import os
 import secrets
@@ -48,6 +49,7 @@ from flows.tabletop.scenario import (
     CreateUser,
     Inject,
     KeyInactive,
+    KeyUseFlagged,
     NewAlert,
     NoCredentialLost,
     Note,
@@ -55,6 +57,9 @@ from flows.tabletop.scenario import (
     RunState,
     Scenario,
     StepState,
+    VendorKey,
+    VendorOutage,
+    VendorRecovers,
     load_scenario,
 )
 
@@ -90,6 +95,7 @@ class Exercise:
     wall_seconds: float = 0.0
     skipped_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    vendor_env: Any = field(default=None, repr=False)  # the vendor breach's stand-ins, for scoring
 
     def offset(self, at: datetime | None) -> str:
         """`T+0:03:12` on the exercise clock."""
@@ -481,11 +487,25 @@ class _Play:
             self.say(f"    no persona answers gate {gate}: it waits for its deadline")
         opened = self.clock.now()
         for persona in personas:
-            if persona.decision == "none":
-                self.say(f"    {persona.who} will not answer gate {gate}")
-                continue
             at = opened + timedelta(seconds=duration_seconds(persona.after))
+            if persona.decision == "none":
+                also = f" (does {persona.does} after {persona.after})" if persona.does else ""
+                self.say(f"    {persona.who} will not answer gate {gate}{also}")
+                if persona.does is not None:  # does their part, and leaves the answer to someone else
+                    self.clock.at(at, f"{persona.who} {persona.does} ({gate})", functools.partial(self._does, persona))
+                continue
             self.clock.at(at, f"{persona.who} answers {gate}", self._answer(incident, persona.gate, persona))
+
+    def _does(self, persona: Any) -> None:
+        """A persona's part besides the answer: make_new_key makes each key no issuer API can mint (the persona's,
+        or the one named) at the issuer's console and puts it into its secret."""
+        if persona.does != "make_new_key" or self.vendor_env is None:
+            return
+        owners = self.vendor_env.manual_credentials()
+        credentials = [persona.credential] if persona.credential else [c for c, o in owners.items() if o == persona.who]
+        for credential in credentials or list(owners):
+            self.vendor_env.person_makes_new_key(credential)
+            self.note("answer", f"{persona.who} makes the new key at the issuer's console and stores it", credential)
 
     def _answer(self, incident: str, gate: str, persona: Any) -> Callable[[], None]:
         def answer() -> None:
@@ -498,9 +518,8 @@ class _Play:
                 if any(g.get("gate") == gate for g in open_gates(run_id)):
                     break
                 time.sleep(0.1)
-            if persona.does == "make_new_key" and self.vendor_env is not None and persona.decision == "approve":
-                self.vendor_env.person_makes_new_key()  # the person's part: a key made at the console, stored
-                self.note("answer", f"{persona.who} makes the new key at the issuer's console and stores it")
+            if persona.decision == "approve":
+                self._does(persona)  # the person's part: a key made at the console, stored
             decision: Literal["approve", "reject"] = persona.decision
             try:
                 verdict = answer_gate(run_id, gate, persona.who, decision, persona.reason or f"tabletop: {decision}",
@@ -530,6 +549,9 @@ class _Play:
         if isinstance(inject, NewAlert):
             self.note("alert", label, "a new alert arrives", at)
             self.start_run(build_alert(self.box, inject.alert, self.base), inject.playbook, inject.inputs)
+            return
+        if isinstance(inject, VendorOutage | VendorRecovers):
+            self._vendor_inject(inject, label, at)
             return
         iam = self.box.client("iam")
         by = resolve(self.box, inject.by)
@@ -566,6 +588,26 @@ class _Play:
             _put_records(self.box, self.box.cloudtrail_bucket, written, n=9500 + len(self.exercise.events))
         detail = ", ".join(f"{k} {v}" for k, v in made.items()) or inject.user
         self.note("attacker", label, f"{detail} (by {by}, in the trail)", at)
+
+    def _vendor_inject(self, inject: VendorOutage | VendorRecovers, label: str, at: datetime) -> None:
+        """A stand-in of the vendor breach fails a path (the vendor reports a failed rotation), or answers again."""
+        if self.vendor_env is None:  # the scenario's check refuses it; a scenario object built by hand may not
+            self.note("inject", f"not applied: {label}", "the exercise has no vendor breach")
+            return
+        if isinstance(inject, VendorRecovers):
+            self.vendor_env.recover(inject.api, inject.path)
+            where = f"requests to {inject.path}" if inject.path else "every request"
+            self.note("inject", label, inject.detail or f"{inject.api}: {where} answer again", at)
+            return
+        self.vendor_env.outage(inject.api, inject.path, inject.status)
+        what = f"{inject.api}: requests to {inject.path} answer {inject.status}"
+        if inject.lasts is not None:
+            until = at + timedelta(seconds=duration_seconds(inject.lasts))
+            what += f" for {inject.lasts}"
+            heal = VendorRecovers(at=inject.at, do="vendor_recovers", api=inject.api, path=inject.path)
+            done = f"{_inject_label(heal)} ({inject.lasts} after the outage began)"
+            self.clock.at(until, done, lambda: self._vendor_inject(heal, done, self.clock.now()))
+        self.note("inject", label, f"{inject.detail} ({what})" if inject.detail else what, at)
 
     # ---------------------------------------------------------------- runs
 
@@ -631,6 +673,10 @@ def _inject_label(inject: Inject) -> str:
         return f"The attacker attaches {inject.policy_arn.rsplit('/', 1)[-1]} to {inject.user}"
     if isinstance(inject, NewAlert):
         return "A new alert"
+    if isinstance(inject, VendorOutage):
+        return f"The {inject.api} API fails requests to {inject.path}"
+    if isinstance(inject, VendorRecovers):
+        return f"The {inject.api} API answers again"
     return "Inject"
 
 
@@ -701,7 +747,7 @@ def run_exercise(
             from flows.sandbox.vendor_env import VendorBreachEnv
 
             breach = scenario.environment.vendor_breach
-            vendor_env = VendorBreachEnv(box, fail_consumer=breach.failing_consumer).start()
+            vendor_env = VendorBreachEnv(box, fail_consumer=breach.failing_consumer, inventory=breach.vendor).start()
             stack.callback(vendor_env.stop)
             urls += list(vendor_env.environ().values())
         refused = stack.enter_context(sandbox_only([url for url in urls if url]))
@@ -710,7 +756,7 @@ def run_exercise(
         stack.enter_context(clock.using(virtual))
         start = virtual.now()
         _seed_more(box, scenario, start)
-        exercise = Exercise(scenario=scenario, file=str(path), started_at=start)
+        exercise = Exercise(scenario=scenario, file=str(path), started_at=start, vendor_env=vendor_env)
         play = _Play(exercise, virtual, box, base, say, live, vendor_env)
         say(
             f"Tabletop {scenario.metadata.name}: {scenario.metadata.title}\n"
@@ -914,6 +960,78 @@ def _check_run(exercise: Exercise, box: Any, e: RunState) -> tuple[bool, datetim
     return state == e.state, exercise.ended_at, f"the run ended {state}: {getattr(exercise.summary, 'message', '')}"
 
 
+def _vendor_item(exercise: Exercise, uses: str, credential: str) -> tuple[Any, dict[str, Any]]:
+    """The completed step of `uses` whose outputs hold the credential's item, and that item."""
+    for step in sorted(_steps(exercise), key=lambda s: s.finished_at or exercise.started_at):
+        items = step.outputs if isinstance(step.outputs, list) else [step.outputs]
+        for item in items:
+            if step.uses == uses and isinstance(item, dict) and item.get("credential") == credential:
+                return step, item
+    return None, {}
+
+
+def _vendor_row(exercise: Exercise, credential: str) -> tuple[Any, dict[str, Any]]:
+    """The run's report step and its row for the credential (vendor.report)."""
+    for step in _steps(exercise):
+        if step.uses == "vendor.report" and isinstance(step.outputs, dict):
+            rows = [r for r in step.outputs.get("credentials", []) if r.get("credential") == credential]
+            return step, rows[0] if rows else {}
+    return None, {}
+
+
+def _told(box: Any, *words: str) -> bool:
+    """Whether a message in the incident channel holds every word (the run's report)."""
+    messages = box.slack.messages("incident-response") if box.slack else []
+    return any(all(w in str(m.get("text", "")) for w in words) for m in messages)
+
+
+def _check_vendor_key(exercise: Exercise, box: Any, e: VendorKey) -> tuple[bool, datetime | None, str]:
+    env = exercise.vendor_env
+    if env is None or e.credential not in env.old:
+        return False, None, f"the sandbox holds no credential {e.credential}"
+    report, row = _vendor_row(exercise, e.credential)
+    if not row:
+        return False, None, f"the run reported nothing of {e.credential}"
+    old_works = env.old_key_works(e.credential)
+    if e.state == "made":
+        step, item = _vendor_item(exercise, "vendor.verify_new_key", e.credential)
+        if not item.get("verified"):
+            step, item = _vendor_item(exercise, "vendor.mint_new_key", e.credential)
+        new = env.current(e.credential) != env.old[e.credential]
+        made = row.get("minted") in ("minted", "made by hand, verified") and new
+        how = f" (step {step.id} at {exercise.offset(step.finished_at)})" if step else ""
+        return made, step.finished_at if step else None, f"{e.credential}: new key {row.get('minted')}{how}"
+    if e.state == "revoked":
+        step, item = _vendor_item(exercise, "vendor.revoke_old_key", e.credential)
+        revoked = str(row.get("old_key", "")).startswith("revoked") and not old_works
+        where = "no longer works at its issuer" if not old_works else "STILL WORKS at its issuer"
+        evidence = f"{e.credential}: old key {row.get('old_key')}; the old key {where}"
+        return revoked, step.finished_at if step and item.get("status") == "revoked" else None, evidence
+    kept = str(row.get("old_key", "")).startswith("KEPT ALIVE") and old_works
+    told = _told(box, e.credential, "KEPT ALIVE")
+    failures = "; ".join(row.get("failures", [])) or "no failure reported"
+    evidence = (
+        f"{e.credential}: old key {row.get('old_key')}; it {'still works' if old_works else 'NO LONGER WORKS'} at its "
+        f"issuer; failures: {failures}; {'reported' if told else 'NOT reported'} in #incident-response"
+    )
+    return kept and told, report.finished_at if report else None, evidence
+
+
+def _check_key_use_flagged(exercise: Exercise, box: Any, e: KeyUseFlagged) -> tuple[bool, datetime | None, str]:
+    step, review = _vendor_item(exercise, "vendor.review_key_use", e.credential)
+    if step is None:
+        return False, None, f"the use of {e.credential}'s old key was not reviewed"
+    places = [str(p) for p in review.get("unknown_places", [])]
+    flagged = e.place in places if e.place else bool(places)
+    told = _told(box, e.credential, "UNKNOWN places")
+    evidence = (
+        f"{e.credential}: {review.get('uses', 0)} use(s) reviewed; unknown places: {', '.join(places) or 'none'}"
+        + (f" (partial: {review['partial']})" if review.get("partial") else "")
+        + ("; in the report to #incident-response" if told else "")
+    )
+    return flagged, step.finished_at, evidence
+
+
 _CHECKS: dict[type, Callable[[Exercise, Any, Any], tuple[bool, datetime | None, str]]] = {
     KeyInactive: _check_key_inactive,
     Contained: _check_contained,
@@ -922,6 +1040,8 @@ _CHECKS: dict[type, Callable[[Exercise, Any, Any], tuple[bool, datetime | None, 
     RotationVerified: _check_rotation,
     StepState: _check_step,
     RunState: _check_run,
+    VendorKey: _check_vendor_key,
+    KeyUseFlagged: _check_key_use_flagged,
 }
 
 

@@ -150,7 +150,11 @@ class VendorBreach(_Strict):
     """A vendor's breach in the sandbox: stand-ins of the vendor's and the issuers' APIs and of every consumer
     its inventory lists, seeded with the current keys (flows.sandbox.vendor_env)."""
 
-    vendor: Literal["acme-ai"] = Field(description="The inventory the sandbox serves stand-ins for: vendors/acme-ai.yaml.")
+    vendor: Literal["acme-ai", "acme-ai-exercise"] = Field(
+        description="The inventory the sandbox serves stand-ins for: vendors/acme-ai.yaml (three credentials, eleven "
+        "consumers, one key made by hand) or vendors/acme-ai-exercise.yaml (four credentials, twelve consumers among "
+        "them GitLab and SSM, two keys made by hand)."
+    )
     failing_consumer: bool = Field(True, description="One consumer (a Deployment's rollout) fails to take the new key.")
 
 
@@ -211,7 +215,40 @@ class Note(_Inject):
     detail: str
 
 
-Inject = Annotated[CreateAccessKey | CreateUser | AttachUserPolicy | NewAlert | Note, Field(discriminator="do")]
+VendorApi = Annotated[
+    Literal["vendor", "openai", "anthropic", "github", "gitlab", "kubernetes"],
+    Field(
+        description="A stand-in of the vendor breach's sandbox: vendor (the breached vendor's own API), openai, "
+        "anthropic, github, gitlab (acme-ai-exercise only), kubernetes."
+    ),
+]
+
+
+class VendorOutage(_Inject):
+    """The vendor reports that a rotation failed: from now on, every request to `api` whose path contains `path`
+    answers `status` (the stand-in's `fail()`), until a `vendor_recovers` inject or `lasts` passes."""
+
+    do: Literal["vendor_outage"]
+    api: VendorApi
+    path: str = Field(min_length=1, description="Part of the failing requests' path: /v1/ai_secret, deployments/NAME.")
+    status: int = Field(503, ge=400, le=599, description="What the failing requests answer.")
+    lasts: Duration | None = Field(None, description="The outage ends this long after it starts (default: until recovered).")
+    detail: str = Field("", description="What the vendor's notice says (on the timeline).")
+
+
+class VendorRecovers(_Inject):
+    """The outage is over: the stand-in answers again (its `heal()`)."""
+
+    do: Literal["vendor_recovers"]
+    api: VendorApi
+    path: str | None = Field(None, description="The outage's `path`; default: every outage of `api`.")
+    detail: str = ""
+
+
+Inject = Annotated[
+    CreateAccessKey | CreateUser | AttachUserPolicy | NewAlert | Note | VendorOutage | VendorRecovers,
+    Field(discriminator="do"),
+]
 
 
 class Persona(_Strict):
@@ -224,8 +261,14 @@ class Persona(_Strict):
     reason: str = ""
     does: Literal["make_new_key"] | None = Field(
         None,
-        description="What the persona does before answering: make_new_key makes the key no issuer API can mint, at "
-        "the issuer's console, and puts it into its secret (needs environment.vendor_breach).",
+        description="What the persona does before answering (or, with decision none, instead of answering): "
+        "make_new_key makes the key no issuer API can mint, at the issuer's console, and puts it into its secret "
+        "(needs environment.vendor_breach).",
+    )
+    credential: str | None = Field(
+        None,
+        description="The credential whose key make_new_key makes (default: those of the inventory whose key "
+        "`who` makes by hand).",
     )
 
 
@@ -282,8 +325,34 @@ class RunState(_Expect):
     state: Literal["Completed", "Cancelled", "Failed"]
 
 
+class VendorKey(_Expect):
+    """A vendor breach's credential (needs environment.vendor_breach), from the run's report and the stand-ins:
+    made (a new key minted or made by hand, verified and stored), revoked (the old key no longer works) or
+    kept_alive (a consumer failed: the old key still works, and the report in the channel says so)."""
+
+    check: Literal["vendor_key"]
+    credential: str = Field(description="A credential id of the inventory.")
+    state: Literal["made", "revoked", "kept_alive"]
+
+
+class KeyUseFlagged(_Expect):
+    """The review of the old keys' use flagged a use from a place the inventory does not know."""
+
+    check: Literal["key_use_flagged"]
+    credential: str = Field(description="A credential id of the inventory.")
+    place: str | None = Field(None, description="The unknown place (an address); default: any.")
+
+
 Expectation = Annotated[
-    KeyInactive | Contained | NoCredentialLost | ChannelTold | RotationVerified | StepState | RunState,
+    KeyInactive
+    | Contained
+    | NoCredentialLost
+    | ChannelTold
+    | RotationVerified
+    | StepState
+    | RunState
+    | VendorKey
+    | KeyUseFlagged,
     Field(discriminator="check"),
 ]
 
@@ -321,8 +390,9 @@ class Scenario(_Strict):
 
 _MODELS: tuple[type[BaseModel], ...] = (
     Metadata, AlertSpec, User, Role, Policy, Secret, Vendor, TrailEvent, Attack, Trail, VendorBreach, Environment,
-    CreateAccessKey, CreateUser, AttachUserPolicy, NewAlert, Note, Persona, Approvers,
-    KeyInactive, Contained, NoCredentialLost, ChannelTold, RotationVerified, StepState, RunState,
+    CreateAccessKey, CreateUser, AttachUserPolicy, NewAlert, Note, VendorOutage, VendorRecovers, Persona, Approvers,
+    KeyInactive, Contained, NoCredentialLost, ChannelTold, RotationVerified, StepState, RunState, VendorKey,
+    KeyUseFlagged,
 )  # fmt: skip
 
 
@@ -400,14 +470,7 @@ def meaning_problems(doc: Document, scenario: Scenario, base: Path | None = None
     if scenario.alert is not None:
         problems.extend(_alert_problems(doc, scenario.alert, ("alert",), folder))
     problems.extend(_environment_problems(doc, scenario, folder))
-    for n, persona in enumerate(scenario.approvers.personas):
-        if persona.does == "make_new_key" and scenario.environment.vendor_breach is None:
-            problems.append(
-                doc.problem(
-                    ("approvers", "personas", n, "does"),
-                    "make_new_key needs a vendor breach in the sandbox: add environment.vendor_breach",
-                )
-            )
+    problems.extend(_vendor_problems(doc, scenario))
     users = _known_users(scenario)
     for path, value in _strings(doc.data):
         if isinstance(value, str) and value.startswith("@sandbox:") and value != "@sandbox:trail":
@@ -427,6 +490,81 @@ def meaning_problems(doc: Document, scenario: Scenario, base: Path | None = None
         ]
         problems.extend(_playbook_problems(doc, scenario, playbook, [o for o in others if o is not None]))
     return problems
+
+
+def _vendor_problems(doc: Document, scenario: Scenario) -> list[Problem]:
+    """Personas' keys, vendor outages and vendor outcomes against the vendor breach's sandbox and inventory."""
+    from flows.sandbox.vendor_env import INVENTORIES, MANUAL
+
+    problems: list[Problem] = []
+    breach = scenario.environment.vendor_breach
+    needs = "needs a vendor breach in the sandbox: add environment.vendor_breach"
+    credentials = _inventory_credentials(breach.vendor) if breach is not None else []
+    manual = MANUAL.get(breach.vendor, {}) if breach is not None else {}
+    inventory = breach.vendor if breach is not None else "the sandbox"
+    for n, persona in enumerate(scenario.approvers.personas):
+        where = ("approvers", "personas", n)
+        if persona.does == "make_new_key" and breach is None:
+            problems.append(doc.problem((*where, "does"), f"make_new_key {needs}"))
+        elif persona.credential is not None and persona.does is None:
+            problems.append(doc.problem((*where, "credential"), "`credential` names the key `does: make_new_key` makes"))
+        elif persona.credential is not None and persona.credential not in manual:
+            problems.append(
+                doc.problem(
+                    (*where, "credential"),
+                    f"{persona.credential!r} is not a key made by hand in {inventory} "
+                    f"(those are: {', '.join(manual) or 'none'})",
+                )
+            )
+        elif persona.does == "make_new_key" and persona.credential is None and persona.who not in manual.values():
+            problems.append(
+                doc.problem(
+                    (*where, "who"),
+                    f"{persona.who} makes no key by hand in {inventory} (owners: "
+                    f"{', '.join(f'{c}: {o}' for c, o in manual.items()) or 'none'}); name the `credential`",
+                )
+            )
+    down: set[str] = set()
+    for n, inject in sorted(enumerate(scenario.injects), key=lambda item: duration_seconds(item[1].at)):
+        if not isinstance(inject, VendorOutage | VendorRecovers):
+            continue
+        if breach is None:
+            problems.append(doc.problem(("injects", n, "do"), f"{inject.do} {needs}"))
+            continue
+        served = INVENTORIES[breach.vendor]
+        if inject.api not in served:
+            problems.append(
+                doc.problem(
+                    ("injects", n, "api"),
+                    f"the {breach.vendor} sandbox has no {inject.api} API (it has: {', '.join(served)})",
+                )
+            )
+        elif isinstance(inject, VendorOutage):
+            down.add(inject.api)
+        elif inject.api not in down:
+            problems.append(doc.problem(("injects", n, "api"), f"no vendor_outage of {inject.api} comes before this"))
+    for n, expected in enumerate(scenario.expect):
+        if not isinstance(expected, VendorKey | KeyUseFlagged):
+            continue
+        if breach is None:
+            problems.append(doc.problem(("expect", n, "check"), f"{expected.check} {needs}"))
+        elif credentials and expected.credential not in credentials:
+            problems.append(
+                doc.problem(
+                    ("expect", n, "credential"),
+                    f"{breach.vendor} has no credential {expected.credential!r} (it has: {', '.join(credentials)})",
+                )
+            )
+    return problems
+
+
+def _inventory_credentials(name: str) -> list[str]:
+    from flows.vendors.inventory import InventoryError, load_inventory
+
+    try:
+        return [c.id for c in load_inventory(name)[0].credentials]
+    except (InventoryError, FileNotFoundError):
+        return []  # `stanch validate vendors/` names the inventory's own problems
 
 
 def _playbook_of(doc: Document, scenario: Scenario, problems: list[Problem]) -> Any:
