@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.stanch/prefect
 export DO_NOT_TRACK := 1
 
-.PHONY: demo demo-vendor test lint typecheck unit fuzz bench schema clean
+.PHONY: demo demo-vendor test lint typecheck unit debian-packages fuzz bench schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,26 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+# Debian packages some tests use as real peers: PostgreSQL (the Prefect server on PostgreSQL) and Chromium (the
+# after-action report rendered headless). Installed once, before the tests, where this is root with apt-get;
+# elsewhere those tests skip and say why.
+DEBIAN_PACKAGES := postgresql chromium
+debian-packages:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian packages for the tests:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q >/dev/null 2>&1; \
+		apt-get install -y -q -o DPkg::Lock::Timeout=600 $$missing >/dev/null 2>&1 || echo "could not install$$missing"; \
+	fi
+
+# Two workers (the machine's two cores), one test file per worker at a time: each worker has its own Prefect API
+# and sandbox, started once per worker session.
+PYTEST_WORKERS ?= 2
+unit: $(STAMP) debian-packages
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # The long property-based run: 10,000 random examples for each fuzz test (playbook loader and validator,
 # expressions, alerts); `make test` runs a few hundred repeatable ones. Peak memory is printed at the end.

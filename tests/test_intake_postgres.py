@@ -49,7 +49,7 @@ def ensure_postgres() -> Path:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=300, check=False)
         subprocess.run(
-            ["apt-get", "install", "-y", "-q", "postgresql"],
+            ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", "postgresql"],
             env=env,
             capture_output=True,
             timeout=600,
