@@ -6,9 +6,11 @@ a read-only context refuses any AWS operation that is not a read, any Slack meth
 HTTP request at all, whatever an action forgets to check.
 
 It is also where a run is recorded or replayed (flows.tabletop.replay): when a tape is active (`use_tape`, or
-the STANCH_RECORD environment variable naming a bundle file), every call is handed to it with the step that made
-it. A recording tape keeps each request and answer; a replaying tape answers from the recording and nothing is
-sent. A refused write is neither recorded nor answered: it never left.
+the STANCH_RECORD environment variable naming a bundle file, honoured only in the process STANCH_RECORD_PID
+names), every call is handed to it with the step that made it. A recording tape keeps each request and answer; a
+replaying tape answers from the recording and nothing is sent. A refused write is neither recorded nor answered:
+it never left. Every secret value any SecretMasker learns is handed to the active tape too, so a recording is
+masked of it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from integrations.masking import SecretMasker
+from integrations.masking import SecretMasker, on_register
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -74,6 +76,8 @@ _tape: Tape | None = None
 _env_tapes: dict[str, Tape] = {}
 _tape_lock = threading.Lock()
 RECORD_ENV = "STANCH_RECORD"
+RECORD_PID_ENV = "STANCH_RECORD_PID"  # STANCH_RECORD is honoured only in the process whose id this names
+_ignored_env: set[str] = set()
 
 
 def use_tape(tape: Tape | None) -> Tape | None:
@@ -85,13 +89,28 @@ def use_tape(tape: Tape | None) -> Tape | None:
 
 
 def active_tape() -> Tape | None:
-    """The tape in use: the one `use_tape` set, else a recorder for the bundle STANCH_RECORD names, else None."""
+    """The tape in use: the one `use_tape` set, else a recorder for the bundle STANCH_RECORD names, else None.
+
+    STANCH_RECORD is honoured only when STANCH_RECORD_PID names this very process (`STANCH_RECORD=x.jsonl
+    STANCH_RECORD_PID=$$ exec stanch ...`): a variable left in a worker's environment, or inherited by a child
+    process, would otherwise write every run the process makes into one bundle. Elsewhere it is ignored, once
+    with a warning."""
     if _tape is not None:
         return _tape
     import os
 
     path = os.environ.get(RECORD_ENV)
     if not path:
+        return None
+    if os.environ.get(RECORD_PID_ENV, "").strip() != str(os.getpid()):
+        if path not in _ignored_env:
+            _ignored_env.add(path)
+            logging.getLogger("stanch").warning(
+                "%s is set but ignored: %s does not name this process (%d); record a run with `stanch run --record FILE`",
+                RECORD_ENV,
+                RECORD_PID_ENV,
+                os.getpid(),
+            )
         return None
     with _tape_lock:
         tape = _env_tapes.get(path)
@@ -101,6 +120,18 @@ def active_tape() -> Tape | None:
 
             tape = _env_tapes[path] = Recorder.for_environment(path)
         return tape
+
+
+def _tell_tape(value: str) -> None:
+    """A value a SecretMasker learned: the active tape masks it too (a recording must not keep it in clear)."""
+    tape = _tape  # only a tape already in use: learning a secret never starts a recording
+    if tape is None and _env_tapes:
+        tape = active_tape()
+    if tape is not None:
+        tape.secret(value)
+
+
+on_register(_tell_tape)
 
 
 def current_unit() -> tuple[str, str]:

@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 MASK = "***"
@@ -38,17 +39,33 @@ def looks_secret(text: str) -> bool:
     return bool(CREDENTIAL_RE.search(text))
 
 
+# Told of every value any masker learns (integrations.context hands each to the active recording tape, so a
+# bundle is masked of everything the run's masker knows, whoever registered it).
+_listeners: list[Callable[[str], None]] = []
+
+
+def on_register(listener: Callable[[str], None]) -> None:
+    """Call `listener(value)` for every secret value registered with any SecretMasker from now on (idempotent)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
 class SecretMasker:
     """Masks credential shapes and every value registered during a run."""
 
-    def __init__(self) -> None:
+    def __init__(self, tell: bool = True) -> None:
+        """`tell`: hand each value registered to the `on_register` listeners (False for a recorder's own masker)."""
         self._values: set[str] = set()
         self._lock = threading.Lock()
+        self._tell = tell
 
     def register(self, value: str | None) -> None:
         if value and len(value) >= 6:
             with self._lock:
                 self._values.add(value)
+            if self._tell:  # told each time: a recording that began since the last time hears it too
+                for listener in list(_listeners):
+                    listener(value)
 
     def mask(self, text: str) -> str:
         with self._lock:

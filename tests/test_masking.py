@@ -67,3 +67,49 @@ def test_a_second_run_does_not_take_away_the_first_runs_masking() -> None:
     logger.propagate = False
     logger.warning("leaked first-run-secret-value")
     assert records == [f"leaked {MASK}"]
+
+
+def test_every_registered_value_is_told_to_the_listeners_and_a_quiet_masker_tells_nothing() -> None:
+    """What a run's masker learns reaches the recording tape (integrations.context listens here)."""
+    from integrations.masking import _listeners, on_register
+
+    heard: list[str] = []
+    on_register(heard.append)
+    on_register(heard.append)  # idempotent
+    try:
+        masker = SecretMasker()
+        masker.register("minted-key-value-01")
+        masker.register("short")  # too short to be masked: not told
+        SecretMasker(tell=False).register("recorder-own-value-02")
+    finally:
+        _listeners.remove(heard.append)
+    assert heard == ["minted-key-value-01"]
+
+
+def test_a_value_registered_during_a_recording_reaches_the_active_tape() -> None:
+    from flows.tabletop.replay import Redactor
+    from integrations.context import use_tape
+
+    class Tape:
+        replaying = False
+
+        def __init__(self) -> None:
+            self.redactor = Redactor()
+
+        def secret(self, value: str | None) -> None:
+            self.redactor.secret(value)
+
+    tape = Tape()
+    previous = use_tape(tape)  # type: ignore[arg-type]
+    try:
+        SecretMasker().register("run-masker-learned-03")
+    finally:
+        use_tape(previous)
+    SecretMasker().register("after-the-recording-04")
+    import base64
+
+    encoded = base64.b64encode(b"run-masker-learned-03").decode()
+    assert tape.redactor.redact({"a": f"run-masker-learned-03 {encoded}", "b": "after-the-recording-04"}) == {
+        "a": f"{MASK} {MASK}",
+        "b": "after-the-recording-04",
+    }

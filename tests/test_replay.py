@@ -191,6 +191,19 @@ def test_a_replay_of_the_recorded_run_is_identical_and_sends_nothing(
     assert replayed_connections == 0
     assert sandbox_session.aws_operations() == []
     assert sandbox_session.slack.calls == [] and sandbox_session.vendor.calls == []
+    # the replay is a flow run of its own, never taken for the incident, and never resumed for real
+    from prefect.client.orchestration import get_client
+
+    from flows.engine.launch import LaunchError, find_run, resume_run
+
+    incident = read_bundle(path).run.parameters["incident_id"]
+    assert result.incident_id.startswith(f"{incident}-replay-")
+    with get_client(sync_client=True) as client:
+        tags = set(client.read_flow_run(result.summary.run_id).tags)
+    assert {"replay", f"incident:{result.incident_id}", "trigger:replay"} <= tags
+    assert str(find_run(incident).id) == read_bundle(path).run.flow_run_id, "the incident names its one real run"
+    with pytest.raises(LaunchError, match="is a replay"):
+        resume_run(str(result.summary.run_id), force=True)
 
 
 EXTRA_STEP = """
@@ -252,10 +265,13 @@ def test_the_cli_replays_a_bundle_and_exits_1_with_a_divergence_table(
         ("empty", "empty"),
         ("not-a-bundle", "not an incident bundle"),
         ("bad-call", "kind"),
+        ("deep", r"broken.jsonl:2: nested too deep to read"),
+        ("nested", r"broken.jsonl:2: nested more than 100 levels"),
+        ("long-line", r"broken.jsonl:3: a line longer than \d+ bytes"),
     ],
 )
 def test_a_damaged_bundle_is_refused_with_the_line_and_reason(
-    recorded: tuple[Path, Any, list[str]], tmp_path: Path, damage: str, expected: str
+    recorded: tuple[Path, Any, list[str]], tmp_path: Path, damage: str, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path, _, _ = recorded
     lines = path.read_text().splitlines()
@@ -274,6 +290,14 @@ def test_a_damaged_bundle_is_refused_with_the_line_and_reason(
     elif damage == "bad-call":
         call = next(i for i, line in enumerate(lines) if '"type":"call"' in line)
         lines[call] = lines[call].replace('"kind":"aws"', '"kind":"ftp"').replace('"kind":"slack"', '"kind":"ftp"')
+    elif damage == "deep":  # the JSON parser's own recursion gives up (RecursionError, not ValueError)
+        lines[1] = '{"type": "run", "x": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    elif damage == "nested":  # parsed, but every comparison of it would recurse as deep
+        lines[1] = '{"type": "run", "x": ' + "[" * 150 + "]" * 150 + "}"
+    elif damage == "long-line":
+        longest = max(len(line.encode()) + 1 for line in lines)
+        monkeypatch.setattr("flows.tabletop.replay.MAX_LINE_BYTES", longest)  # a lower cap, this bundle within it
+        lines[2] = lines[2][:-1] + ', "pad": "' + "x" * longest + '"}'
     broken = tmp_path / "broken.jsonl"
     broken.write_text("\n".join(lines))
     with pytest.raises(BundleError, match=expected):
@@ -368,18 +392,32 @@ def test_vendor_and_slack_calls_are_recorded_redacted_and_answered_without_sendi
     assert [(d.what, d.call) for d in replayer.finish()] == [("unexpected call", "http GET")]
 
 
-def test_stanch_record_in_the_environment_records_the_process_calls(
-    sandbox_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_stanch_record_in_the_environment_records_only_the_process_it_names(
+    sandbox_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """STANCH_RECORD names the bundle; a recording that saw no run is refused clearly when replayed."""
+    """STANCH_RECORD names the bundle, honoured only where STANCH_RECORD_PID names this process: left in a worker's
+    environment (or inherited by a child) it is ignored with a warning, never one bundle of every run. A recording
+    that saw no run is refused clearly when replayed."""
+    import os
+
     from integrations import context
 
     path = tmp_path / "env.jsonl"
     monkeypatch.setattr(context, "_env_tapes", {})
+    monkeypatch.setattr(context, "_ignored_env", set())
     monkeypatch.setenv("STANCH_RECORD", str(path))
     sandbox_session.activate()
     try:
         clients = context.AwsClients(endpoint_url=sandbox_session.aws_endpoint)
+        for other in (None, str(os.getpid() + 1)):  # no pid, another process's
+            if other is None:
+                monkeypatch.delenv("STANCH_RECORD_PID", raising=False)
+            else:
+                monkeypatch.setenv("STANCH_RECORD_PID", other)
+            clients.client("iam").list_users()
+            assert context.active_tape() is None and not path.exists()
+        assert "STANCH_RECORD is set but ignored" in caplog.text
+        monkeypatch.setenv("STANCH_RECORD_PID", str(os.getpid()))
         clients.client("iam").list_users()
         tape = context.active_tape()
         assert tape is not None and not tape.replaying
@@ -496,3 +534,158 @@ def test_damaged_bundle_lines_give_a_bundle_error_or_a_bundle_never_another_exce
             assert str(path) in str(exc)
 
     damaged()
+
+
+# ---------------------------------------------------------------- secrets the recorder must not keep
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_vendor_bodies_lose_minted_keys_stored_values_and_kubernetes_secret_data() -> None:
+    """Field rules for vendor HTTP bodies; a `key` that names something (a public key, a variable's name) stays."""
+    redactor = Redactor()
+    minted = "bt-service-token-minted-0001"
+    old, new, other = "old-provider-key-0002", "new-provider-key-0003", "other-member-0004"
+    mint = {"url": "https://api.braintrust.dev/v1/service_token", "body": {"name": "evals-ci"}}
+    assert redactor.redact({"status": 200, "body": {"id": "tok_1", "key": minted, "name": "evals-ci"}}, "http", mint)[
+        "body"
+    ] == {"id": "tok_1", "key": MASK, "name": "evals-ci"}
+    secret_url = "https://kube.example/api/v1/namespaces/chat/secrets/acme-ai"
+    read = {"kind": "Secret", "metadata": {"name": "acme-ai"}, "data": {"api-key": _b64(old), "other": _b64(other)}}
+    answer = redactor.redact({"status": 200, "body": read}, "http", {"url": secret_url})
+    assert answer["body"]["data"] == {"api-key": MASK, "other": MASK} and answer["body"]["metadata"]["name"] == "acme-ai"
+    patch = {"url": secret_url, "body": {"metadata": {"annotations": {"fp": "abc"}}, "data": {"api-key": _b64(new)}}}
+    assert redactor.redact(patch, "http")["body"]["data"] == {"api-key": MASK}
+    # what a Secret's data encodes is learned: the plain value is masked wherever it turns up later
+    assert redactor.redact({"text": f"{old} {other} {new} {_b64(minted)}"}) == {"text": f"{MASK} {MASK} {MASK} {MASK}"}
+    gitlab = {"key": "ACME_AI_API_KEY", "value": "gitlab-held-value-05", "variable_type": "env_var", "masked": True}
+    assert redactor.redact({"status": 200, "body": gitlab}, "http", {"url": "https://gl.example/api/v4/x"})["body"] == {
+        **gitlab,
+        "value": MASK,
+    }
+    github = {"url": "https://gh.example/repos/acme/evals/actions/secrets/K", "body": {"encrypted_value": "c2VhbGVk"}}
+    assert redactor.redact(github, "http")["body"] == {"encrypted_value": MASK}
+    public = {"key_id": "568250167242549743", "key": "dGhlIHB1YmxpYyBrZXk="}  # GitHub's sealed-box public key
+    assert redactor.redact({"status": 200, "body": public}, "http", {"url": "https://gh.example/k"})["body"] == public
+    revoke = {"url": "https://gh.example/credentials/revoke", "body": {"credentials": ["ghp-like-value-0006"]}}
+    assert redactor.redact(revoke, "http")["body"] == {"credentials": [MASK]}
+    tags = {"Tags": [{"Key": "stanch:new-key", "Value": "v1=key_9"}]}  # AWS: a tag's Value is no secret
+    assert redactor.redact(tags, "aws") == tags
+
+
+def test_what_the_runs_masker_learns_reaches_the_bundle_even_after_the_call_was_written(tmp_path: Path) -> None:
+    """A value registered with any SecretMasker while a recording runs is masked in every record, those written
+    before it was registered too (a minted key is registered after its answer was recorded), base64 forms too."""
+    from flows.tabletop.replay import Recorder
+    from integrations.context import use_tape
+    from integrations.masking import SecretMasker
+
+    path = tmp_path / "late.jsonl"
+    recorder = Recorder(path)
+    previous = use_tape(recorder)
+    try:
+        late = "late-registered-secret-0007"
+        recorder.record("http", "POST", {"url": "https://v.example/mint", "body": None}, {"body": {"made": late}})
+        SecretMasker().register(late)  # the run's masker, as an action registers what it minted
+        encoded = {"url": "https://v.example/x", "body": {"blob": _b64(late)}}
+        recorder.record("http", "PUT", encoded, {"status": 200, "body": None})
+    finally:
+        use_tape(previous)
+    recorder.finish()
+    text = path.read_text()
+    assert late not in text and _b64(late) not in text and text.count(MASK) >= 2
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_calls_labelled_unattributed_match_their_twin_in_a_step_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader thread with or without the run's context labels the same S3 read `(unattributed)` or with its
+    step: the replay takes the exact twin from the other label, and reports nothing missing."""
+    from flows.tabletop import replay as module
+    from flows.tabletop.replay import Bundle, CallRecord, EndRecord, Header, Replayer, RunRecord
+
+    def get(seq: int, unit: str, key: str) -> CallRecord:
+        return CallRecord(
+            type="call",
+            seq=seq,
+            t=0.0,
+            step=unit,
+            unit=unit,
+            kind="aws",
+            operation="s3:GetObject",
+            request={"params": {"Bucket": "trail", "Key": key}},
+            response={"status": 200, "parsed": {"Body": {"$b64": _b64(key)}}},
+        )
+
+    calls = [get(1, "review", "a.json.gz"), get(2, "(unattributed)", "b.json.gz"), get(3, "review", "c.json.gz")]
+    bundle = Bundle(
+        Path("-"),
+        Header(format="stanch-incident-bundle", version=1, recorded_at="-"),
+        RunRecord(type="run", flow_run_id="-", playbook="-", parameters={}),
+        calls,
+        EndRecord(type="end", calls=len(calls)),
+    )
+    replayer = Replayer(bundle)
+    for unit, key in (("(unattributed)", "a.json.gz"), ("review", "b.json.gz"), ("(unattributed)", "c.json.gz")):
+        monkeypatch.setattr(module, "current_unit", lambda unit=unit: (unit, unit))
+        answer = replayer.answer("aws", "s3:GetObject", {"params": {"Bucket": "trail", "Key": key}})
+        assert answer["parsed"]["Body"] == {"$b64": _b64(key)}
+    assert [d.as_dict() for d in replayer.finish()] == []
+    assert replayer.answered == 3
+
+
+def test_a_recorded_vendor_breach_keeps_no_old_or_new_key_nor_their_base64(
+    sandbox: Any, prefect_api: str, tmp_path: Path
+) -> None:
+    """The vendor breach playbook recorded in the sandbox: Braintrust's service-token mint, Kubernetes Secrets read
+    and patched, GitHub Actions secrets sealed; no credential value, old or new, nor its base64, is in the bundle."""
+    from conftest import start_run
+
+    from flows.approvals.client import answer_gate
+    from flows.sandbox.vendor_env import VendorBreachEnv
+
+    path = tmp_path / "vendor.jsonl"
+    env = VendorBreachEnv(sandbox).start()
+    try:
+        with recording(path) as recorder:
+            run = start_run(
+                "vendor-breach-key-rotation", {"vendor": "acme-ai", "grace_period": "1s"}, launched_by="erin", sandbox=True
+            )
+            run.wait_for("gate_opened", timeout=120, gate="ask-key-owner")
+            env.person_makes_new_key()
+            for gate in ("ask-key-owner", "revoke"):
+                if gate != "ask-key-owner":
+                    run.wait_for("gate_opened", timeout=120, gate=gate)
+                run.wait_paused(gate=gate)
+                assert run.run_id is not None
+                assert answer_gate(run.run_id, gate, "dana", "approve", "test: checked").accepted
+            recorder.summary = run.result(timeout=180)
+        assert recorder.summary.state == "Completed", recorder.summary.message
+        values = env.values()
+        sm = sandbox.client("secretsmanager")
+        new = {c: json.loads(sm.get_secret_value(SecretId=f"acme-ai/{c}")["SecretString"])["api_key"] for c in env.old}
+    finally:
+        env.stop()
+    assert all(new[c] != env.old[c] for c in env.old) and len(values) >= 11
+    text = path.read_text()
+    leaked = [f"{value[:6]}… as {form}" for value in values for form, shown in _forms(value) if shown in text]
+    assert leaked == [], "credential values in the bundle"
+    bundle = read_bundle(path)
+    [mint] = [c for c in bundle.calls if c.operation == "POST" and str(c.request["url"]).endswith("/v1/service_token")]
+    assert mint.response["body"]["key"] == MASK and mint.response["body"]["id"], "the new token's id is kept"
+    secrets = [c for c in bundle.calls if c.kind == "http" and "/secrets/" in str(c.request["url"])]
+    read = [c for c in secrets if c.operation == "GET" and (c.response.get("body") or {}).get("data")]
+    patched = [c for c in secrets if c.operation == "PATCH" and "data" in (c.request.get("body") or {})]
+    assert read and all(set(c.response["body"]["data"].values()) == {MASK} for c in read)
+    assert patched and all(set(c.request["body"]["data"].values()) == {MASK} for c in patched)
+
+
+def _forms(value: str) -> list[tuple[str, str]]:
+    import base64
+
+    encoded = base64.b64encode(value.encode()).decode()
+    urlsafe = base64.urlsafe_b64encode(value.encode()).decode()
+    return [("clear", value), ("base64", encoded.rstrip("=")), ("url-safe base64", urlsafe.rstrip("="))]

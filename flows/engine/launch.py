@@ -184,6 +184,8 @@ def resume_run(ref: str, *, force: bool = False, observer: Observer | None = Non
     from flows.engine.journal import PLAYBOOK_KEY, read_input
 
     flow_run = find_run(ref)
+    if "replay" in (flow_run.tags or []):  # a replay (`stanch replay`) resumed would run the playbook for real
+        raise LaunchError(f"run {flow_run.id} is a replay of a recorded incident: it is never resumed; replay again")
     state = flow_run.state
     if state is not None and state.is_final() and not state.is_crashed():
         raise LaunchError(f"run {flow_run.id} already ended {state.name}: {state.message or ''}".strip())

@@ -1,8 +1,9 @@
 """Incident bundles: record a run's outside calls, replay a playbook against them, and say where it diverges.
 
-A recording (`recording(path)`, `stanch run --record`, or STANCH_RECORD=path) keeps every AWS, Slack and vendor
-HTTP call the run makes, with the step that made it, redacted of secret values, beside the run's alert, inputs
-and gate decisions, in one JSON Lines file (the format: docs/replay.md). `replay(path)` runs the playbook again,
+A recording (`recording(path)`, `stanch run --record`, or STANCH_RECORD=path with STANCH_RECORD_PID naming the
+process) keeps every AWS, Slack and vendor HTTP call the run makes, with the step that made it, redacted of
+secret values (every value the run's masker learns among them), beside the run's alert, inputs and gate
+decisions, in one JSON Lines file (the format: docs/replay.md). `replay(path)` runs the playbook again,
 the recorded version or a newer one, with the same alert, inputs and decisions; every outside call is answered
 from the recording and nothing is sent. The replay reports each call that differs from the recording, step by
 step: calls the recording lacks (answered with an error, so the run goes on or stops as a real failure would),
@@ -33,9 +34,14 @@ from integrations.masking import MASK, SecretMasker
 
 FORMAT = "stanch-incident-bundle"
 VERSION = 1
-MAX_BUNDLE_BYTES = 1 << 30  # a bundle is read whole; a file larger than this is not a bundle we wrote
-UNORDERED_UNITS = ("(run)", "(unattributed)")  # calls outside any step follow whichever concurrent step goes first
+MAX_BUNDLE_BYTES = 256 << 20  # a bundle larger than this is not one we wrote (its calls are held in memory)
+MAX_LINE_BYTES = 32 << 20  # one record (an S3 object's body, base64) larger than this is not one we wrote
+MAX_DEPTH = 100  # AWS answers nest a dozen levels; a record deeper than this is damage, or an attack
+UNATTRIBUTED = "(unattributed)"  # a call made on a thread that carries no run context
+UNORDERED_UNITS = ("(run)", UNATTRIBUTED)  # calls outside any step follow whichever concurrent step goes first
 REPLAY_ERROR_CODE = "StanchReplayDivergence"
+REPLAY_TAG = "replay"  # the Prefect tag of a replay's flow run (`stanch resume` refuses such a run)
+REPLAY_TRIGGER = "replay"
 
 
 class BundleError(Exception):
@@ -50,29 +56,100 @@ _SECRET_FIELD = re.compile(
     r"private_?key(_?plaintext)?|plaintext|api_?key|access_?token|refresh_?token|client_?secret|token|secret|"
     r"signing_?secret|bot_?token)$"
 )
+# In vendor HTTP bodies (requests and answers) these hold a secret too: a minted token's `key` (Braintrust's
+# service token), a stored `value` (GitLab and Braintrust variables), `credentials` sent to be revoked, a sealed
+# `encrypted_value` (GitHub Actions). AWS is not matched by these: a tag's `Value` is not a secret.
+_VENDOR_SECRET_FIELD = re.compile(
+    r"(?i)^(key|value|secret_?value|api_?key|token|secret|credentials?|encrypted_?value|client_?secret|"
+    r"access_?token|refresh_?token|private_?key|password|passphrase)$"
+)
+# A `key` beside these names something rather than unlocking it: GitHub's sealed-box public key ({key_id, key}),
+# a GitLab variable's name ({key, value, variable_type, environment_scope}).
+_KEY_IS_A_NAME = ("key_id", "variable_type", "environment_scope")
+# A Kubernetes Secret (read, listed, patched): every member of its `data` (base64) and `stringData` is a secret.
+_KUBE_SECRET_URL = re.compile(r"/api/v1/(namespaces/[^/?]+/)?secrets(/|\?|$)")
+_KUBE_SECRET_DATA = ("data", "stringData")
 # Inside a secret's JSON value: members that name rather than unlock (kept, so a replay finds the same key).
 _IDENTIFIER_FIELD = re.compile(r"(?i)(^|_)id$|[a-z]Id$|^(user_?name|username|user|host|port|engine|dbname|region)$")
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """Which field rules apply to one call's request or answer: vendor HTTP bodies have more secret fields."""
+
+    vendor: bool = False
+    kube_secret: bool = False
+
+    @classmethod
+    def of(cls, kind: str | None, request: dict[str, Any] | None = None) -> _Rules:
+        if kind != "http":
+            return cls()
+        url = str((request or {}).get("url") or "")
+        return cls(vendor=True, kube_secret=bool(_KUBE_SECRET_URL.search(url)))
+
+
+def encodings(value: str) -> list[str]:
+    """The forms a secret value travels in besides itself: base64 (a Kubernetes Secret's data), URL-safe too."""
+    import base64
+
+    raw = value.encode()
+    found = [base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()]
+    found += [f.rstrip("=") for f in found]
+    return [f for f in dict.fromkeys(found) if f != value and len(f) >= 8]
 
 
 class Redactor:
     """Masks secret fields, credential shapes and every secret value seen so far, in requests and answers alike.
 
     A value found in a secret field is remembered, so it is masked wherever it turns up later (a key read from
-    Secrets Manager and then sent to a vendor)."""
+    Secrets Manager and then sent to a vendor), in its base64 forms too. A recording's tape is also told every
+    value the run's SecretMasker learns (integrations.context hands them on), whoever registered it."""
 
     def __init__(self) -> None:
-        self.masker = SecretMasker()
+        self.masker = SecretMasker(tell=False)  # its values come from the run's masker; told back, they would loop
 
     def secret(self, value: str | None) -> None:
+        if not value or len(value) < 6:
+            return
         self.masker.register(value)
+        for form in encodings(value):
+            self.masker.register(form)
 
-    def _forget_secret(self, value: Any) -> Any:
+    def _learn_encoded(self, value: str) -> None:
+        """A base64 member of a Kubernetes Secret: the value it encodes is a secret too."""
+        import base64
+        import binascii
+
+        self.secret(value)
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, ValueError):
+            return
+        self.secret(decoded)
+
+    def _is_secret(self, key: str, parent: dict[str, Any], rules: _Rules) -> bool:
+        if _SECRET_FIELD.match(key) or (key == "Value" and parent.get("Type") == "SecureString"):
+            return True  # an SSM parameter: its Value is the secret
+        if not rules.vendor:
+            return False
+        if rules.kube_secret and key in _KUBE_SECRET_DATA and isinstance(parent.get(key), dict):
+            return True
+        if _VENDOR_SECRET_FIELD.match(key):
+            return not (key.lower() == "key" and any(name in parent for name in _KEY_IS_A_NAME))
+        return False
+
+    def _forget_secret(self, key: str, value: Any, rules: _Rules) -> Any:
         """A secret field's value, masked: a JSON object keeps its identifiers (AccessKeyId, key_id)."""
+        if rules.kube_secret and key in _KUBE_SECRET_DATA and isinstance(value, dict):
+            for child in value.values():
+                if isinstance(child, str):
+                    self._learn_encoded(child)
+            return {k: MASK if isinstance(v, str) else v for k, v in value.items()}
         if isinstance(value, str):
             self.secret(value)
             try:
                 inner = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return MASK
             if isinstance(inner, dict):
                 return json.dumps(self._secret_members(inner), sort_keys=True)
@@ -81,6 +158,8 @@ class Redactor:
             return MASK
         if isinstance(value, dict):
             return self._secret_members(value)
+        if isinstance(value, list):  # credentials sent to be revoked, say
+            return [self._forget_secret(key, child, rules) for child in value]
         return MASK
 
     def _secret_members(self, value: dict[str, Any]) -> dict[str, Any]:
@@ -95,45 +174,48 @@ class Redactor:
                 kept[key] = child
         return kept
 
-    def _collect(self, value: Any) -> None:
+    def _collect(self, value: Any, rules: _Rules) -> None:
         """Learn the secret values in `value` before masking it (a request may carry them before an answer does)."""
         if isinstance(value, dict):
-            secure = value.get("Type") == "SecureString"
             for key, child in value.items():
-                if _SECRET_FIELD.match(key) or (secure and key == "Value"):
-                    if isinstance(child, str):
-                        self.secret(child)
-                        try:
-                            inner = json.loads(child)
-                        except ValueError:
-                            inner = None
-                        if isinstance(inner, dict):
-                            self._secret_members(inner)
-                    elif isinstance(child, dict) and set(child) != {"$b64"}:
-                        self._secret_members(child)
+                if self._is_secret(key, value, rules):
+                    self._forget_secret(key, child, rules)  # learns; what it gives back is made again later
                 else:
-                    self._collect(child)
+                    self._collect(child, rules)
         elif isinstance(value, list):
             for child in value:
-                self._collect(child)
+                self._collect(child, rules)
 
-    def redact(self, value: Any) -> Any:
-        self._collect(value)
-        return self._redact(value)
+    def redact(self, value: Any, kind: str | None = None, request: dict[str, Any] | None = None) -> Any:
+        """`value` masked. `kind` (aws, slack, http) and the call's `request` (its URL) choose the field rules."""
+        rules = _Rules.of(kind, request if request is not None else value if isinstance(value, dict) else None)
+        self._collect(value, rules)
+        return self._redact(value, rules)
 
-    def _redact(self, value: Any) -> Any:
+    def _redact(self, value: Any, rules: _Rules) -> Any:
         if isinstance(value, dict):
             if set(value) == {"$b64"}:
                 return value  # bytes as read (a log file); credential shapes are looked for in text only
-            secure = value.get("Type") == "SecureString"  # an SSM parameter: its Value is the secret
             return {
-                key: self._forget_secret(child)
-                if _SECRET_FIELD.match(key) or (secure and key == "Value")
-                else self._redact(child)
+                key: self._forget_secret(key, child, rules)
+                if self._is_secret(key, value, rules)
+                else self._redact(child, rules)
                 for key, child in value.items()
             }
         if isinstance(value, list):
-            return [self._redact(child) for child in value]
+            return [self._redact(child, rules) for child in value]
+        if isinstance(value, str):
+            return self.masker.mask(value)
+        return value
+
+    def scrub(self, value: Any) -> Any:
+        """Every string masked of what is known now (no field rules: a record already written once)."""
+        if isinstance(value, dict):
+            if set(value) == {"$b64"}:
+                return value
+            return {key: self.scrub(child) for key, child in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(child) for child in value]
         if isinstance(value, str):
             return self.masker.mask(value)
         return value
@@ -314,29 +396,36 @@ class Bundle:
 
 
 def read_bundle(path: str | Path) -> Bundle:
-    """A bundle file, checked line by line; BundleError names the line and what is wrong (never a traceback)."""
+    """A bundle file, checked line by line; BundleError names the line and what is wrong (never a traceback).
+
+    Read a line at a time: no line may be longer than MAX_LINE_BYTES, nor the file than MAX_BUNDLE_BYTES, nor a
+    record nested deeper than MAX_DEPTH (a parser's or a comparison's recursion would not survive it)."""
     path = Path(path)
+    records: list[tuple[int, dict[str, Any]]] = []
+    number = 0
     try:
         size = path.stat().st_size
         if size > MAX_BUNDLE_BYTES:
             raise BundleError(f"{path}: {size} bytes is more than a bundle may hold ({MAX_BUNDLE_BYTES})")
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            while True:
+                raw = handle.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    break
+                number += 1
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    raise BundleError(f"{path}:{number}: a line longer than {MAX_LINE_BYTES} bytes; not a bundle we wrote")
+                line = raw.decode("utf-8")
+                if line.strip():
+                    records.append((number, _record(line, path, number)))
     except FileNotFoundError:
         raise BundleError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path}:{number}: not UTF-8: {exc.reason}") from None
+    except OSError as exc:
         raise BundleError(f"{path}: cannot be read: {exc}") from None
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not lines:
+    if not records:
         raise BundleError(f"{path}: empty; not an incident bundle")
-    records: list[tuple[int, dict[str, Any]]] = []
-    for number, line in lines:
-        try:
-            value = json.loads(line)
-        except ValueError as exc:
-            raise BundleError(f"{path}:{number}: not JSON ({exc.args[0]}); the file was cut or edited") from None
-        if not isinstance(value, dict):
-            raise BundleError(f"{path}:{number}: a record must be a JSON object")
-        records.append((number, value))
     first_line, first = records[0]
     if first.get("format") != FORMAT:
         raise BundleError(f"{path}:{first_line}: not an incident bundle (its first line must name format {FORMAT!r})")
@@ -371,9 +460,38 @@ def read_bundle(path: str | Path) -> Bundle:
     return Bundle(path, header, run, calls, end)
 
 
+def _record(line: str, path: Path, number: int) -> dict[str, Any]:
+    """One line's record: a JSON object nested no deeper than MAX_DEPTH."""
+    try:
+        value = json.loads(line)
+    except ValueError as exc:
+        raise BundleError(f"{path}:{number}: not JSON ({exc.args[0]}); the file was cut or edited") from None
+    except RecursionError:
+        raise BundleError(f"{path}:{number}: nested too deep to read (more than {MAX_DEPTH} levels)") from None
+    if not isinstance(value, dict):
+        raise BundleError(f"{path}:{number}: a record must be a JSON object")
+    if _depth(value) > MAX_DEPTH:
+        raise BundleError(f"{path}:{number}: nested more than {MAX_DEPTH} levels deep; not a bundle we wrote")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deep a JSON value nests (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def _parse(model: type[Any], value: dict[str, Any], path: Path, line: int) -> Any:
     try:
         return model.model_validate(value)
+    except RecursionError:
+        raise BundleError(f"{path}:{line}: nested too deep to read") from None
     except ValidationError as exc:
         problem = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in problem["loc"]) or "record"
@@ -406,7 +524,8 @@ class Recorder:
 
     @classmethod
     def for_environment(cls, path: str) -> Recorder:
-        """The recorder STANCH_RECORD asks for: it writes its end record when the process exits."""
+        """The recorder STANCH_RECORD asks for (in the process STANCH_RECORD_PID names, see
+        integrations.context.active_tape): it writes its end record when the process exits."""
         import atexit
 
         recorder = cls(path)
@@ -439,8 +558,8 @@ class Recorder:
                 "unit": unit,
                 "kind": kind,
                 "operation": operation,
-                "request": self.redactor.redact(request),
-                "response": self.redactor.redact(response),
+                "request": self.redactor.redact(request, kind),
+                "response": self.redactor.redact(response, kind, request),
             }
             self._write(call)
 
@@ -482,7 +601,24 @@ class Recorder:
                 end["steps"] = {s.id: s.state for s in summary.steps}
             self._write(end)
             self.file.close()
+            self._scrub()
         return self.path
+
+    def _scrub(self) -> None:
+        """The bundle masked once more of every value learned by the end: a secret the run's masker learned only
+        after a call that carried it was written (a minted key registered after its answer) is masked there too."""
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        scrubbed = [
+            json.dumps(self.redactor.scrub(json.loads(line)), sort_keys=True, separators=(",", ":"), default=str)
+            for line in lines
+        ]
+        if scrubbed == lines:
+            return
+        temporary = self.path.with_name(self.path.name + ".scrub")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write("".join(line + "\n" for line in scrubbed))
+        os.replace(temporary, self.path)
 
     def _note_run_from_api(self, run_id: str) -> None:
         """A run that made no outside call: its launch, read from the Prefect server."""
@@ -617,6 +753,7 @@ class Replayer:
         self.answered = 0
         self.repeats = 0
         self.echoed: dict[str, str] = {}  # recorded volatile value -> this run's (see `echoes`)
+        self.aliases: dict[str, str] = {}  # this replay's launch -> the recorded one (its incident id), in requests
 
     def secret(self, value: str | None) -> None:
         self.redactor.secret(value)
@@ -626,7 +763,7 @@ class Replayer:
 
     def answer(self, kind: str, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         _, name = current_unit()
-        request = self.redactor.redact(request)
+        request = self.redactor.redact(_substituted(request, self.aliases), kind)
         wanted = f"{kind} {operation} {identity(request)}"
         label = f"{kind} {operation}"
         with self.lock:
@@ -639,6 +776,15 @@ class Replayer:
             if wanted in unit.last_answer:  # a poll that looked once more, a retry: the same answer again
                 self.repeats += 1
                 return _substituted(unit.last_answer[wanted], self.echoed)
+            elsewhere = self._unattributed_twin(name, wanted)
+            if elsewhere is not None:
+                other, position = elsewhere
+                echoes(other.calls[position].request, request, self.echoed)
+                other.used[position] = True
+                self.answered += 1
+                response = other.calls[position].response
+                unit.last_answer[wanted] = other.last_answer[wanted] = response
+                return _substituted(response, self.echoed)
             same = [i for i in free if unit.calls[i].kind == kind and unit.calls[i].operation == operation]
             if same and name in UNORDERED_UNITS:
                 # Outside a step the order proves nothing: the recorded call this one replaces may still come
@@ -659,6 +805,26 @@ class Replayer:
                 Divergence(name, "unexpected call", label, f"not in the recording of {name}: {_short(request, 120)}")
             )
             return _synthetic_error(kind, operation, name)
+
+    def _unattributed_twin(self, name: str, wanted: str) -> tuple[_Unit, int] | None:
+        """A call on a thread without the run's context is labelled `(unattributed)`, and the same call may be
+        labelled with its step in another run (a reader thread that did or did not carry the context): the exact
+        twin of an `(unattributed)` call in any step's recording, or of a step's call among the `(unattributed)`
+        ones, is the same call, taken from there (the first recorded)."""
+        if name == UNATTRIBUTED:
+            places = [(n, u) for n, u in self.units.items() if n != UNATTRIBUTED]
+        else:
+            places = [(UNATTRIBUTED, self.units[UNATTRIBUTED])] if UNATTRIBUTED in self.units else []
+        found = [
+            (unit.calls[i].seq, i, unit)
+            for _, unit in places
+            for i, used in enumerate(unit.used)
+            if not used and unit.identities[i] == wanted
+        ]
+        if not found:
+            return None
+        _, position, unit = min(found, key=lambda f: f[0])
+        return unit, position
 
     def _take(self, unit: _Unit, name: str, position: int, free: list[int], operation: str) -> dict[str, Any]:
         unit.used[position] = True
@@ -755,6 +921,7 @@ class ReplayResult:
     divergences: list[Divergence]
     answered: int
     repeats: int
+    incident_id: str = ""  # the replay's own (the recorded one with -replay-<n>)
 
     @property
     def identical(self) -> bool:
@@ -815,18 +982,28 @@ def replay(
         for name in book.inputs:
             if name not in inputs and alert.get(name) not in (None, "", []):
                 inputs[name] = alert[name]
+    # The replay is a flow run of its own, never mistaken for the incident: tagged `replay`, its incident id the
+    # recorded one with `-replay-<n>`, its trigger `replay` (`stanch resume` refuses it; `stanch report <incident>`
+    # still names the one real run). Its requests are compared with the recorded launch's names put back.
+    incident = replay_incident_id(parameters["incident_id"])
+    if parameters["incident_id"]:
+        tape.aliases[incident] = parameters["incident_id"]
+    launcher = parameters["launched_by"]
+    tape.aliases[f"launched by {launcher} ({REPLAY_TRIGGER})"] = f"launched by {launcher} ({parameters['trigger']})"
     with _replay_environment(bundle, endpoint), _tape(tape):
+        from prefect import tags
+
         from flows.engine.flow import playbook_flow
         from flows.engine.observe import observing
 
-        with observing(observe):
+        with observing(observe), tags(REPLAY_TAG):
             state = playbook_flow(book)(
                 inputs=inputs,
                 alert=alert,
                 mode=parameters["mode"],
-                incident_id=parameters["incident_id"],
-                trigger=parameters["trigger"],
-                launched_by=parameters["launched_by"],
+                incident_id=incident,
+                trigger=REPLAY_TRIGGER,
+                launched_by=launcher,
                 sandbox=parameters["sandbox"],
                 return_state=True,
             )
@@ -835,7 +1012,15 @@ def replay(
     if summary is None:
         raise BundleError(f"the replayed run ended {state.name} without a summary: {state.message}")
     divergences = tape.finish() + gates.divergences() + _step_divergences(bundle, summary)
-    return ReplayResult(bundle, summary, divergences, tape.answered, tape.repeats)
+    return ReplayResult(bundle, summary, divergences, tape.answered, tape.repeats, incident)
+
+
+def replay_incident_id(recorded: str) -> str:
+    """The incident id of a replay: the recorded one (or `replay`) with `-replay-<n>`, n new for each replay."""
+    import secrets
+
+    stamp = f"{datetime.now(UTC):%Y%m%d%H%M%S}{secrets.token_hex(2)}"
+    return f"{recorded or 'incident'}-{REPLAY_TAG}-{stamp}"
 
 
 def _launch_parameters(bundle: Bundle) -> dict[str, Any]:

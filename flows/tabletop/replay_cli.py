@@ -37,6 +37,7 @@ def replay(
     incident = escape(str(recorded.parameters.get("incident_id")))
     out.print(
         f"replayed {escape(str(bundle))}: {recorded.playbook}, incident {incident}"
+        f" (this replay's flow run: incident {escape(result.incident_id)}, tagged replay)"
         f"; {result.answered} call(s) answered from the recording, {result.repeats} repeat(s) of a call already made"
     )
     if result.identical:
