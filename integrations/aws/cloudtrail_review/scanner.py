@@ -5,9 +5,11 @@ files (`.json`/`.json.gz`, `{"Records": [...]}` or a bare array), and the Lookup
 Derived credentials are followed: a GetSessionToken, GetFederationToken or AssumeRole made with a key yields
 `ASIA...` keys whose events belong to the review too; a CreateAccessKey yields keys to contain (also followed).
 
-Speed: files are streamed one at a time (memory is bounded by the largest file times the workers), each is
-decompressed in C with the GIL released, and only files that contain one of the key ids as bytes are parsed;
-so a review of millions of events costs about what decompressing them costs, spread over every core.
+Speed: each file is inflated in C and searched for the keys' bytes; a file that mentions them has only its
+records' userIdentity decoded (msgspec), and only the records of the keys are parsed whole. Large reviews run on
+worker processes (`workers.py`), small ones in-process; files are settled in time order with every key known by
+then, so the result is the classic scanner's (`ClassicScanner`, kept as the reference and for the files the fast
+decode hands back). See docs/review-speed.md.
 
 Bad input never stops a review. A file that cannot be read (damaged or truncated gzip, not JSON, not UTF-8, no
 Records array, an unreadable object) is listed in the report's `files_skipped` with the reason, and a record
@@ -22,25 +24,27 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
-import zlib
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from integrations.aws.cloudtrail_review import fastscan
 from integrations.aws.cloudtrail_review.events import BadRecord, child_key, identity_of, is_ours, needle, slim
+from integrations.aws.cloudtrail_review.fastscan import MAX_INFLATED, BadFile, inflate
 from integrations.aws.cloudtrail_review.report import Skips
 from integrations.aws.cloudtrail_review.sources import Unit, day_of, local_units, s3_units
+from integrations.aws.cloudtrail_review.workers import WorkerDied, Workers
 
 _log = logging.getLogger("stanch.review")
+__all__ = ["MAX_INFLATED", "BadFile", "ClassicScanner", "Scanner", "scanner_for", "unit_name"]
 
 
-class BadFile(Exception):
-    """A file the review cannot read; the message says why."""
-
-
-MAX_INFLATED = 1 << 30  # a CloudTrail file inflates to tens of MB; more is a planted bomb
+# One inflate for both paths: the classic search and the fast path must see the same pieces.
+_inflate = inflate
 
 
 def _records(raw: bytes) -> list[Any]:
@@ -60,37 +64,6 @@ def _records(raw: bytes) -> list[Any]:
         found = "Records is null" if isinstance(data, dict) and data.get("Records", 0) is None else "no Records array"
         raise BadFile(f"not a CloudTrail log file: {found}")
     return records
-
-
-_CHUNK = 1 << 16
-
-
-def _inflate(data: bytes) -> Iterator[bytes]:
-    """The inflated pieces of gzip data (every member), a few MB at most each; BadFile when it is damaged.
-
-    Small pieces keep memory bounded and are faster than one big inflate (no output reallocations); zlib
-    frees the GIL while it inflates, so threads use every core.
-    """
-    inflater = zlib.decompressobj(47)
-    size = 0
-    offset = 0
-    try:
-        while offset < len(data):
-            piece = inflater.decompress(data[offset : offset + _CHUNK])
-            offset += _CHUNK
-            size += len(piece)
-            if size > MAX_INFLATED:
-                raise BadFile(f"inflates to over {MAX_INFLATED >> 20} MB")
-            yield piece
-            if inflater.eof:
-                rest = inflater.unused_data + data[offset:]
-                if rest[:2] != b"\x1f\x8b":
-                    return  # trailing bytes that are not another gzip member carry no records
-                data, offset, inflater = rest, 0, zlib.decompressobj(47)
-    except zlib.error as exc:
-        raise BadFile(f"damaged gzip data ({exc})") from None
-    if not inflater.eof:
-        raise BadFile("truncated gzip: the file ends before its compressed data does")
 
 
 def _search(data: bytes, needles: tuple[bytes, ...]) -> tuple[int, bool]:
@@ -120,8 +93,9 @@ def unit_name(unit: Unit) -> str:
     return f"s3://{unit.bucket}/{unit.path}" if unit.bucket else unit.path
 
 
-class Scanner:
-    """Scans units for events made with a set of keys, following derived keys as it meets them.
+class ClassicScanner:
+    """The reference scanner: every file that mentions a key is parsed whole with json.loads (kept to judge the
+    files the fast path hands back, and as the reference the bench compares the fast path with).
 
     Files are read in time order (CloudTrail's names sort by time) on a thread pool; decompression frees the
     GIL, so every core works. A key derived in one file is searched for in every later file; the few files
@@ -255,6 +229,395 @@ class Scanner:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="stanch-review") as pool:
             for _ in pool.map(work, units):
                 pass
+
+
+PROCESS_BYTES = 16 << 20  # compressed input below which worker processes cost more than they save
+PROCESS_FILES = 4
+AHEAD = 4  # files in flight per worker process: enough that a busy parent does not leave them idle
+_RECURSION_MARGIN = 100  # levels the fast decode keeps short of where json.loads failed in the classic scan
+
+Events = list[dict[str, Any]]
+
+
+class _Classic(Exception):
+    """The fast path cannot answer for this file: the classic path judges it."""
+
+
+class _InProcess:
+    """Runs fastscan in the calling thread: for small reviews, where starting processes costs more."""
+
+    ahead = False  # scan a file at its turn, with every key known by then: nothing is ever searched again
+
+    def submit(self, task: tuple[Any, ...]) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fastscan.scan(task))
+        except Exception as exc:  # handed to the classic path by _settle
+            future.set_exception(exc)
+        return future
+
+    def close(self, kill: bool = False) -> None:
+        pass
+
+
+class _Processes:
+    ahead = True  # keep every worker busy; a file sent before a key was known is searched again for it
+
+    def __init__(self, count: int) -> None:
+        self.workers = Workers(count)
+
+    def submit(self, task: tuple[Any, ...]) -> Future[Any]:
+        return self.workers.submit(task, affinity=task[-1])
+
+    def close(self, kill: bool = False) -> None:
+        self.workers.close(kill=kill)
+
+
+class _Turn:
+    """A file of the first pass: its S3 bytes (fetched ahead) and the searches sent for it so far."""
+
+    def __init__(self, unit: Unit, data: Future[Any] | None) -> None:
+        self.unit, self.data = unit, data
+        self.sent: list[tuple[frozenset[str], Future[Any]]] = []
+
+
+def _ruled_out(answer: Future[Any], keys: frozenset[str]) -> bool:
+    """Whether a search already answered rules out the keys: hit in its first piece (it counts no later), and
+    either damaged or decoded without a record by any of them."""
+    if not answer.done() or answer.exception() is not None:
+        return False
+    result = answer.result()
+    if result[0] != "scan" or result[2] != 0:
+        return False
+    return bool(result[3] is not None or (result[4] == "ok" and not keys & result[6]))
+
+
+def _chain(source: Future[Any], then: Any) -> Future[Any]:
+    """A future for then(source's result), itself a future; source's exception passes through."""
+    out: Future[Any] = Future()
+
+    def step(done: Future[Any]) -> None:
+        try:
+            inner = then(done.result())
+        except BaseException as exc:  # delivered to whoever waits
+            out.set_exception(exc)
+            return
+        inner.add_done_callback(lambda f: out.set_exception(e) if (e := f.exception()) else out.set_result(f.result()))
+
+    source.add_done_callback(step)
+    return out
+
+
+class Scanner(ClassicScanner):
+    """The review's scanner: the classic scanner's results, events and skips, at about the cost of inflating.
+
+    Each file is inflated in C, searched for the keys' bytes, and when it mentions them only its records'
+    userIdentity is decoded (msgspec); the records that are the targets' are then parsed with json.loads and
+    judged by the classic code (`slim`, `is_ours`). A file the fast decode cannot vouch for (anything json.loads
+    might read differently: not UTF-8, nested deep, huge integers, a record or userIdentity that is not an
+    object...) is judged by the classic path, so a bad file is reported in the same words.
+
+    Files are settled in time order with every key known by then, as a one-thread classic scan would; the
+    re-reading of files dated on or after the day a late key was made is kept exactly. Large reviews run on
+    worker processes (msgspec holds the GIL), a few files ahead: a file sent before a key was found is
+    searched again for that key only when its records could hold it. A file whose records' key ids are known
+    is never read again for a key that made none of them.
+    """
+
+    def __init__(self, units: list[Unit], s3_factory: Any = None, workers: int | None = None, processes: bool | None = None):
+        super().__init__(units, s3_factory, workers)
+        self.processes = processes  # None: worker processes for large reviews only; False: never; True: always
+        self._ids: dict[Unit, frozenset[str]] = {}  # files the fast decode read -> the key ids that made records
+        self._classic: set[Unit] = set()  # files the classic path judges, in every pass
+        self._early: dict[Unit, tuple[frozenset[str], Future[Any]]] = {}  # second-pass searches sent early
+        self._fetcher: ThreadPoolExecutor | None = None
+
+    def _engine(self) -> _InProcess | _Processes:
+        count = max(1, self.workers)
+        if self.processes is False or not sys.executable or (self.processes is None and count < 2):
+            return _InProcess()
+        if self.processes is None:
+            size = sum(u.size for u in self.units)
+            if len(self.units) < PROCESS_FILES or size < PROCESS_BYTES:
+                return _InProcess()
+        try:
+            return _Processes(min(count, len(self.units)) or 1)
+        except OSError:
+            _log.warning("review: no worker processes (%s); reading in this one", exc_info=True)
+            return _InProcess()
+
+    def scan(self, keys: Iterable[str], since: str | None, until: str | None) -> Events:
+        """Every event made with `keys` or with keys they derived (GetSessionToken, CreateAccessKey...)."""
+        targets = list(dict.fromkeys(keys))
+        wanted: set[str] = set(targets)
+        order = list(targets)  # needles are tried in this order: the reviewed keys first
+        found_day: dict[str, str] = {}
+        used: dict[Unit, frozenset[str]] = {}
+        hits: Events = []
+        roles = tuple(n for k, _, n in (t.partition("/") for t in targets) if k == "role")
+        users = tuple(n for k, _, n in (t.partition("/") for t in targets) if k == "user")
+        budget = sys.getrecursionlimit() - fastscan._depth() - _RECURSION_MARGIN
+        digits = sys.get_int_max_str_digits()
+
+        def task(unit: Unit, source: str | bytes, keyset: frozenset[str], force: bool) -> tuple[Any, ...]:
+            needles = tuple(needle(k) for k in order if k in keyset)
+            mine = (roles, users) if any(t in keyset for t in targets if "/" in t) else ((), ())
+            # a worker keeps the last files it decoded, to search one again for a key found meanwhile
+            name = unit_name(unit) if engine.ahead else ""
+            return (source, needles, keyset, *mine, force, digits, budget, name)
+
+        def absorb(batch: Events) -> None:
+            hits.extend(batch)
+            for event in batch:
+                child = child_key(event)
+                if child and child not in wanted:
+                    wanted.add(child)
+                    order.append(child)
+                    found_day[child] = day_of(event["eventTime"]) or ""
+
+        engine = self._engine()
+        window = AHEAD * len(engine.workers.workers) if isinstance(engine, _Processes) else max(2, self.workers)
+        failed = True
+        try:
+            # One pass in time order, each file settled with every key known when its turn comes.
+            queue: deque[_Turn] = deque()
+            pending = iter(self.units)
+
+            def admit() -> None:
+                while len(queue) < window:
+                    unit = next(pending, None)
+                    if unit is None:
+                        return
+                    turn = _Turn(unit, self._fetch(unit))
+                    if engine.ahead:
+                        now = frozenset(wanted)
+                        turn.sent.append((now, self._send(engine, unit, turn.data, task, now, False)))
+                    queue.append(turn)
+
+            admit()
+            while queue:
+                turn = queue.popleft()
+                now = frozenset(wanted)
+                if not turn.sent:
+                    turn.sent.append((now, self._send(engine, turn.unit, turn.data, task, now, False)))
+                used[turn.unit] = now
+                absorb(self._settle(engine, turn.unit, turn.data, task, now, turn.sent, since, until))
+                new = frozenset(wanted) - now
+                if new and engine.ahead:
+                    # A key made in this file and used in it sends the file back in the second pass: search it
+                    # for that key now, while its worker still holds it decoded.
+                    own = new & self._ids.get(turn.unit, frozenset())
+                    if own:
+                        self._early[turn.unit] = (own, self._send(engine, turn.unit, turn.data, task, own, True))
+                    # the files already sent are searched for the new keys now, not when their turn comes
+                    for later in queue:
+                        if not _ruled_out(later.sent[0][1], new):
+                            later.sent.append((new, self._send(engine, later.unit, later.data, task, new, True)))
+                admit()
+            # Files read while a key was still unknown, dated on or after the day it was made, are read again
+            # (the classic rule), unless their records' key ids rule the late keys out.
+            while True:
+                late = {
+                    unit: frozenset(k for k in wanted - seen if unit.day is None or unit.day >= found_day.get(k, ""))
+                    for unit, seen in used.items()
+                }
+                todo = [(unit, missing) for unit, missing in late.items() if missing]
+                if not todo:
+                    break
+                again = []
+                for unit, missing in todo:
+                    used[unit] = used[unit] | missing
+                    known = self._ids.get(unit)
+                    could = unit in self._classic or known is None or bool(missing & known)
+                    if could and not self.skips.skipped_file(unit_name(unit)):
+                        again.append((unit, missing))
+                self._again(engine, again, task, absorb, window, since, until)
+            failed = False
+        finally:
+            engine.close(kill=failed)
+            if self._fetcher is not None:
+                self._fetcher.shutdown(wait=True, cancel_futures=True)
+                self._fetcher = None
+        return hits
+
+    def _again(
+        self, engine: Any, todo: list[tuple[Unit, frozenset[str]]], task: Any, absorb: Any, window: int, *span: Any
+    ) -> None:
+        """Search files again for late keys, in order, a window ahead."""
+        queue: deque[tuple[Unit, frozenset[str], Future[Any] | None, list[tuple[frozenset[str], Future[Any]]]]]
+        queue = deque()
+        pending = iter(todo)
+
+        def admit() -> None:
+            while len(queue) < window:
+                item = next(pending, None)
+                if item is None:
+                    return
+                unit, missing = item
+                data = self._fetch(unit)
+                early = self._early.pop(unit, None)
+                if early is not None and early[0] <= missing:
+                    # searched for some of these keys in the first pass: the rest only (the parts are combined)
+                    rest = missing - early[0]
+                    if not rest & self._ids.get(unit, rest):
+                        rest = frozenset()  # none of its records are theirs: _combine rules them out
+                    sent = [early] + ([(rest, self._send(engine, unit, data, task, rest, False))] if rest else [])
+                    queue.append((unit, missing, data, sent))
+                    continue
+                answer = [(missing, self._send(engine, unit, data, task, missing, False))] if engine.ahead else []
+                queue.append((unit, missing, data, answer))
+
+        admit()
+        while queue:
+            unit, missing, data, sent = queue.popleft()
+            if not sent:
+                sent = [(missing, self._send(engine, unit, data, task, missing, False))]
+            absorb(self._settle(engine, unit, data, task, missing, sent, *span))
+            admit()
+
+    def _fetch(self, unit: Unit) -> Future[Any] | None:
+        """An S3 object's bytes, fetched ahead on a thread (a local file is read by whoever scans it)."""
+        if unit.bucket is None:
+            return None
+        if self._fetcher is None:
+            self._fetcher = ThreadPoolExecutor(max(2, self.workers), thread_name_prefix="stanch-review-fetch")
+        return self._fetcher.submit(self._read, unit)
+
+    def _send(
+        self, engine: Any, unit: Unit, data: Future[Any] | None, task: Any, keys: frozenset[str], force: bool
+    ) -> Future[Any]:
+        if data is None:
+            return engine.submit(task(unit, unit.path, keys, force))
+
+        def scan(raw: bytes) -> Future[Any]:
+            return engine.submit(task(unit, raw, keys, force))
+
+        def read_error(done: Future[Any]) -> Future[Any] | None:
+            exc = done.exception()
+            if isinstance(exc, BadFile):
+                failed: Future[Any] = Future()
+                failed.set_result(("read", str(exc)))
+                return failed
+            return None
+
+        early = read_error(data) if data.done() else None
+        if early is not None:
+            return early
+        out: Future[Any] = Future()
+
+        def step(done: Future[Any]) -> None:
+            bad = read_error(done)
+            if bad is not None:
+                out.set_result(bad.result())
+                return
+            _chain(done, scan).add_done_callback(
+                lambda f: out.set_exception(e) if (e := f.exception()) else out.set_result(f.result())
+            )
+
+        data.add_done_callback(step)
+        return out
+
+    def _settle(
+        self,
+        engine: Any,
+        unit: Unit,
+        data: Future[Any] | None,
+        task: Any,
+        keys: frozenset[str],
+        sent: list[tuple[frozenset[str], Future[Any]]],
+        since: str | None,
+        until: str | None,
+    ) -> Events:
+        """What the classic `_scan_one(unit, keys)` would return (and count, and skip), from fastscan's answers."""
+        name = unit_name(unit)
+        try:
+            if unit in self._classic:
+                return self._scan_one(unit, keys, since, until)
+            if self.skips.skipped_file(name):
+                return []
+            try:
+                return self._combine(engine, unit, data, task, keys, sent, since, until)
+            except (_Classic, WorkerDied):
+                self._classic.add(unit)
+                self._ids.pop(unit, None)
+                return self._scan_one(unit, keys, since, until)
+        except Exception as exc:  # a failure nobody foresaw skips the file, never the review
+            _log.warning("review: skipped %s after an unexpected error", name, exc_info=True)
+            self.skips.file(name, f"unexpected error: {type(exc).__name__}")
+            return []
+
+    def _combine(
+        self,
+        engine: Any,
+        unit: Unit,
+        data: Future[Any] | None,
+        task: Any,
+        keys: frozenset[str],
+        sent: list[tuple[frozenset[str], Future[Any]]],
+        since: str | None,
+        until: str | None,
+    ) -> Events:
+        name = unit_name(unit)
+        first = sent[0][1].result()
+        if first[0] == "read":
+            self._count(unit, 0)
+            self.skips.file(name, first[1])
+            return []
+        parts: list[tuple[frozenset[str], tuple[Any, ...]]] = [(sent[0][0], first)]
+        parts += [(part_keys, answer.result()) for part_keys, answer in sent[1:]]
+        missing = keys - frozenset().union(*(part_keys for part_keys, _ in sent))
+        if missing and first[0] == "scan" and first[4] != "fallback":
+            _, _, hit, error, status, _, ids = first
+            if not (hit == 0 and (error is not None or (status == "ok" and not missing & ids))):
+                # sent before these keys were known: search it for them (decoded if the file is read anyway)
+                parts.append((missing, self._send(engine, unit, data, task, missing, hit is not None).result()))
+        if any(part[0] != "scan" or part[4] == "fallback" for _, part in parts):
+            raise _Classic
+        cum, error = first[1], first[3]
+        if any(part[1] != cum or part[3] != error for _, part in parts):
+            raise _Classic  # the file changed between reads
+        found = [part[2] for _, part in parts if part[2] is not None]
+        if not found:
+            if error is not None:
+                self._count(unit, 0)
+                self.skips.file(name, error)
+            else:
+                self._count(unit, cum[-1] if cum else 0)
+            return []  # a file that does not mention the keys is not parsed, however it is damaged
+        self._count(unit, cum[min(found)])
+        if error is not None:
+            self.skips.file(name, error)
+            return []
+        ids = next(part[6] for _, part in parts if part[4] == "ok")
+        cands: dict[int, bytes] = {}
+        for part_keys, part in parts:
+            if part[4] != "ok" and (any("/" in k for k in part_keys) or part_keys & ids):
+                # this part's needles do not occur, but the file is parsed for the others: decode it for these too
+                part = self._send(engine, unit, data, task, part_keys, True).result()
+                if part[0] != "scan" or part[4] != "ok" or part[1] != cum:
+                    raise _Classic
+            cands.update(part[5])
+        records = []
+        for index in sorted(cands):
+            try:
+                records.append((index, json.loads(cands[index])))
+            except (ValueError, RecursionError):
+                raise _Classic from None
+        self._ids[unit] = ids | self._ids.get(unit, frozenset())
+        out: Events = []
+        for index, record in records:
+            try:
+                if not is_ours(identity_of(record), keys):
+                    continue
+                event = slim(record)
+            except BadRecord as exc:
+                self.skips.record(name, index, str(exc))
+                continue
+            stamp = event["eventTime"]
+            if (since and stamp < since) or (until and stamp > until):
+                continue
+            out.append(event)
+        return out
 
 
 def scanner_for(source: str, ctx_client: Any, since: str | None, until: str | None, workers: int | None = None) -> Scanner:

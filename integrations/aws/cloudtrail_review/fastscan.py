@@ -1,0 +1,355 @@
+"""The review's fast path for one log file: inflate it, look for the keys' bytes, decode only whose records they are.
+
+This module is self-contained (the standard library and msgspec, nothing of Stanch): worker processes run it as
+a script (`python -P fastscan.py`), so starting one costs a Python start and a msgspec import, not Stanch's.
+The scanner (`scanner.py`) runs it in-process for small inputs and turns its answers into events.
+
+What one scan answers, for a file and a set of keys (and role/NAME, user/NAME targets):
+- how far the file inflates before one of the keys' bytes is met (`cum`, `hit`): the classic search's
+  `bytes_scanned`, piece for piece (the same 64 KiB input chunks, the same tail window);
+- the damage, if the gzip data is damaged (the same words as the classic search);
+- whether the file is one the fast decode may read ("ok"), or one the classic path must judge ("fallback"):
+  the fast decode says "ok" only when the standard library's json.loads would read the whole file too
+  (UTF-8, nesting depth, integer digits limit, the Records array, objects for records and userIdentity,
+  strings for accessKeyId, arn and principal); anything else is handed back unjudged;
+- the records that may be the targets' (`cands`: their position and their exact bytes), decided on the
+  decoded userIdentity exactly as `events.is_ours` decides, and every access key id that made a record in
+  the file (`ids`), so that a later key can be ruled out of the file without reading it again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import sys
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+
+class BadFile(Exception):
+    """A file the review cannot read; the message says why."""
+
+
+MAX_INFLATED = 1 << 30  # a CloudTrail file inflates to tens of MB; more is a planted bomb
+KEEP_LIMIT = 256 << 20  # inflated bytes kept for the fast decode; a larger file is judged by the classic path
+_CHUNK = 1 << 16
+
+
+def inflate(data: bytes) -> Iterator[bytes]:
+    """The inflated pieces of gzip data (every member), a few MB at most each; BadFile when it is damaged.
+
+    Small pieces keep memory bounded and are faster than one big inflate (no output reallocations); zlib
+    frees the GIL while it inflates.
+    """
+    inflater = zlib.decompressobj(47)
+    size = 0
+    offset = 0
+    try:
+        while offset < len(data):
+            piece = inflater.decompress(data[offset : offset + _CHUNK])
+            offset += _CHUNK
+            size += len(piece)
+            if size > MAX_INFLATED:
+                raise BadFile(f"inflates to over {MAX_INFLATED >> 20} MB")
+            yield piece
+            if inflater.eof:
+                rest = inflater.unused_data + data[offset:]
+                if rest[:2] != b"\x1f\x8b":
+                    return  # trailing bytes that are not another gzip member carry no records
+                data, offset, inflater = rest, 0, zlib.decompressobj(47)
+    except zlib.error as exc:
+        raise BadFile(f"damaged gzip data ({exc})") from None
+    if not inflater.eof:
+        raise BadFile("truncated gzip: the file ends before its compressed data does")
+
+
+# ---------------------------------------------------------------- typed decode: only whose record it is
+
+
+class _Identity(msgspec.Struct, gc=False):
+    accessKeyId: str | None = None
+    arn: str | None = None
+    principal: str | None = None
+
+
+class _Head(msgspec.Struct, gc=False):
+    userIdentity: _Identity | None = None
+
+
+class _Heads(msgspec.Struct, gc=False):
+    Records: list[_Head]
+
+
+class _Raws(msgspec.Struct, gc=False):
+    Records: list[msgspec.Raw]
+
+
+_HEADS = msgspec.json.Decoder(_Heads | list[_Head])
+_RAWS = msgspec.json.Decoder(_Raws | list[msgspec.Raw])
+_DIGITS = bytes(1 if 0x30 <= b <= 0x39 else 0 for b in range(256))
+_STRIDE = 512
+
+
+def _long_digits(buf: bytes, limit: int) -> bool:
+    """Whether buf holds a run of more than `limit` digits (json.loads refuses such an integer)."""
+    run = limit + 1
+    # A run of `run` digits covers at least run // STRIDE consecutive sampled positions: sample first.
+    if run >= 2 * _STRIDE and b"\x01" * (run // _STRIDE) not in buf[::_STRIDE].translate(_DIGITS):
+        return False
+    return b"\x01" * run in buf.translate(_DIGITS)
+
+
+def _depth() -> int:
+    frame: Any = sys._getframe(1)
+    depth = 0
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth
+
+
+def _deeper(frames: int, fn: Any, arg: Any) -> Any:
+    if frames > 0:
+        return _deeper(frames - 1, fn, arg)
+    return fn(arg)
+
+
+def _within(budget: int, fn: Any, arg: Any) -> Any:
+    """fn(arg) with at most `budget` levels of recursion left, so that a decoder fails on nesting at least as
+    shallow as the one json.loads failed on in the classic scan (whose stack the caller measured)."""
+    spare = sys.getrecursionlimit() - _depth() - budget
+    return _deeper(spare, fn, arg)
+
+
+Result = tuple[Any, ...]
+_DECODE_ERRORS = (msgspec.DecodeError, RecursionError, UnicodeDecodeError, ValueError, MemoryError)
+
+
+class _Decoded:
+    """A file the fast decode read: its bytes, pieces, records' identities and (once needed) records' bytes."""
+
+    def __init__(self, buf: bytes, cum: list[int], heads: list[_Head], budget: int) -> None:
+        self.buf, self.cum, self.heads, self.budget = buf, cum, heads, budget
+        self.raws: list[msgspec.Raw] | None = None
+        self.ids = frozenset(h.userIdentity.accessKeyId for h in heads if h.userIdentity and h.userIdentity.accessKeyId)
+
+    def hit(self, needles: tuple[bytes, ...]) -> int | None:
+        """The first piece where a needle occurs, as the streaming search finds it (the same tail window)."""
+        keep = max(len(n) for n in needles) - 1 if needles else 0
+        start = 0
+        for index, end in enumerate(self.cum):
+            begin = max(0, start - keep)
+            if any(self.buf.find(n, begin, end) >= 0 for n in needles):
+                return index
+            start = end
+        return None
+
+    def pick(self, keys: frozenset[str], roles: tuple[str, ...], users: tuple[str, ...]) -> list[tuple[int, bytes]]:
+        """The records that are the targets' (by their decoded userIdentity, as events.is_ours decides)."""
+        roles_in = tuple(f":assumed-role/{name}/" for name in roles)
+        users_at = tuple(f":user/{name}" for name in users)
+        wanted: list[int] = []
+        for index, head in enumerate(self.heads):
+            identity = head.userIdentity
+            if identity is None:
+                continue
+            if identity.accessKeyId in keys:
+                wanted.append(index)
+            elif roles_in or users_at:
+                arn = identity.arn or identity.principal or ""
+                if arn and (any(m in arn for m in roles_in) or any(arn.endswith(m) for m in users_at)):
+                    wanted.append(index)
+        if not wanted:
+            return []
+        if self.raws is None:
+            raws = _within(self.budget, _RAWS.decode, self.buf)
+            self.raws = raws.Records if isinstance(raws, _Raws) else raws
+        return [(index, bytes(self.raws[index])) for index in wanted]
+
+
+def _decode(buf: bytes, cum: list[int], digits: int, budget: int) -> _Decoded | None:
+    """The file's records' identities, when json.loads would read buf as the classic path does; else None."""
+    if not buf.isascii():
+        try:
+            buf.decode("utf-8", "surrogatepass")  # what json.loads decodes bytes with (after its BOM check)
+        except UnicodeDecodeError:
+            return None
+    if digits > 0 and _long_digits(buf, digits):
+        return None
+    try:
+        heads = _within(budget, _HEADS.decode, buf)
+    except _DECODE_ERRORS:
+        return None
+    return _Decoded(buf, cum, heads.Records if isinstance(heads, _Heads) else heads, budget)
+
+
+_CACHE: OrderedDict[str, _Decoded] = OrderedDict()  # the last few files decoded, for a search again soon after
+_CACHE_FILES = 6  # more than the files a worker has in flight (see scanner.AHEAD)
+_CACHE_BYTES = 128 << 20
+_CACHE_LOCK = threading.Lock()
+
+
+def forget() -> None:
+    """Drop the decoded files kept for a search again."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _answer(decoded: _Decoded, hit: int | None, task: tuple[Any, ...]) -> Result:
+    _, _, keys, roles, users, *_ = task
+    try:
+        cands = decoded.pick(keys, roles, users)
+    except _DECODE_ERRORS:
+        return ("scan", decoded.cum, hit, None, "fallback", [], None)
+    return ("scan", decoded.cum, hit, None, "ok", cands, decoded.ids)
+
+
+def scan(task: tuple[Any, ...]) -> Result:
+    """One file for one set of keys.
+
+    task: (source: a path or the file's bytes, needles: the bytes to look for, keys: key ids, roles, users,
+    force: decode even when no needle occurs, digits: json's integer digits limit, budget: recursion levels,
+    name: the file's name, to find it among the files decoded last, or "").
+
+    Returns ("read", reason) when the file cannot be read, else
+    ("scan", cum, hit, error, status, cands, ids): cum the inflated size after each piece, hit the first piece
+    where a needle occurs (None: nowhere), error the damage met while inflating (None: none), status "nohit"
+    (not decoded), "error" (not decoded: damaged), "ok" or "fallback" (see `_decode`).
+    """
+    source, needles, _, _, _, force, digits, budget, name = task
+    with _CACHE_LOCK:
+        cached = _CACHE.get(name) if name else None
+    if cached is not None:
+        hit = cached.hit(needles)
+        if hit is None and not force:
+            return ("scan", cached.cum, None, None, "nohit", [], None)
+        return _answer(cached, hit, task)
+    if isinstance(source, str):
+        try:
+            with open(source, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            return ("read", f"cannot read it: {exc.strerror or type(exc).__name__}")
+    else:
+        data = source
+    cum: list[int] = []
+    pieces: list[bytes] = []  # kept from the piece with the first hit on (the ones before are inflated again)
+    hit = None
+    error: str | None = None
+    kept = True
+    if data[:2] != b"\x1f\x8b":
+        cum.append(len(data))
+        pieces.append(data)
+        if any(n in data for n in needles):
+            hit = 0
+    else:
+        keep = max(len(n) for n in needles) - 1 if needles else 0
+        tail = b""
+        size = 0
+        try:
+            for piece in inflate(data):
+                size += len(piece)
+                cum.append(size)
+                if hit is None:
+                    window = tail + piece if tail else piece
+                    if any(n in window for n in needles):
+                        hit = len(cum) - 1
+                    else:
+                        tail = window[-keep:] if keep else b""
+                if (hit is not None or force) and kept:
+                    pieces.append(piece)
+                    if size > KEEP_LIMIT:
+                        kept, pieces = False, []
+        except BadFile as exc:
+            error = str(exc)
+        if hit and not force and kept and error is None:
+            # the pieces before the first hit were not kept: inflate them again (the same pieces: same input)
+            before = []
+            for index, piece in enumerate(inflate(data)):
+                if index == hit:
+                    break
+                before.append(piece)
+            pieces[:0] = before
+    del data
+    if error is not None:
+        return ("scan", cum, hit, error, "error", [], None)
+    if hit is None and not force:
+        return ("scan", cum, None, None, "nohit", [], None)
+    if not kept:
+        return ("scan", cum, hit, None, "fallback", [], None)
+    buf = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    del pieces
+    decoded = _decode(buf, cum, digits, budget)
+    if decoded is None:
+        return ("scan", cum, hit, None, "fallback", [], None)
+    if name and len(buf) <= _CACHE_BYTES:
+        with _CACHE_LOCK:
+            _CACHE[name] = decoded
+            while len(_CACHE) > _CACHE_FILES or sum(len(d.buf) for d in _CACHE.values()) > _CACHE_BYTES:
+                _CACHE.popitem(last=False)
+    return _answer(decoded, hit, task)
+
+
+# ---------------------------------------------------------------- worker process
+
+_HEADER = struct.Struct("<Q")
+
+
+def task_from_wire(body: bytes) -> tuple[Any, ...]:
+    source, needles, keys, roles, users, force, digits, budget, name = msgspec.msgpack.decode(body)
+    return (source, tuple(needles), frozenset(keys), tuple(roles), tuple(users), force, digits, budget, name)
+
+
+def result_from_wire(body: bytes) -> Result:
+    result = msgspec.msgpack.decode(body)
+    if result[0] != "scan":
+        return tuple(result)
+    kind, cum, hit, error, status, cands, ids = result
+    return (kind, cum, hit, error, status, [(i, raw) for i, raw in cands], None if ids is None else frozenset(ids))
+
+
+def to_wire(value: tuple[Any, ...]) -> bytes:
+    body = msgspec.msgpack.encode(value)
+    return _HEADER.pack(len(body)) + body
+
+
+def _read_exact(stream: Any, size: int) -> bytes | None:
+    chunks = []
+    while size:
+        chunk = stream.read(size)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def serve() -> None:
+    """Answer scan requests from stdin on stdout (length-prefixed msgpack) until stdin closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it closes our stdin
+    requests = sys.stdin.buffer
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print must not corrupt the answers
+    while True:
+        header = _read_exact(requests, _HEADER.size)
+        if header is None:
+            return
+        body = _read_exact(requests, _HEADER.unpack(header)[0])
+        if body is None:
+            return
+        try:
+            result: Result = scan(task_from_wire(body))
+        except Exception as exc:  # the parent judges the file the classic way
+            result = ("failed", f"{type(exc).__name__}: {exc}"[:200])
+        answers.write(to_wire(result))
+        answers.flush()
+
+
+if __name__ == "__main__":
+    serve()
