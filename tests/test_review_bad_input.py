@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import shutil
@@ -269,3 +270,32 @@ def test_a_planted_truncated_object_does_not_stop_the_flagship(sandbox: Any, pre
     assert "review was partial" in summary.message
     final = sandbox.slack.messages("stanch-incidents")[-1]["text"]
     assert "review was partial" in final and planted in final
+
+
+def test_worker_processes_give_the_full_parses_report_and_leave_no_process(tmp_path: Path) -> None:
+    """The fast path (byte search, identity-only decoding, worker processes) against the classic full parse on
+    one thread, over good copies and every bad fixture at once."""
+    import os
+
+    from integrations.aws.cloudtrail_review.scanner import ClassicScanner
+
+    for i in range(6):
+        shutil.copy(GOOD, tmp_path / f"good-{i}.json")
+    for bad in sorted(BAD.iterdir()):
+        shutil.copy(bad, tmp_path / bad.name)
+
+    def report(scanner: Any) -> dict[str, Any]:
+        data = engine.review([LEAKED], scanner=scanner).model_dump(mode="json")
+        data.pop("seconds", None)
+        return data
+
+    fast = report(engine.Scanner(engine.local_units(tmp_path), processes=True))
+    classic = report(ClassicScanner(engine.local_units(tmp_path), workers=1))
+    assert fast == classic
+    assert fast["events_total"] and fast["files_skipped"], "the good copies were reviewed, the bad files listed"
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if b"fastscan" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                left.append(pid)
+    assert left == [], f"worker processes left behind: {left}"

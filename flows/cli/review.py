@@ -27,7 +27,10 @@ def review_logs(
     since: Annotated[str | None, typer.Option("--since", help="Start: 2024-11-30 or 2024-11-30T08:00:00Z.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="End of the window.")] = None,
     format: Annotated[str, typer.Option("--format", help="table, json or markdown.")] = "table",
-    workers: Annotated[int | None, typer.Option("--workers", help="Threads reading files (default: every core).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Worker processes reading files (default: every core; 1: in this process)."),
+    ] = None,
     region: Annotated[
         list[str] | None,
         typer.Option("--region", help="With --source lookup: a region to look in (repeatable); default aws.regions."),
