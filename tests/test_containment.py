@@ -809,7 +809,7 @@ def test_the_flagship_on_the_wide_attack_leaves_nothing_standing_and_denies_the_
     assert sandbox.client("cloudtrail").get_trail_status(Name=ids["trail"])["IsLogging"]
     report = sandbox.slack.messages("incident-response")[-1]["text"]
     for words in (
-        "the key and the sessions minted from it are cut off",
+        "report: Contained: the key and the sessions minted from it are cut off.",
         "compute completed, secrets completed",
         f"SSM commands ran on: {ids['ssm_target']}.",
         "/aws/vpc/flow-logs deleted, flow logs fl-0a1b2c3d4e5f6a7b8 deleted",
@@ -821,3 +821,9 @@ def test_the_flagship_on_the_wide_attack_leaves_nothing_standing_and_denies_the_
         f"{key} deactivated; {ids['attacker_key']} deleted to make room.",
     ):
         assert words in report, (words, report)
+    # the after-action report agrees: contained, when the last containment step ended (long after the key)
+    from flows.tabletop.report import collect
+
+    measures = collect(summary.run_id).measures
+    assert measures.time_to_contain.verdict == "contained", measures.time_to_contain.note
+    assert measures.key_deactivated.seconds < measures.time_to_contain.seconds  # type: ignore[operator]

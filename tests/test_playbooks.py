@@ -10,6 +10,7 @@ from conftest import FIXTURES, BackgroundRun, start_run
 
 from flows.approvals.client import answer_gate, open_gates
 from flows.sandbox import trail
+from flows.tabletop.report import collect
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -130,9 +131,9 @@ def test_leaked_key_confirmed_by_aws_health_is_contained_reviewed_cleaned_up_and
         "12 event(s)",
         "203.0.113.5",
         "persistence",
-        "the key and the sessions minted from it are cut off",
+        "report: Contained: the key and the sessions minted from it are cut off.",
         "Sessions: revoked sessions of user/ci-deployer issued before",
-        "Contained: 1 user(s), 1 key(s)",
+        "Changed: 1 user(s), 1 key(s), 1 console login(s)",
         "Already undone by the attacker (left alone): nothing.",
         "Secrets read, to rotate: prod/db/password.",
         "Rotation: ci-deployer: new key",
@@ -172,6 +173,12 @@ def test_an_anomaly_waits_for_a_person_and_rejections_leave_everything_in_place(
     assert (
         "Sessions: NOT revoked (step blocked); still valid until they expire: " + sandbox.scenario["session_key"] in report
     )
+    after_action = collect(summary.run_id)  # the after-action report agrees, and says why
+    contain, key = after_action.measures.time_to_contain, after_action.measures.key_deactivated
+    assert contain.seconds is None and contain.verdict == "not contained"
+    assert "deactivate-approved rejected" in contain.note and "revoke-user-sessions blocked" in contain.note
+    assert "report says NOT CONTAINED: temporary credentials minted from the key may still work" in contain.note
+    assert key.seconds is None and key.note == "no step deactivated the key (deactivate-approved rejected)"
 
 
 def test_role_sessions_are_revoked_and_their_activity_reviewed(sandbox: Any) -> None:
@@ -213,3 +220,53 @@ def test_a_credential_used_after_containment_fails_the_watch_and_the_report_neve
     report = sandbox.slack.messages("incident-response")[-1]["text"]
     assert "NOT CONTAINED: a credential made from the key was used successfully after containment" in report
     assert "Contained" not in report, report
+    after_action = collect(summary.run_id)  # the key was Inactive in seconds, but a credential made from it works
+    contain, key = after_action.measures.time_to_contain, after_action.measures.key_deactivated
+    assert contain.seconds is None and contain.verdict == "not contained"
+    assert f"watch-key-use failed: {watch.reason[:40]}" in contain.note, contain.note
+    assert key.seconds is not None and key.until.endswith("(deactivate-now) done")
+
+
+def test_role_sessions_or_logins_left_standing_are_never_reported_contained(sandbox: Any) -> None:
+    """The key assumed a role and the attacker set a console password (the sandbox's backdoor user): a person rejects
+    revoking the role's sessions, and containing what the attacker created. The key and the user's sessions are
+    cut off at once, yet the report says NOT CONTAINED, naming the role, the login and why each still works."""
+    import gzip
+    from datetime import UTC, datetime, timedelta
+
+    role, key = sandbox.scenario["role"], sandbox.scenario["key"]
+    earlier = datetime.now(UTC) - timedelta(minutes=30)
+    assumed = trail.record(
+        earlier,
+        "AssumeRole",
+        "sts.amazonaws.com",
+        key,
+        "user/ci-deployer",
+        params={"roleArn": f"arn:aws:iam::{trail.ACCOUNT}:role/{role}", "roleSessionName": "ops"},
+        response={"credentials": {"accessKeyId": "ASIAROLESESSION00001", "expiration": "x"}},
+    )
+    body = gzip.compress(json.dumps({"Records": [assumed]}).encode())
+    sandbox.client("s3").put_object(Bucket=sandbox.cloudtrail_bucket, Key=trail.object_key(earlier, n=78), Body=body)
+    run = start_flagship_on_health_alert(sandbox)
+    answer(run, "approve-role-sessions", "reject", who="bob")
+    answer(run, "approve-containment", "reject", who="bob")
+    answer(run, "approve-secret-rotation")
+    summary = run.result(timeout=120)
+    got = states(summary)
+    assert got["deactivate-now"] == "completed" and got["revoke-user-sessions"] == "completed"
+    assert got["approve-role-sessions"] == "rejected" and got["revoke-role-sessions"] == "blocked"
+    assert got["disable-created-logins"] == "blocked" and iam_state(sandbox)["backdoor_login"]
+    report = sandbox.slack.messages("incident-response")[-1]["text"]
+    assert "Contained" not in report, report
+    verdict = report.split("report: ", 1)[1].split(". Key: ", 1)[0]
+    assert verdict.startswith("NOT CONTAINED: "), verdict
+    for why in (
+        f"sessions of roles the key assumed may still work ({role}; approve-role-sessions rejected, "
+        "revoke-role-sessions blocked)",
+        f"console logins the attacker created may still work ({trail.BACKDOOR_USER}; disable-created-logins blocked)",
+    ):
+        assert why in verdict, (why, verdict)
+    contain = collect(summary.run_id).measures.time_to_contain
+    assert contain.seconds is None and contain.verdict == "not contained"
+    assert "approve-role-sessions rejected; revoke-role-sessions blocked" in contain.note, contain.note
+    assert f"report says NOT CONTAINED: {verdict.removeprefix('NOT CONTAINED: ')[:60]}" in contain.note

@@ -4,6 +4,7 @@ One live run (module-scoped: ~10 s) on a real Prefect API: an AWS Health alert f
 from someone outside the approver group, then approvals at both gates. Its report is checked against what the run
 recorded; the HTML is rendered by headless Chromium (Debian's `chromium`, installed when missing and possible) to a
 PNG and a PDF; the JSON goes through `stanch compare`; `stanch report` runs on the real run and on an unknown one.
+When "contained" may be said is checked on made-up steps (no run needed), and on real runs in test_playbooks.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,12 @@ from test_playbooks import start_flagship_on_health_alert
 
 from flows.approvals.client import answer_gate
 from flows.tabletop.report import (
+    KEY_USES,
+    Message,
     Report,
     ReportError,
+    StepLine,
+    _measures,
     collect,
     compare,
     from_json,
@@ -36,11 +42,15 @@ from flows.tabletop.report import (
     render_html,
     render_markdown,
     to_json,
+    verdict_line,
 )
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 MIDWAY: list[Report] = []
+# Credential shapes in free text people type: an AWS secret key in an approval's reason, a Slack token in a refused one.
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+SLACK_TOKEN = "xoxb-1234567890-abcdefghijkl"
 HOSTILE = '<script>alert(1)</script></svg><img src=x onerror="fetch(`//evil`)">[x](javascript:alert(1))|'
 
 
@@ -65,9 +75,10 @@ def flagship(sandbox_session: Any, stanch_config: Path, prefect_api: str) -> Ite
             who = "alice" if approved else "dana"
             if not approved:
                 MIDWAY.append(collect(run.run_id))  # type: ignore[arg-type]
-                refused = answer_gate(run.run_id, gate, "mallory", "approve", "not on call")  # type: ignore[arg-type]
+                refused = answer_gate(run.run_id, gate, "mallory", "approve", f"not on call {SLACK_TOKEN}")  # type: ignore[arg-type]
                 assert not refused.accepted
-            verdict = answer_gate(run.run_id, gate, who, "approve", f"test: {who} approves")  # type: ignore[arg-type]
+            reason = f"test: {who} approves" + (f", pasted {AWS_SECRET} by mistake" if who == "dana" else "")
+            verdict = answer_gate(run.run_id, gate, who, "approve", reason)  # type: ignore[arg-type]
             assert verdict.accepted, verdict.message
             approved[gate] = who
         summary = run.result(timeout=120)
@@ -107,18 +118,30 @@ def test_the_report_says_what_the_run_did_and_how_long_it_took(flagship: tuple[A
         last = max(d.at for d in report.decisions if d.gate == w.gate and d.at)
         assert w.closed == last and w.opened is not None
         assert w.seconds == pytest.approx((last - w.opened).total_seconds())
-    # the measures agree with the records: from the alert's arrival (the run's first record) to the first
-    # containment (a confirmed exposure: deactivate-now, without a gate) and the first rotation
+    # the measures agree with the records: from the alert's arrival (the run's first record) to the key's
+    # deactivation (a confirmed exposure: deactivate-now, without a gate), to the LAST containment step that did work
+    # (nothing failed, was blocked or rejected, and the run's own report did not say NOT CONTAINED), to the first rotation
     m = report.measures
     assert report.started == min(s.started_at for s in summary.steps if s.started_at)
-
-    def first_done(phase: str) -> Any:
-        done = [s for s in summary.steps if s.phase == phase and s.state == "completed" and not s.uses.startswith("core.")]
-        return min(done, key=lambda s: s.finished_at)
-
-    contained, rotated = first_done("contain"), first_done("rotate")
-    assert contained.id == "deactivate-now" and m.time_to_contain.until.endswith(f"({contained.id}) done")
+    contain_phase = [s for s in summary.steps if s.phase == "contain"]
+    assert all(s.state in ("completed", "skipped") for s in contain_phase), [(s.id, s.state) for s in contain_phase]
+    worked = [s for s in contain_phase if s.state == "completed" and not s.uses.startswith("core.") and s.items != 0]
+    contained = max(worked, key=lambda s: s.finished_at)
+    keyed = min(
+        (s for s in summary.steps if s.uses in KEY_USES and s.items is None and s.state == "completed"),
+        key=lambda s: s.finished_at,
+    )
+    rotated = min(
+        (s for s in summary.steps if s.phase == "rotate" and s.state == "completed" and not s.uses.startswith("core.")),
+        key=lambda s: s.finished_at,
+    )
+    assert keyed.id == "deactivate-now" and m.key_deactivated.until.endswith("(deactivate-now) done")
+    assert m.key_deactivated.seconds == pytest.approx((keyed.finished_at - report.started).total_seconds())
+    assert contained.id != "deactivate-now", "the key's deactivation is not the end of containment"
+    assert m.time_to_contain.verdict == "contained" and m.time_to_contain.until.endswith(f"({contained.id}) done")
     assert m.time_to_contain.seconds == pytest.approx((contained.finished_at - report.started).total_seconds())
+    assert m.key_deactivated.seconds < m.time_to_contain.seconds  # type: ignore[operator]
+    assert verdict_line(report).startswith("Contained in ") and "key deactivated in" in verdict_line(report)
     assert m.time_to_rotate.until.endswith(f"({rotated.id}) done")
     assert m.time_to_rotate.seconds == pytest.approx((rotated.finished_at - report.started).total_seconds())
     assert 0 < m.time_to_contain.seconds <= m.total.seconds and 0 < m.time_to_rotate.seconds <= m.total.seconds  # type: ignore[operator]
@@ -148,6 +171,8 @@ def test_a_run_still_waiting_at_a_gate_is_reported_so_far(flagship: tuple[Any, R
     assert waiting.status == "open" and waiting.seconds is None and waiting.closed is None and waiting.opened is not None
     assert "a gate is still open" in midway.measures.waiting_on_people.note
     assert "so far" in midway.measures.total.until
+    assert midway.measures.time_to_contain.seconds is None, "never contained before the run's own verdict"
+    assert midway.measures.time_to_contain.verdict == "not contained yet"
     assert any(s.state == "pending" for s in midway.steps), "steps not reached yet are listed, pending"
     assert [s.id for s in midway.steps] == [s.id for s in final.steps]
     render_html(midway)  # renders with an open gate (a bar with no end)
@@ -164,6 +189,26 @@ def test_no_secret_value_reaches_the_report(flagship: tuple[Any, Report, Any], s
         sandbox_session.deactivate()
     for text in (json.dumps(to_json(report)), render_html(report), render_markdown(report)):
         assert stored["SecretAccessKey"] not in text
+
+
+def test_credential_shapes_people_typed_are_masked_in_every_form_of_the_report(flagship: tuple[Any, Report, Any]) -> None:
+    from flows.engine.journal import GATE_PREFIX
+    from flows.tabletop.report import _read_inputs
+
+    _, report, _ = flagship
+    journal = json.dumps(
+        {k: v for k, (v, _) in _read_inputs(uuid.UUID(report.flow_run_id)).items() if k.startswith(GATE_PREFIX)}
+    )
+    assert AWS_SECRET in journal and SLACK_TOKEN in journal, "the journal holds the reasons as typed"
+    reasons = [d.reason for d in report.decisions if d.accepted] + [d.refusal or "" for d in report.decisions]
+    assert any("pasted *** by mistake" in r for r in reasons), reasons
+    for text, masked in (
+        (json.dumps(to_json(report)), "pasted *** by mistake"),
+        (render_html(report), "pasted *** by mistake"),
+        (render_markdown(report), "pasted \\*\\*\\* by mistake"),  # Markdown escapes its emphasis
+    ):
+        assert AWS_SECRET not in text and SLACK_TOKEN not in text
+        assert masked in text
 
 
 def parsed(page: str) -> tuple[set[str], set[str]]:
@@ -232,6 +277,8 @@ def test_the_report_is_published_on_its_run(flagship: tuple[Any, Report, Any]) -
     [artifact] = [a for a in found if str(a.id) == artifact_id]
     assert str(artifact.flow_run_id) == report.flow_run_id and artifact.type == "markdown"
     assert "Time to contain" in str(artifact.data) and report.measures.gates[0].gate in str(artifact.data)
+    assert "**Contained in" in str(artifact.data) and "Contained in" in str(artifact.description)
+    assert AWS_SECRET not in str(artifact.data) and SLACK_TOKEN not in str(artifact.data)
 
 
 # ---------------------------------------------------------------------------------------------------- Chromium
@@ -371,6 +418,14 @@ def test_compare_says_what_got_faster_or_slower_and_which_outcomes_flipped(
     assert rows[("gate", first.measures.gates[-1].gate)].verdict == "slower"
     assert rows[("gate", first.measures.gates[0].gate)].verdict == "same" or len(first.measures.gates) == 1
     assert rows[("outcome", "key Inactive within 2 min")].verdict == "now missed"
+    not_contained = to_json(first)
+    not_contained["measures"]["time_to_contain"].update(seconds=None, verdict="not contained", note="not contained: x")
+    row = {(r.section, r.name): r for r in compare(first, from_json(not_contained))}[("measure", "Time to contain")]
+    assert (row.b, row.verdict) == ("not contained", "now not contained")
+    old = to_json(first)
+    del old["measures"]["key_deactivated"]  # a report written before the measure: still read, and compared
+    assert from_json(old).measures.key_deactivated.seconds is None
+    assert {r.name: r.verdict for r in compare(from_json(old), first)}["Key deactivated"] == "only in B"
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(to_json(first)))
     b.write_text(json.dumps(later))
@@ -410,6 +465,8 @@ def test_stanch_report_on_an_unknown_run_says_so_in_one_line(prefect_api: str) -
         ('{"schema": "stanch.review/v2"}', "schema is 'stanch.review/v2'"),
         ('{"schema": "stanch.report/v1", "title": "x"}', "kind: Field required"),
         ("{not json", "not JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"schema": "stanch.report/v1", "alert": ' + "[" * 200 + "]" * 200 + "}", "nested more than 64 levels"),
     ],
 )
 def test_a_file_that_is_not_a_report_is_refused_with_the_reason(tmp_path: Path, content: str, expected: str) -> None:
@@ -421,6 +478,19 @@ def test_a_file_that_is_not_a_report_is_refused_with_the_reason(tmp_path: Path, 
         read_json_file(bad)
     assert expected in str(caught.value) and str(caught.value).startswith(str(bad))
     assert "\n" not in str(caught.value)
+
+
+def test_a_file_too_large_for_a_report_is_refused_before_it_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.tabletop import report as module
+
+    monkeypatch.setattr(module, "MAX_REPORT_BYTES", 1000)
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"schema": "stanch.report/v1", "notes": ["x" * 2000]}))
+    with pytest.raises(ReportError) as caught:
+        module.read_json_file(big)
+    assert str(caught.value) == f"{big}: too large for a report (over 1,000 bytes)"
 
 
 def test_stanch_compare_on_a_bad_file_exits_1_with_the_reason(tmp_path: Path) -> None:
@@ -438,3 +508,99 @@ def test_bad_events_and_outcomes_are_refused_before_anything_is_read() -> None:
         collect(str(uuid.uuid4()), extra_events=[{"at": "yesterday", "kind": "inject", "label": "x"}])
     with pytest.raises(ReportError, match=r"outcomes\[1\]\.met"):
         collect(str(uuid.uuid4()), outcomes=[{"name": "a", "met": True}, {"name": "b", "met": "perhaps"}])
+
+
+# ---------------------------------------------------------------------------------------------------- when "contained"
+
+T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
+
+
+def line(step_id: str, phase: str, uses: str, end: float | None, state: str = "completed", **more: Any) -> StepLine:
+    ended = T0 + timedelta(seconds=end) if end is not None else None
+    started = ended - timedelta(seconds=1) if ended is not None else None
+    return StepLine(id=step_id, name=step_id, phase=phase, uses=uses, state=state, started=started, ended=ended, **more)
+
+
+def flagship_steps(**states: str) -> list[StepLine]:
+    """The flagship's containment as a confirmed exposure runs it, every step done; `states` changes some."""
+    steps = [
+        line("deactivate-now", "contain", "aws.iam.deactivate_access_key", 30),
+        line("deactivate-approved", "contain", "aws.iam.deactivate_access_key", None, "skipped"),
+        line("revoke-user-sessions", "contain", "aws.iam.revoke_sessions", 45),
+        line("approve-containment", "contain", "core.log", 200),
+        line("quarantine-created-users", "contain", "aws.iam.quarantine_principal", 210, items=1),
+        line("deactivate-created-keys", "contain", "aws.iam.deactivate_access_key", 215, items=1),
+        line("disable-created-logins", "contain", "aws.iam.disable_console_login", 220, items=1),
+        line("approve-role-sessions", "contain", "core.log", None, "skipped"),
+        line("revoke-role-sessions", "contain", "aws.iam.revoke_sessions", 100, items=0, detail="0 item(s), 0 changed"),
+        line("rotate-key-now", "rotate", "aws.iam.rotate_access_key", 60),
+        line("watch-key-use", "review", "aws.cloudtrail.watch_key_use", 400),
+        line("report", "notify", "slack.post_message", 401),
+    ]
+    for s in steps:
+        if s.id in states:
+            s.state = states[s.id]
+            s.detail = "ListBuckets by ASIAEXAMPLE after containment: it still works" if s.id == "watch-key-use" else ""
+    return steps
+
+
+SAID = "Incident INC-1 report: NOT CONTAINED: sessions of roles the key assumed may still work (app-deployer). Key: x."
+
+
+@pytest.mark.parametrize(
+    ("states", "said", "mode", "running", "why"),
+    [
+        ({"revoke-user-sessions": "failed"}, "", "live", False, "revoke-user-sessions failed"),
+        ({"watch-key-use": "failed"}, "", "live", False, "watch-key-use failed: ListBuckets by ASIAEXAMPLE"),
+        (
+            {"approve-role-sessions": "rejected", "revoke-role-sessions": "blocked"},
+            "",
+            "live",
+            False,
+            "approve-role-sessions rejected; revoke-role-sessions blocked",
+        ),
+        ({"approve-containment": "timed_out", "disable-created-logins": "blocked"}, "", "live", False, "timed out"),
+        ({}, SAID, "live", False, "report says NOT CONTAINED: sessions of roles the key assumed may still work"),
+        ({}, "", "dry-run", False, "a dry-run changes nothing"),
+        ({"watch-key-use": "pending", "report": "pending"}, "", "live", True, "watch-key-use not finished yet"),
+    ],
+)
+def test_never_contained_while_a_credential_may_still_work(
+    states: dict[str, str], said: str, mode: str, running: bool, why: str
+) -> None:
+    steps = flagship_steps(**states)
+    messages = [Message(at=T0, step="report", text=said)] if said else []
+    m = _measures(steps, [], T0, T0 + timedelta(seconds=401), running, True, messages, mode)
+    assert m.time_to_contain.seconds is None and m.time_to_contain.at is None
+    assert m.time_to_contain.verdict == ("not contained yet" if running else "not contained")
+    assert why in m.time_to_contain.note, m.time_to_contain.note
+    if mode == "dry-run":
+        assert (m.key_deactivated.seconds, m.key_deactivated.verdict) == (None, "not deactivated")
+    else:  # the key's own time stands whatever else failed
+        assert m.key_deactivated.seconds == 30 and m.key_deactivated.until == "deactivate-now (deactivate-now) done"
+    report = Report(title="t", kind="incident", flow_run_id="r", playbook="p", mode=mode, steps=steps, measures=m)
+    shown = verdict_line(report)
+    assert shown.startswith("NOT CONTAINED") and why in shown, shown
+    for text in (render_html(report), render_markdown(report)):
+        assert "NOT CONTAINED" in text and "Contained in" not in text
+
+
+def test_contained_is_the_end_of_the_last_containment_step_and_the_key_has_its_own_time() -> None:
+    steps = flagship_steps()
+    m = _measures(steps, [], T0, T0 + timedelta(seconds=401), False, True, [], "live")
+    assert (m.time_to_contain.seconds, m.time_to_contain.verdict) == (220, "contained")
+    assert m.time_to_contain.until == "disable-created-logins (disable-created-logins) done"
+    assert (m.key_deactivated.seconds, m.time_to_rotate.seconds) == (30, 60)
+    report = Report(title="t", kind="incident", flow_run_id="r", playbook="p", mode="live", steps=steps, measures=m)
+    assert verdict_line(report) == "Contained in 3m 40s (key deactivated in 30s)"
+    rejected = _measures(flagship_steps(**{"deactivate-now": "skipped"}), [], T0, T0, False, True, [], "live")
+    assert rejected.key_deactivated.seconds == 60, "a rotation leaves the key Inactive too"
+    none = [s for s in flagship_steps() if s.phase != "contain"]
+    assert (
+        _measures(none, [], T0, T0, False, True, [], "live").time_to_contain.note == "the playbook has no containment step"
+    )
+
+
+def test_a_run_still_going_is_not_contained_yet_even_with_every_containment_step_done() -> None:
+    m = _measures(flagship_steps(), [], T0, T0 + timedelta(seconds=401), True, True, [], "live")
+    assert (m.time_to_contain.seconds, m.time_to_contain.note) == (None, "not contained yet: the run is still going")

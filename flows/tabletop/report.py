@@ -8,7 +8,10 @@ self-contained HTML file (inline CSS and SVG, nothing fetched), as Markdown (a P
 (`stanch.report/v1`), which `compare` reads to say what got faster or slower between two runs.
 
 Every value shown may come from an attacker (an alert's text, a log record's fields): the HTML and the
-Markdown escape everything, and a report holds no secret value (the journal's step outputs are masked).
+Markdown escape everything, and a report holds no secret value (the journal's step outputs are masked, and
+`collect` masks credential shapes in every free text it reads: decision reasons, step details, messages).
+
+"Contained" is said only when nothing the run knows of may still work: see `_contain_measure`.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from integrations.masking import SecretMasker
 
 SCHEMA = "stanch.report/v1"
 ARTIFACT_KEY = "after-action-report"
@@ -29,6 +35,9 @@ KINDS: tuple[str, ...] = ("alert", "attacker", "inject", "step", "gate", "decisi
 MAX_ATTACKER_EVENTS = 200  # findings put on the timeline; the findings section lists them all (up to MAX_FINDINGS)
 MAX_FINDINGS = 500
 MAX_TEXT = 2000
+MAX_REPORT_BYTES = 32 * 1024 * 1024  # a report file read back (`stanch compare`): larger is not one Stanch wrote
+MAX_REPORT_DEPTH = 64  # levels of nesting in a report's JSON (a real one has fewer than 10)
+_MASKER = SecretMasker()  # credential shapes (no value is registered: a report reads no secret)
 _log = logging.getLogger("stanch.report")
 
 
@@ -83,6 +92,7 @@ class StepLine(_Model):
     ended: datetime | None = None
     changed: bool = False
     detail: str = ""
+    items: int | None = None  # a for_each step's item count (None: a single action)
 
 
 class Decision(_Model):
@@ -118,17 +128,27 @@ class Measure(_Model):
     since: str = ""
     until: str = ""
     note: str = ""
+    verdict: str = ""  # what stands instead of a time: "not contained", "not deactivated" ("" when it has a time)
+
+    def shown(self) -> str:
+        """The time, else the verdict (a measure with neither shows a dash)."""
+        return fmt_seconds(self.seconds) if self.seconds is not None or not self.verdict else self.verdict
+
+
+def _no_key_measure() -> Measure:  # reports written before the measure existed
+    return Measure(key="key_deactivated", label="Key deactivated", note="not measured in this report")
 
 
 class Measures(_Model):
     time_to_contain: Measure
+    key_deactivated: Measure = Field(default_factory=_no_key_measure)
     time_to_rotate: Measure
     waiting_on_people: Measure
     total: Measure
     gates: list[GateWait] = Field(default_factory=list)
 
     def all(self) -> list[Measure]:
-        return [self.time_to_contain, self.time_to_rotate, self.waiting_on_people, self.total]
+        return [self.time_to_contain, self.key_deactivated, self.time_to_rotate, self.waiting_on_people, self.total]
 
 
 class FindingLine(_Model):
@@ -203,6 +223,7 @@ class CompareRow(_Model):
     b: str
     change: str
     verdict: str  # faster | slower | same | only in A | only in B | now met | now missed | still met | still missed
+    # (a measure with a verdict instead of a time: "now not contained", "now contained")
 
 
 # ---------------------------------------------------------------------------------------------------- JSON
@@ -213,6 +234,18 @@ def to_json(report: Report) -> dict[str, Any]:
     return data
 
 
+def _too_deep(data: Any, limit: int = MAX_REPORT_DEPTH) -> bool:
+    """True when lists and objects nest more than `limit` levels (counted without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            if level > limit:
+                return True
+            stack.extend((child, level + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def from_json(data: Any) -> Report:
     """A report from its JSON form; ReportError naming what is wrong for anything else."""
     if not isinstance(data, dict):
@@ -220,8 +253,12 @@ def from_json(data: Any) -> Report:
     schema = data.get("schema")
     if schema != SCHEMA:
         raise ReportError(f"not a Stanch report: schema is {str(schema)[:60]!r}, expected {SCHEMA!r}")
+    if _too_deep(data):
+        raise ReportError(f"not a Stanch report: nested more than {MAX_REPORT_DEPTH} levels deep")
     try:
         return Report.model_validate(data)
+    except RecursionError:
+        raise ReportError("not a Stanch report: nested too deeply to read") from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top)"
@@ -235,11 +272,17 @@ def read_json_file(path: Any) -> Report:
 
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as stream:  # at most one byte past the cap, whatever the file claims (a FIFO, /dev/zero)
+            raw = stream.read(MAX_REPORT_BYTES + 1)
+        if len(raw) > MAX_REPORT_BYTES:
+            raise ReportError(f"{file}: too large for a report (over {MAX_REPORT_BYTES:,} bytes)")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{file}: cannot read it: {exc}") from None
+        raise ReportError(f"{file}: cannot read it: {' '.join(str(exc).split())}") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ReportError(f"{file}: not a Stanch report: nested too deeply to read") from None
     except ValueError as exc:
         raise ReportError(f"{file}: not JSON: {exc}") from None
     try:
@@ -272,6 +315,13 @@ def _text(value: Any, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _free(value: Any, limit: int = MAX_TEXT) -> str:
+    """Free text (a reason, a detail, a message, an alert's field) with credential shapes masked, then cut to
+    `limit`: masked before it is cut, so a cut never leaves part of a secret its pattern no longer matches."""
+    text = "" if value is None else str(value)
+    return _text(_MASKER.mask(text[: limit + 10_000]), limit)
+
+
 def _slack_text(text: str) -> str:
     """Slack's escaping undone (the HTML and Markdown renderers escape again, for their own language)."""
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
@@ -285,7 +335,7 @@ def _checked_events(extra_events: list[dict[str, Any]] | None) -> list[Event]:
         known = {k: v for k, v in item.items() if k in Event.model_fields}  # other keys are the caller's own
         for name, limit in (("label", MAX_TEXT), ("detail", 20 * MAX_TEXT)):
             if isinstance(known.get(name), str):
-                known[name] = _text(known[name], limit)
+                known[name] = _free(known[name], limit)
         try:
             events.append(Event.model_validate(known))
         except ValidationError as exc:
@@ -301,7 +351,7 @@ def _checked_outcomes(outcomes: list[dict[str, Any]] | None) -> list[Outcome]:
         if not isinstance(item, dict):
             raise ReportError(f"outcomes[{index}]: an outcome is an object with name, met, target, actual, evidence")
         try:
-            checked.append(Outcome.model_validate(item))
+            checked.append(Outcome.model_validate(_MASKER.mask_data(item)))
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"])
@@ -320,7 +370,7 @@ def _read_run(ref: str) -> Any:
         from prefect.settings import PREFECT_API_URL
 
         where = PREFECT_API_URL.value() or "the ephemeral Prefect API"
-        raise ReportError(f"cannot read run {ref} from {where}: {type(exc).__name__}: {_text(exc, 300)}") from None
+        raise ReportError(f"cannot read run {ref} from {where}: {type(exc).__name__}: {_free(exc, 300)}") from None
 
 
 def _read_inputs(flow_run_id: UUID) -> dict[str, tuple[str, datetime | None]]:
@@ -375,7 +425,7 @@ def collect(
     try:
         inputs = _read_inputs(flow_run.id)
     except Exception as exc:  # the API went away between two calls, or answered oddly
-        raise ReportError(f"cannot read the records of run {flow_run.id}: {type(exc).__name__}: {_text(exc, 300)}") from None
+        raise ReportError(f"cannot read the records of run {flow_run.id}: {type(exc).__name__}: {_free(exc, 300)}") from None
     notes: list[str] = []
     params = flow_run.parameters or {}
     tags = sorted(flow_run.tags or [])
@@ -423,7 +473,8 @@ def collect(
                 started=_time(found.started_at),
                 ended=_time(found.finished_at),
                 changed=found.changed,
-                detail=_text(found.detail or found.reason),
+                detail=_free(found.detail or found.reason),
+                items=found.items,
             )
         )
 
@@ -497,7 +548,7 @@ def collect(
             step=r.id,
             channel=str(r.outputs.get("channel") or ""),
             posted=bool(r.outputs.get("posted", True)),
-            text=_text(_slack_text(str(r.outputs.get("text") or ""))),
+            text=_free(_slack_text(str(r.outputs.get("text") or ""))),
         )
         for r in records.values()
         if r.uses.startswith("slack.") and isinstance(r.outputs, dict) and r.outputs.get("text")
@@ -589,8 +640,8 @@ def collect(
     running = flow_run.state is not None and not flow_run.state.is_final()
     if running:
         notes.append(f"the run is still {state.lower() or 'running'}: the report shows it so far")
-    measures = _measures(steps, waits, alert_at, ended, running, given_alert is not None)
     mode = str(tag.get("mode") or params.get("mode") or "")
+    measures = _measures(steps, waits, alert_at, ended, running, given_alert is not None, messages, mode)
     if mode == "dry-run":
         notes.append(
             "a dry-run: nothing was changed and gates were passed without waiting, so the times are not a response's"
@@ -602,18 +653,18 @@ def collect(
     heading = scenario_title or scenario_name or metadata.get("title") or playbook
     title = f"Tabletop: {heading}" if kind == "tabletop" else f"Incident {incident}: {metadata.get('title') or playbook}"
     return Report(
-        title=_text(title, 300),
+        title=_free(title, 300),
         kind=kind,
         flow_run_id=str(flow_run.id),
         flow_run_name=str(flow_run.name or ""),
         playbook=playbook,
-        playbook_title=_text(metadata.get("title") or "", 300),
-        scenario=_text(scenario_name, 300),
+        playbook_title=_free(metadata.get("title") or "", 300),
+        scenario=_free(scenario_name, 300),
         incident_id=incident,
         mode=mode,
         state=state,
-        state_message=_text(flow_run.state.message if flow_run.state else ""),
-        launched_by=_text(params.get("launched_by") or "", 128),
+        state_message=_free(flow_run.state.message if flow_run.state else ""),
+        launched_by=_free(params.get("launched_by") or "", 128),
         tags=tags,
         alert=alert,
         started=min(t for t in (alert_at, run_start) if t) if (alert_at or run_start) else None,
@@ -643,11 +694,11 @@ def _decision(d: Any) -> Decision:
         gate=d.gate,
         approver=d.approver,
         decision=d.decision,
-        reason=_text(d.reason),
+        reason=_free(d.reason),
         channel=d.channel,
         at=_time(d.at),
         accepted=d.accepted,
-        refusal=d.refusal,
+        refusal=_free(d.refusal) if d.refusal is not None else None,
     )
 
 
@@ -658,11 +709,11 @@ def _alert_summary(alert: dict[str, Any]) -> dict[str, Any]:
     raw = _dict(alert.get("raw"))
     keys = alert.get("access_key_ids") or ([alert["access_key_id"]] if alert.get("access_key_id") else [])
     summary = {
-        "source": _text(alert.get("source") or "", 200),
-        "kind": _text(alert.get("kind") or "", 200),
-        "keys": _text(", ".join(str(k) for k in keys[:10]) if isinstance(keys, list) else keys, 300),
-        "user": _text(alert.get("user_name") or "", 200),
-        "claims time": _text(raw.get("time") or "", 64),
+        "source": _free(alert.get("source") or "", 200),
+        "kind": _free(alert.get("kind") or "", 200),
+        "keys": _free(", ".join(str(k) for k in keys[:10]) if isinstance(keys, list) else keys, 300),
+        "user": _free(alert.get("user_name") or "", 200),
+        "claims time": _free(raw.get("time") or "", 64),
     }
     return {k: v for k, v in summary.items() if v}
 
@@ -751,18 +802,100 @@ def _attacker_events(findings: list[Findings], notes: list[str]) -> list[Event]:
     return events
 
 
-def _done_in(steps: list[StepLine], phase: str) -> StepLine | None:
-    """The first step of a phase that finished doing its work (not a gate's placeholder, not an empty fan-out)."""
-    done = [
-        s
-        for s in steps
-        if s.phase == phase
-        and s.state == "completed"
+def _did_work(s: StepLine) -> bool:
+    """A step that completed doing work: not a gate's `core.*` placeholder, not a message, not an empty fan-out."""
+    return (
+        s.state == "completed"
         and s.ended is not None
         and not s.uses.startswith(("core.", "slack."))
+        and s.items != 0
         and not s.detail.startswith("0 item(s)")
-    ]
+    )
+
+
+def _done_in(steps: list[StepLine], phase: str) -> StepLine | None:
+    """The first step of a phase that finished doing its work."""
+    done = [s for s in steps if s.phase == phase and _did_work(s)]
     return min(done, key=lambda s: s.ended or datetime.max.replace(tzinfo=UTC)) if done else None
+
+
+NOT_DONE = ("failed", "blocked", "rejected", "timed_out", "not_run")  # a step in one of these did not do its part
+WATCH_USES = "aws.cloudtrail.watch_key_use"  # watching for use of the key after containment: a failure means NOT
+KEY_USES = ("aws.iam.deactivate_access_key", "aws.iam.rotate_access_key")  # either leaves the run's key Inactive
+_NOT_CONTAINED_RE = re.compile(r"not\s+contained\b", re.IGNORECASE)
+
+
+def _said_not_contained(messages: list[Message]) -> list[str]:
+    """The run's own verdict: each message that says NOT CONTAINED, from those words to the end of the sentence."""
+    said = []
+    for m in messages:
+        found = _NOT_CONTAINED_RE.search(m.text)
+        if found:
+            sentence = m.text[found.start() :].split(". ")[0].rstrip(".")
+            said.append(f"{m.step} says {_text(sentence, 400)}")
+    return said
+
+
+def _contain_measure(
+    steps: list[StepLine], messages: list[Message], mode: str, running: bool, alert_at: datetime | None, since: str
+) -> Measure:
+    """Time to contain: from the alert to the end of the LAST containment step the run needed, and only when
+    nothing says a credential made from the key may still work. "Not contained", with why, when a containment step
+    (a gate of the contain phase included) failed, was blocked, rejected, timed out or never ran; when the watch for
+    further use of the key failed or did not run; when a message of the run says NOT CONTAINED (the run's own
+    verdict); in a dry-run (nothing was changed); and "not contained yet" while the run goes on."""
+    base: dict[str, Any] = {"key": "time_to_contain", "label": "Time to contain", "since": since}
+    contain = [s for s in steps if s.phase == "contain"]
+    if not contain:
+        return Measure(**base, note="the playbook has no containment step")
+    why: list[str] = []
+    if mode == "dry-run":
+        why.append("a dry-run changes nothing")
+    for s in contain + [s for s in steps if s.uses == WATCH_USES and s.phase != "contain"]:
+        if s.state in NOT_DONE or (s.state == "pending" and not running):
+            what = s.state.replace("_", " ") if s.state != "pending" else "never ran"
+            detail = f": {_text(s.detail, 200)}" if s.uses == WATCH_USES and s.state == "failed" and s.detail else ""
+            why.append(f"{s.id} {what}{detail}")
+        elif s.state == "pending":
+            why.append(f"{s.id} not finished yet")
+    why += _said_not_contained(messages)
+    if running and not why:  # its own verdict is not in yet
+        why.append("the run is still going")
+    done = [s for s in contain if _did_work(s)]
+    if not done and not why:
+        why.append("no containment step did its work")
+    if why:
+        verdict = "not contained yet" if running else "not contained"
+        return Measure(**base, verdict=verdict, note=f"{verdict}: " + "; ".join(dict.fromkeys(why)))
+    last = max(done, key=lambda s: s.ended or datetime.min.replace(tzinfo=UTC))
+    if last.ended is None or alert_at is None:
+        return Measure(**base, verdict="not contained", note="not contained: the containment steps have no times")
+    return Measure(
+        **base,
+        seconds=(last.ended - alert_at).total_seconds(),
+        at=last.ended,
+        until=f"{last.name} ({last.id}) done",
+        verdict="contained",
+        note=f"the last of {len(done)} containment step(s) that did work; none failed, was blocked, rejected or timed "
+        "out, and the run did not say NOT CONTAINED",
+    )
+
+
+def _key_measure(steps: list[StepLine], mode: str, alert_at: datetime | None, since: str) -> Measure:
+    """Key deactivated: from the alert to the first single step that deactivated (or rotated) the run's key; a
+    fan-out over other keys (the attacker's) does not count."""
+    base: dict[str, Any] = {"key": "key_deactivated", "label": "Key deactivated", "since": since}
+    keyed = [s for s in steps if s.uses in KEY_USES and s.items is None]
+    done = [(s.ended, s) for s in keyed if s.state == "completed" and s.ended is not None]
+    if mode == "dry-run":
+        return Measure(**base, verdict="not deactivated", note="a dry-run deactivates nothing")
+    if not done or alert_at is None:
+        # why, in the step's own words: a blocked or never-run step only follows another's failure
+        failed = [f"{s.id} {s.state.replace('_', ' ')}" for s in keyed if s.state in ("failed", "rejected", "timed_out")]
+        note = "no step deactivated the key" + (f" ({', '.join(failed)})" if failed else "")
+        return Measure(**base, verdict="not deactivated", note=note)
+    at, first = min(done, key=lambda pair: pair[0])
+    return Measure(**base, seconds=(at - alert_at).total_seconds(), at=at, until=f"{first.name} ({first.id}) done")
 
 
 def _union_seconds(spans: list[tuple[datetime, datetime]]) -> float:
@@ -784,6 +917,8 @@ def _measures(
     ended: datetime | None,
     running: bool,
     alert_given: bool,
+    messages: list[Message],
+    mode: str,
 ) -> Measures:
     since = "the alert" if alert_given else "the run's start (the alert's arrival)"
 
@@ -802,7 +937,8 @@ def _measures(
             until=f"{step.name} ({step.id}) done",
         )
 
-    contain = span("time_to_contain", "Time to contain", "contain", "no containment step finished")
+    contain = _contain_measure(steps, messages, mode, running, alert_at, since)
+    key = _key_measure(steps, mode, alert_at, since)
     rotate = span("time_to_rotate", "Time to rotate", "rotate", "no rotation step finished")
     spans = [(w.opened, w.closed) for w in waits if w.opened and w.closed]
     waiting = Measure(
@@ -824,7 +960,14 @@ def _measures(
         since=since,
         until="the run's last record" + (" so far (still running)" if running else ""),
     )
-    return Measures(time_to_contain=contain, time_to_rotate=rotate, waiting_on_people=waiting, total=total, gates=waits)
+    return Measures(
+        time_to_contain=contain,
+        key_deactivated=key,
+        time_to_rotate=rotate,
+        waiting_on_people=waiting,
+        total=total,
+        gates=waits,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- formatting
@@ -867,6 +1010,19 @@ def _value(value: Any) -> str:
     return _text(value)
 
 
+def verdict_line(report: Report) -> str:
+    """One line for the top of a report: contained in how long, or NOT CONTAINED and why; the key's time beside it."""
+    contain, key = report.measures.time_to_contain, report.measures.key_deactivated
+    key_part = f"key deactivated in {fmt_seconds(key.seconds)}" if key.seconds is not None else (key.verdict or "")
+    if contain.seconds is not None and contain.verdict == "contained":
+        head = f"Contained in {fmt_seconds(contain.seconds)}"
+    elif contain.verdict:
+        head = contain.verdict.upper() + (f": {contain.note.partition(': ')[2]}" if ": " in contain.note else "")
+    else:
+        head = f"Containment not measured: {contain.note}" if contain.note else "Containment not measured"
+    return _text(head + (f" ({key_part})" if key_part else ""), 600)
+
+
 # ---------------------------------------------------------------------------------------------------- Markdown
 
 
@@ -893,15 +1049,15 @@ def render_markdown(report: Report) -> str:
         "",
         f"From {fmt_time(report.started)} to {fmt_time(report.ended)} UTC.",
         "",
+        f"**{_md(verdict_line(report))}**",
+        "",
         "## Measures",
         "",
         "| measure | time | from | to | note |",
         "| --- | --- | --- | --- | --- |",
     ]
     for measure in m.all():
-        lines.append(
-            _row(measure.label, fmt_seconds(measure.seconds), _md(measure.since), _md(measure.until), _md(measure.note))
-        )
+        lines.append(_row(measure.label, _md(measure.shown()), _md(measure.since), _md(measure.until), _md(measure.note)))
     if m.gates:
         lines += ["", "## Waiting on people, per gate", "", "| gate | outcome | opened | closed | waited | decided by |"]
         lines.append("| --- | --- | --- | --- | --- | --- |")
@@ -975,7 +1131,7 @@ def publish_artifact(report: Report, flow_run_id: str) -> str:
         run_id = UUID(str(flow_run_id))
     except ValueError:
         raise ReportError(f"not a flow run id: {flow_run_id!r}") from None
-    description = f"{report.title}: contained in {fmt_seconds(report.measures.time_to_contain.seconds)}"
+    description = f"{report.title}: {verdict_line(report)}"
     try:
         with get_client(sync_client=True) as client:
             artifact = client.create_artifact(
@@ -988,7 +1144,7 @@ def publish_artifact(report: Report, flow_run_id: str) -> str:
                 )
             )
     except Exception as exc:
-        raise ReportError(f"could not publish the report on run {run_id}: {type(exc).__name__}: {_text(exc, 300)}") from None
+        raise ReportError(f"could not publish the report on run {run_id}: {type(exc).__name__}: {_free(exc, 300)}") from None
     return str(artifact.id)
 
 
@@ -1013,16 +1169,9 @@ def compare(a: Report, b: Report) -> list[CompareRow]:
     rows: list[CompareRow] = []
     for ma, mb in zip(a.measures.all(), b.measures.all(), strict=True):
         change, verdict = _change(ma.seconds, mb.seconds)
-        rows.append(
-            CompareRow(
-                section="measure",
-                name=ma.label,
-                a=fmt_seconds(ma.seconds),
-                b=fmt_seconds(mb.seconds),
-                change=change,
-                verdict=verdict,
-            )
-        )
+        if verdict.startswith("only in") and (ma.verdict or mb.verdict):  # e.g. contained in A, not contained in B
+            verdict = f"now {mb.shown()}" if mb.seconds is None else f"now {mb.verdict or 'measured'}"
+        rows.append(CompareRow(section="measure", name=ma.label, a=ma.shown(), b=mb.shown(), change=change, verdict=verdict))
     gates_a = {w.gate: w for w in a.measures.gates}
     gates_b = {w.gate: w for w in b.measures.gates}
     for gate in list(gates_a) + [g for g in gates_b if g not in gates_a]:
@@ -1084,10 +1233,11 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8p
      font-size: 12px; font-weight: 600; background: #e8eef7; color: var(--info); margin-right: 6px; }
 .badge.tabletop { background: #efe6f8; color: #6c3fa0; } .state-Completed { color: var(--ok); }
 .state-Failed, .state-Crashed { color: var(--bad); } .state-Cancelled { color: var(--warn); }
-.cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin: 16px 0; }
+.cards { display: grid; grid-template-columns: repeat(5, 1fr); gap: 12px; margin: 16px 0; }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; background: #f8fafc; }
-.card .v { font-size: 24px; font-weight: 700; } .card .k { color: var(--dim); font-size: 12px; text-transform: uppercase;
-     letter-spacing: .04em; } .card .n { color: var(--dim); font-size: 12px; }
+.card .v { font-size: 24px; font-weight: 700; } .card .v.missed { color: var(--bad); font-size: 18px; }
+.card .k { color: var(--dim); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+.card .n { color: var(--dim); font-size: 12px; } .verdict { font-size: 16px; font-weight: 700; margin: 12px 0 0; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; font-size: 13px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f1f4f8; font-weight: 600; }
@@ -1106,7 +1256,7 @@ footer { margin-top: 32px; color: var(--dim); font-size: 12px; }
   body { padding: 0; max-width: none; font-size: 10.5pt; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   h2 { break-after: avoid; } tr, .card, .chart { break-inside: avoid; }
-  .cards { grid-template-columns: repeat(4, 1fr); } a { color: inherit; text-decoration: none; }
+  .cards { grid-template-columns: repeat(5, 1fr); } a { color: inherit; text-decoration: none; }
 }
 """
 
@@ -1265,6 +1415,7 @@ def render_svg(report: Report) -> str:
         )
     marks = []
     lines = (
+        (report.measures.key_deactivated, "#d68910", "key inactive"),
         (report.measures.time_to_contain, "#1f8a4c", "contained"),
         (report.measures.time_to_rotate, "#2e6fba", "rotated"),
     )
@@ -1276,7 +1427,7 @@ def render_svg(report: Report) -> str:
                 f'stroke-dasharray="5 3"/><text x="{mx + 3:.1f}" y="{my:.1f}" class="mark" fill="{colour}">'
                 f"{word} {_e(fmt_seconds(measure.seconds))}</text>"
             )
-    total_h = bottom + 38
+    total_h = bottom + 24 + 14 * len(lines)  # room for each mark's label, one row each
     style = (
         "<style>.l{font:11px sans-serif;fill:#1d2430}.lane{font:bold 12px sans-serif}"
         ".tick{font:11px sans-serif;fill:#5b6574}.mark{font:bold 11px sans-serif}</style>"
@@ -1319,13 +1470,16 @@ def render_html(report: Report) -> str:
             else " · started by hand (no alert)"
         )
         + "</p>",
+        f'<p class="verdict {"met" if m.time_to_contain.verdict == "contained" else "missed"}">'
+        f"{_e(verdict_line(report))}</p>",
         '<div class="cards">',
     ]
     for measure in m.all():
         note = measure.note or (f"to {measure.until}" if measure.until else "")
+        value = "missed" if measure.seconds is None and measure.verdict.startswith("not ") else ""
         out.append(
             f'<div class="card"><div class="k">{_e(measure.label)}</div>'
-            f'<div class="v">{_e(fmt_seconds(measure.seconds))}</div>'
+            f'<div class="v {value}">{_e(measure.shown())}</div>'
             f'<div class="n">{_e(note)}</div></div>'
         )
     out.append("</div>")
@@ -1347,7 +1501,7 @@ def render_html(report: Report) -> str:
     out.append("<h2>Measures</h2><table><tr><th>measure</th><th>time</th><th>from</th><th>to</th><th>note</th></tr>")
     for measure in m.all():
         out.append(
-            f"<tr><td>{_e(measure.label)}</td><td><b>{_e(fmt_seconds(measure.seconds))}</b></td><td>{_e(measure.since)}</td>"
+            f"<tr><td>{_e(measure.label)}</td><td><b>{_e(measure.shown())}</b></td><td>{_e(measure.since)}</td>"
             f"<td>{_e(measure.until)}</td><td>{_e(measure.note)}</td></tr>"
         )
     out.append("</table>")

@@ -30,7 +30,15 @@ def report_command(
     ] = False,
 ) -> None:
     """The after-action report of a run: timeline, time to contain and to rotate, waits at gates, findings."""
-    from flows.tabletop.report import ReportError, collect, fmt_seconds, publish_artifact, render_html, to_json
+    from flows.tabletop.report import (
+        ReportError,
+        collect,
+        fmt_seconds,
+        publish_artifact,
+        render_html,
+        to_json,
+        verdict_line,
+    )
 
     try:
         report = collect(run_id)
@@ -43,9 +51,11 @@ def report_command(
     if json_path is not None:
         _write(json_path, json.dumps(to_json(report), indent=2) + "\n")
     out.print(f"[bold]{escape(report.title)}[/] ({escape(report.state or '?')}, {escape(report.mode or '?')})")
+    contained = report.measures.time_to_contain.verdict == "contained"
+    out.print(f"[{'green' if contained else 'red'}]{escape(verdict_line(report))}[/]")
     table = new_table("measure", "time", "to", "note")
     for measure in report.measures.all():
-        table.add_row(measure.label, fmt_seconds(measure.seconds), escape(measure.until), escape(measure.note))
+        table.add_row(measure.label, escape(measure.shown()), escape(measure.until), escape(measure.note))
     for wait in report.measures.gates:
         who = f" by {', '.join(wait.decided_by)}" if wait.decided_by else ""
         table.add_row(f"  gate {escape(wait.gate)}", fmt_seconds(wait.seconds), escape(wait.status + who), "")
@@ -79,6 +89,7 @@ def compare_command(
     out.print(f"A: {escape(first.title)} ({escape(a.name)})\nB: {escape(second.title)} ({escape(b.name)})")
     table = new_table("what", "A", "B", "change", "verdict")
     colours: dict[str, Any] = {"faster": "green", "now met": "green", "slower": "red", "now missed": "red"}
+    colours.update({"now contained": "green", "now not contained": "red", "now not deactivated": "red"})
     for row in rows:
         name = {"measure": row.name, "gate": f"gate {row.name}", "outcome": f"outcome: {row.name}"}[row.section]
         colour = colours.get(row.verdict.split(" (")[0])
