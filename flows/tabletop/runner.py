@@ -858,7 +858,7 @@ def _check_key_inactive(exercise: Exercise, box: Any, e: KeyInactive) -> tuple[b
 
 
 def _check_contained(exercise: Exercise, box: Any, e: Contained) -> tuple[bool, datetime | None, str]:
-    from integrations.aws.iam import QUARANTINE_POLICY
+    from integrations.aws.iam import QUARANTINE_POLICY, REVOKE_POLICY
 
     review = _first_step(exercise, ("aws.cloudtrail.review_key_activity",), e.user)
     iam = box.client("iam")
@@ -866,20 +866,38 @@ def _check_contained(exercise: Exercise, box: Any, e: Contained) -> tuple[bool, 
         inline = iam.list_user_policies(UserName=e.user)["PolicyNames"]
     except iam.exceptions.NoSuchEntityException:
         return True, None, f"user {e.user} no longer exists"
-    attached = [p["PolicyName"] for p in iam.list_attached_user_policies(UserName=e.user)["AttachedPolicies"]]
-    quarantined = QUARANTINE_POLICY in inline or any("Quarantine" in p for p in attached)
+    # Only Stanch's deny-all counts: AWS's managed *Quarantine* policies deny some actions, not every one.
+    quarantined = QUARANTINE_POLICY in inline
     keys = {k["AccessKeyId"]: k["Status"] for k in iam.list_access_keys(UserName=e.user)["AccessKeyMetadata"]}
     active = sorted(k for k, s in keys.items() if s == "Active")
-    quarantine = _first_step(exercise, ("aws.iam.quarantine_principal",), e.user)
-    disabled = _first_step(exercise, ("aws.iam.deactivate_access_key",), e.user)
-    done = quarantine if quarantined else (disabled if not active else None)
+    try:
+        iam.get_login_profile(UserName=e.user)
+        login = True
+    except iam.exceptions.NoSuchEntityException:
+        login = False
+    sessions_revoked = REVOKE_POLICY in inline
+    steps = [
+        _first_step(exercise, (action,), e.user)
+        for action in (
+            "aws.iam.quarantine_principal",
+            "aws.iam.deactivate_access_key",
+            "aws.iam.disable_console_login",
+            "aws.iam.revoke_sessions",
+        )
+    ]
+    finished = [s.finished_at for s in steps if s is not None]
     parts = [
         f"the review {'found' if review else 'did not find'} {e.user}",
         "quarantined (deny-all)" if quarantined else "not quarantined",
         f"active keys: {', '.join(active) or 'none'}" + (" (denied by the quarantine)" if active and quarantined else ""),
     ]
-    met = review is not None and (quarantined or not active)
-    return met, done.finished_at if done else None, "; ".join(parts)
+    if not quarantined:
+        parts.append("console login still works" if login else "no console login")
+        parts.append("older sessions revoked" if sessions_revoked else "sessions NOT revoked (they may still work)")
+    # Without the deny-all, a user is contained only with no key, no login and its sessions cut off.
+    met = review is not None and (quarantined or (not active and not login and sessions_revoked))
+    done = max(finished) if met and finished else None  # contained when the last of its steps finished
+    return met, done, "; ".join(parts)
 
 
 def _check_no_credential_lost(exercise: Exercise, box: Any, e: NoCredentialLost) -> tuple[bool, datetime | None, str]:
