@@ -102,7 +102,8 @@ def check_document(doc: Document, problems: list[Problem] | None = None) -> Chec
     if not isinstance(data, dict):
         problems.append(doc.problem((), "a playbook is a YAML mapping with apiVersion, kind, metadata, steps"))
         return Checked(doc.file, None, problems, doc)
-    other = OTHER_KINDS.get(data.get("kind"))  # type: ignore[arg-type]
+    kind = data.get("kind")
+    other = OTHER_KINDS.get(kind) if isinstance(kind, str) else None
     if other is not None:
         # Vendor inventories and tabletop scenarios: their own schema and checks, the same problem format.
         module = importlib.import_module(other)
