@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import vendor_support
+from vendor_support import assert_no_secret, serving
 
 from flows.sandbox.vendors.braintrust_api import BraintrustStandIn
 from flows.sandbox.vendors.github_api import GitHubSecretsStandIn
@@ -49,15 +51,7 @@ class Harness:
         self.markers[(consumer.describe(), fp(value))] = write.marker
 
 
-def assert_no_secret(text: str, *values: str) -> None:
-    for value in values:
-        assert value not in text, "a secret value leaked"
-
-
-@pytest.fixture
-def caplog_all(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG)
-    return caplog
+caplog_all = vendor_support.caplog_all  # the fixture
 
 
 @pytest.fixture
@@ -72,11 +66,10 @@ def caplog_info(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 @pytest.fixture
 def github() -> Iterator[GitHubSecretsStandIn]:
-    stand_in = GitHubSecretsStandIn().start()
-    stand_in.add_repository("acme/api", environments=("production",))
-    stand_in.add_org("acme")
-    yield stand_in
-    stand_in.stop()
+    with serving(GitHubSecretsStandIn()) as stand_in:
+        stand_in.add_repository("acme/api", environments=("production",))
+        stand_in.add_org("acme")
+        yield stand_in
 
 
 def test_github_repo_secret_is_sealed_to_the_public_key_and_opens_to_the_new_value(
@@ -163,11 +156,10 @@ def test_github_failures_name_the_secret_and_hold_no_value(github: GitHubSecrets
 
 @pytest.fixture
 def gitlab() -> Iterator[GitLabStandIn]:
-    stand_in = GitLabStandIn().start()
-    stand_in.add_project("acme/api")
-    stand_in.add_group("acme")
-    yield stand_in
-    stand_in.stop()
+    with serving(GitLabStandIn()) as stand_in:
+        stand_in.add_project("acme/api")
+        stand_in.add_group("acme")
+        yield stand_in
 
 
 def test_gitlab_variable_is_created_then_updated_masked_with_a_fingerprint_note(
@@ -235,13 +227,12 @@ def test_gitlab_verify_hashes_the_value_held_not_the_note(gitlab: GitLabStandIn)
 
 @pytest.fixture
 def kube() -> Iterator[KubeStandIn]:
-    stand_in = KubeStandIn(rollout_seconds=0.2).start()
-    stand_in.add_secret("prod", "openai", {"api-key": "sk-proj-OLDvalue0123456789abcdefghijk"})
-    stand_in.add_deployment("prod", "api", secret="openai", how="volume")
-    stand_in.add_deployment("prod", "worker", secret="openai", how="env")
-    stand_in.add_deployment("prod", "web")  # does not use the secret
-    yield stand_in
-    stand_in.stop()
+    with serving(KubeStandIn(rollout_seconds=0.2)) as stand_in:
+        stand_in.add_secret("prod", "openai", {"api-key": "sk-proj-OLDvalue0123456789abcdefghijk"})
+        stand_in.add_deployment("prod", "api", secret="openai", how="volume")
+        stand_in.add_deployment("prod", "worker", secret="openai", how="env")
+        stand_in.add_deployment("prod", "web")  # does not use the secret
+        yield stand_in
 
 
 KUBE_SPEC = {"namespace": "prod", "secret": "openai", "key": "api-key", "rollout_timeout": 10, "poll_interval": 0.05}
@@ -345,8 +336,7 @@ def test_kubernetes_read_only_token_is_refused_writes(kube: KubeStandIn) -> None
 
 
 def test_braintrust_ai_secret_is_updated_in_place_never_posted() -> None:
-    braintrust = BraintrustStandIn().start()
-    try:
+    with serving(BraintrustStandIn()) as braintrust:
         braintrust.add_ai_secret("OPENAI_API_KEY", "sk-proj-OLDvalue0123456789abcdefghijk")
         run = Harness(braintrust.admin_token)
         consumer = make_consumer(
@@ -377,8 +367,6 @@ def test_braintrust_ai_secret_is_updated_in_place_never_posted() -> None:
         run.record(env, NEW, written)
         assert braintrust.env_var_value("OPENAI_API_KEY") == NEW and env.verify(written, fp(NEW)).ok
         assert not env.write(SecretValue(NEW), fp(NEW), dry_run=False).changed
-    finally:
-        braintrust.stop()
 
 
 # ---------------------------------------------------------------- AWS stores (moto's server)

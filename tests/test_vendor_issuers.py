@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import vendor_support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vendor_support import assert_no_secret, serving
 
 from flows.sandbox.vendor_api import VendorStandIn
 from flows.sandbox.vendors.anthropic_api import AnthropicStandIn
@@ -49,15 +50,7 @@ class Secrets:
         )
 
 
-def assert_no_secret(text: str, *values: str) -> None:
-    for value in values:
-        assert value not in text, "a secret value leaked"
-
-
-@pytest.fixture
-def caplog_all(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG)
-    return caplog
+caplog_all = vendor_support.caplog_all  # the fixture
 
 
 # ---------------------------------------------------------------- Braintrust
@@ -65,9 +58,8 @@ def caplog_all(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 @pytest.fixture
 def braintrust() -> Iterator[BraintrustStandIn]:
-    stand_in = BraintrustStandIn().start()
-    yield stand_in
-    stand_in.stop()
+    with serving(BraintrustStandIn()) as stand_in:
+        yield stand_in
 
 
 def test_braintrust_user_key_is_listed_checked_and_deleted_but_minted_by_a_person(
@@ -156,9 +148,8 @@ def test_braintrust_errors_name_the_place_and_hold_no_secret(braintrust: Braintr
 
 @pytest.fixture
 def openai() -> Iterator[OpenAIStandIn]:
-    stand_in = OpenAIStandIn().start()
-    yield stand_in
-    stand_in.stop()
+    with serving(OpenAIStandIn()) as stand_in:
+        yield stand_in
 
 
 def test_openai_mints_a_service_account_key_lists_reports_usage_and_revokes(
@@ -223,9 +214,8 @@ def test_openai_project_key_is_not_an_admin_key(openai: OpenAIStandIn) -> None:
 
 @pytest.fixture
 def anthropic() -> Iterator[AnthropicStandIn]:
-    stand_in = AnthropicStandIn().start()
-    yield stand_in
-    stand_in.stop()
+    with serving(AnthropicStandIn()) as stand_in:
+        yield stand_in
 
 
 def test_anthropic_keys_are_deactivated_never_minted_and_usage_is_reported(
@@ -275,9 +265,8 @@ def test_anthropic_failures_are_vendor_errors(anthropic: AnthropicStandIn) -> No
 
 @pytest.fixture
 def github() -> Iterator[GitHubSecretsStandIn]:
-    stand_in = GitHubSecretsStandIn().start()
-    yield stand_in
-    stand_in.stop()
+    with serving(GitHubSecretsStandIn()) as stand_in:
+        yield stand_in
 
 
 def test_github_revokes_a_leaked_token_by_value_unauthenticated_once(
@@ -323,9 +312,8 @@ def test_github_revocation_refusal_is_a_clear_error(github: GitHubSecretsStandIn
 
 @pytest.fixture
 def vendor() -> Iterator[VendorStandIn]:
-    stand_in = VendorStandIn().start()
-    yield stand_in
-    stand_in.stop()
+    with serving(VendorStandIn()) as stand_in:
+        yield stand_in
 
 
 def test_generic_issuer_speaks_the_sandbox_vendor_contract(vendor: VendorStandIn) -> None:

@@ -16,11 +16,12 @@ a GitLab stand-in too; Anthropic and a Braintrust user API key made by hand). `o
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
+
+from flows.sandbox import Sandbox
 
 VENDOR = "acme-ai"
 GITHUB_TOKEN_SECRET = "stanch/consumers/github-token"  # noqa: S105 - a secret's name
@@ -114,18 +115,12 @@ class VendorBreachEnv:
             found["STANCH_VENDOR_URL_GITLAB"] = self.gitlab.base_url
         return found
 
+    # Set and restored as the Sandbox does it: its methods read only environ() and _saved_env.
     def activate(self) -> None:
-        for key, value in self.environ().items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
+        Sandbox.activate(self)  # type: ignore[arg-type]
 
     def deactivate(self) -> None:
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env.clear()
+        Sandbox.deactivate(self)  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- seeding
 
@@ -159,14 +154,7 @@ class VendorBreachEnv:
             "openai-provider-key": self.openai.add_key("acme-ai evaluations"),
             "anthropic-provider-key": self.anthropic.add_key("acme-ai evaluations"),
         }
-        for credential, (key_id, value) in made.items():
-            self.old[credential] = value
-            self.old_key_ids[credential] = key_id
-            sm.create_secret(
-                Name=f"acme-ai/{credential}",
-                SecretString=json.dumps({"api_key": value, "key_id": key_id}),
-                Tags=[{"Key": "vendor", "Value": VENDOR}],
-            )
+        self._seed_keys(sm, made, VENDOR)
         # The consumers, holding the current values.
         self.braintrust.add_ai_secret("OPENAI_API_KEY", self.old["openai-provider-key"], "openai")
         self.braintrust.add_ai_secret("ANTHROPIC_API_KEY", self.old["anthropic-provider-key"], "anthropic")
@@ -178,6 +166,21 @@ class VendorBreachEnv:
             ("apps/chat/anthropic", "anthropic-provider-key"),
         ):
             sm.create_secret(Name=secret_id, SecretString=self.old[credential])
+        self._seed_workloads()
+
+    def _seed_keys(self, sm: Any, made: dict[str, tuple[str, str]], vendor: str) -> None:
+        """Each credential's key (id, value) kept as the old one and stored in `acme-ai/<credential>`."""
+        for credential, (key_id, value) in made.items():
+            self.old[credential] = value
+            self.old_key_ids[credential] = key_id
+            sm.create_secret(
+                Name=f"acme-ai/{credential}",
+                SecretString=json.dumps({"api_key": value, "key_id": key_id}),
+                Tags=[{"Key": "vendor", "Value": vendor}],
+            )
+
+    def _seed_workloads(self) -> None:
+        """The Kubernetes consumers (one rollout failing when `fail_consumer`) and the OpenAI key's use."""
         self.kube.add_secret("chat", "acme-ai", {"api-key": self.old["platform-api-key"]})
         self.kube.add_secret("batch", "openai", {"api-key": self.old["openai-provider-key"]})
         self.kube.add_secret("chat", "anthropic", {"api-key": self.old["anthropic-provider-key"]})
@@ -211,14 +214,7 @@ class VendorBreachEnv:
             "openai-provider-key": self.openai.add_key("acme-ai evaluations"),
             "anthropic-provider-key": self.anthropic.add_key("acme-ai evaluations"),
         }
-        for credential, (key_id, value) in made.items():
-            self.old[credential] = value
-            self.old_key_ids[credential] = key_id
-            sm.create_secret(
-                Name=f"acme-ai/{credential}",
-                SecretString=json.dumps({"api_key": value, "key_id": key_id}),
-                Tags=[{"Key": "vendor", "Value": EXERCISE}],
-            )
+        self._seed_keys(sm, made, EXERCISE)
         # The twelve consumers, holding the current values.
         self.braintrust.add_ai_secret("OPENAI_API_KEY", self.old["openai-provider-key"], "openai")
         self.braintrust.add_ai_secret("ANTHROPIC_API_KEY", self.old["anthropic-provider-key"], "anthropic")
@@ -234,17 +230,7 @@ class VendorBreachEnv:
             ("apps/batch/openai", "openai-provider-key"),
         ):
             sm.create_secret(Name=secret_id, SecretString=self.old[credential])
-        self.kube.add_secret("chat", "acme-ai", {"api-key": self.old["platform-api-key"]})
-        self.kube.add_secret("batch", "openai", {"api-key": self.old["openai-provider-key"]})
-        self.kube.add_secret("chat", "anthropic", {"api-key": self.old["anthropic-provider-key"]})
-        self.kube.add_deployment("chat", "chat-api", secret="acme-ai")  # noqa: S106 - a Secret's name
-        self.kube.add_deployment("batch", FAILING_DEPLOYMENT, secret="openai", how="env")  # noqa: S106 - a name
-        self.kube.add_deployment("chat", "eval-runner", secret="anthropic", how="env")  # noqa: S106 - a name
-        if self.fail_consumer:
-            self.kube.fail_rollout(FAILING_DEPLOYMENT)
-        now = int(time.time())
-        self.openai.record_use(self.old_key_ids["openai-provider-key"], now - 86_400, requests=40, ip=KNOWN_IP)
-        self.openai.record_use(self.old_key_ids["openai-provider-key"], now - 3_600, requests=3, ip=UNKNOWN_IP)
+        self._seed_workloads()
 
     def _gitlab_variable(self, owner: tuple[str, str], key: str, value: str) -> None:
         """A masked CI/CD variable, as a maintainer made it in GitLab's settings."""

@@ -9,18 +9,47 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote, urlencode
 
 import msgspec
 
-from integrations.vendors.base import AdapterSettings, SecretValue, VendorError
+from integrations.vendors.base import (
+    AdapterSettings,
+    ConsumerWrite,
+    KeyInfo,
+    NotSupported,
+    SecretValue,
+    UsageRecord,
+    VendorError,
+    Verified,
+)
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+Place = TypeVar("Place")
 
+PAGES = 1000  # a bound on pages: a vendor that repeats a cursor must not loop forever
 _FINGERPRINT = re.compile(r"^[A-Za-z0-9:_.=+/-]{6,128}$")
+
+
+class Listing(msgspec.Struct, Generic[Item]):
+    """One page of a listing as OpenAI and Anthropic answer it: `data`, `has_more` and the last item's id."""
+
+    data: list[Item]
+    has_more: bool = False
+    last_id: str | None = None
+
+
+class Report(msgspec.Struct, Generic[Item]):
+    """One page of a usage report as OpenAI and Anthropic answer it: time buckets, `has_more` and the next page."""
+
+    data: list[Item]
+    has_more: bool = False
+    next_page: str | None = None
 
 
 def segment(value: str) -> str:
@@ -54,6 +83,26 @@ def parse_time(value: Any) -> datetime | None:
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
+
+
+def dry_read(read: Callable[[], T], *, dry_run: bool) -> tuple[bool, T | None]:
+    """`(True, what read() answers)`; `(False, None)` when a dry-run's client refused the read (it calls no vendor).
+
+    Outside a dry-run a ReadOnlyRefusal passes through unchanged."""
+    from integrations.context import ReadOnlyRefusal
+
+    try:
+        return True, read()
+    except ReadOnlyRefusal:
+        if not dry_run:
+            raise
+        return False, None
+
+
+def would_revoke(key: Callable[[str], KeyInfo | None], key_id: str) -> bool:
+    """A dry-run's answer to `revoke`: the key is there to revoke (also when the dry-run's client refuses the read)."""
+    read, found = dry_read(lambda: key(key_id), dry_run=True)
+    return found is not None or not read
 
 
 def read_token(settings: AdapterSettings, what: str) -> SecretValue:
@@ -181,6 +230,11 @@ class VendorApi:
             return exc.status
         return 200
 
+    def works(self, value: SecretValue, path: str, *, query: dict[str, Any] | None = None) -> bool:
+        """An issuer's `check`: an authenticated GET of `path` with the key (registered with the masker) answers 2xx."""
+        self.settings.register_secret(value.reveal())
+        return self.status_of("GET", path, credential=value, query=query) == 200
+
     def typed(self, answer: Any, model: type[T], method: str, path: str) -> T:
         """The answer as `model`, or a VendorError naming where its shape was wrong (never its values)."""
         try:
@@ -193,6 +247,75 @@ class VendorApi:
         if answer is None and missing_ok:
             return None
         return self.typed(answer, model, "GET", path)
+
+    def pages(
+        self, path: str, model: type[T], query: dict[str, Any], *, cursor: str, following: str = "last_id"
+    ) -> Iterator[T]:
+        """The pages of a listing that answers `has_more` and a cursor (its field `following`, sent back as the query
+        parameter `cursor`), at most PAGES of them."""
+        query = dict(query)
+        for _ in range(PAGES):
+            page = self.get(path, model, query=query)
+            assert page is not None  # noqa: S101 - not missing_ok
+            yield page
+            after = getattr(page, following, None)
+            if not getattr(page, "has_more", False) or not after:
+                break
+            query[cursor] = after
+
+
+class Unlisted:
+    """An issuer whose API neither lists nor looks up keys nor reports their use: each of those raises NotSupported
+    with the issuer's own reason."""
+
+    no_list: ClassVar[str]
+    no_key: ClassVar[str]
+    no_usage: ClassVar[str]
+
+    def list_keys(self) -> list[KeyInfo]:
+        raise NotSupported(self.no_list)
+
+    def key(self, key_id: str) -> KeyInfo | None:
+        raise NotSupported(self.no_key)
+
+    def usage(self, key_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
+        raise NotSupported(self.no_usage)
+
+
+class ReadFirst(Generic[Place]):
+    """What a consumer that reads its place before writing it shares: the write's first steps and its answers when
+    the place already holds the value or a dry-run writes nothing, and verify's first steps."""
+
+    settings: AdapterSettings
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def _current(self) -> Place | None:
+        raise NotImplementedError
+
+    def _read_first(
+        self, value: SecretValue, fingerprint: str, *, dry_run: bool, verb: str = "write"
+    ) -> Place | ConsumerWrite | None:
+        """Register the value, check the fingerprint and read the place: what is there (None: nothing), or the
+        write's answer when a dry-run's client refused the read."""
+        self.settings.register_secret(value.reveal())
+        check_fingerprint(fingerprint)
+        read, current = dry_read(self._current, dry_run=dry_run)
+        return current if read else self._would(f"{verb} {self.describe()} (not read: dry-run)")
+
+    def _would(self, what: str) -> ConsumerWrite:
+        return ConsumerWrite(changed=True, dry_run=True, detail=f"would {what}")
+
+    def _holds(self, marker: str, *, dry_run: bool) -> ConsumerWrite:
+        return ConsumerWrite(changed=False, marker=marker, detail=f"{self.describe()} already holds it", dry_run=dry_run)
+
+    def _written(self, write: ConsumerWrite) -> Place | Verified:
+        """verify's first steps: what is there, or the verdict after a dry-run or when the place is gone."""
+        if write.dry_run:
+            return Verified(ok=False, evidence=f"{self.describe()}: a dry-run wrote nothing")
+        current = self._current()
+        return Verified(ok=False, evidence=f"{self.describe()} does not exist") if current is None else current
 
 
 def _shape_error(exc: msgspec.ValidationError) -> str:

@@ -714,6 +714,18 @@ class VerifyResult(Change):
     verified_at: datetime | None = None
 
 
+def _would_verify(cred: Credential) -> VerifyResult:
+    return VerifyResult(
+        changed=True,
+        dry_run=True,
+        credential=cred.id,
+        status="would-verify",
+        consumers=[],
+        total=len(cred.consumers),
+        detail=f"would verify {len(cred.consumers)} consumer(s) of {cred.id}",
+    )
+
+
 @action(
     "vendor.verify_consumers",
     mutates=True,
@@ -745,15 +757,7 @@ def verify_consumers(
     record = verified_record(inventory, cred, state.current)
     done_before = state.tags.get(VERIFIED_TAG) == record
     if ctx.dry_run and state.phase != "done" and not done_before:
-        return VerifyResult(
-            changed=True,
-            dry_run=True,
-            credential=cred.id,
-            status="would-verify",
-            consumers=[],
-            total=len(cred.consumers),
-            detail=f"would verify {len(cred.consumers)} consumer(s) of {cred.id}",
-        )
+        return _would_verify(cred)
     if value is None:
         status: Literal["waiting", "already-rotated"] = "already-rotated" if state.phase == "done" else "waiting"
         return VerifyResult(
@@ -779,15 +783,7 @@ def verify_consumers(
             detail=f"{cred.id}: every consumer verified already",
         )
     if ctx.dry_run:
-        return VerifyResult(
-            changed=True,
-            dry_run=True,
-            credential=cred.id,
-            status="would-verify",
-            consumers=[],
-            total=len(cred.consumers),
-            detail=f"would verify {len(cred.consumers)} consumer(s) of {cred.id}",
-        )
+        return _would_verify(cred)
     given = {str(w.get("consumer")): w for w in writes if isinstance(w, dict)}
     outcomes: list[ConsumerOutcome] = []
     for spec in cred.consumers:
@@ -1007,32 +1003,22 @@ def review_key_use(
         since = since.replace(tzinfo=UTC)
     store = _Store(ctx, cred)
     state = store.state()
+
+    def partial(why: str, key_id: str | None = None) -> UseReview:
+        return UseReview(credential=cred.id, key_id=key_id, since=since, records=[], unknown_places=[], partial=why)
+
     if ctx.dry_run:
-        return UseReview(
-            credential=cred.id,
-            since=since,
-            records=[],
-            unknown_places=[],
-            partial="not reviewed in a dry-run (no issuer call)",
-        )
+        return partial("not reviewed in a dry-run (no issuer call)")
     issuer = _issuer(ctx, cred)
     key_id = state.tags.get(OLD_KEY_TAG) if state.phase != "idle" else None
     if not key_id or key_id == "unknown":
         key_id = _old_key_id(ctx, store, state, cred, issuer)
     if not key_id:
-        return UseReview(
-            credential=cred.id,
-            since=since,
-            records=[],
-            unknown_places=[],
-            partial="the old key's id at the issuer is unknown",
-        )
+        return partial("the old key's id at the issuer is unknown")
     try:
         found = issuer.usage(key_id, since, datetime.now(UTC))
     except VendorError as exc:
-        return UseReview(
-            credential=cred.id, key_id=key_id, since=since, records=[], unknown_places=[], partial=ctx.masker.mask(str(exc))
-        )
+        return partial(ctx.masker.mask(str(exc)), key_id)
     from flows.vendors.inventory import place_matches
 
     places = inventory.places_of(cred)

@@ -13,8 +13,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from integrations.context import ReadOnlyRefusal
-from integrations.vendors._api import VendorApi, parse_time, segment
+from integrations.vendors._api import Listing, Report, VendorApi, dry_read, parse_time, segment
 from integrations.vendors.base import (
     AdapterSettings,
     KeyInfo,
@@ -27,7 +26,6 @@ from integrations.vendors.base import (
 
 DEFAULT_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
-_PAGES = 1000  # a bound on pages: a vendor that repeats a cursor must not loop forever
 
 
 class _ApiKey(msgspec.Struct):
@@ -36,12 +34,6 @@ class _ApiKey(msgspec.Struct):
     status: str = "active"
     created_at: str | None = None
     partial_key_hint: str | None = None
-
-
-class _ApiKeys(msgspec.Struct):
-    data: list[_ApiKey]
-    has_more: bool = False
-    last_id: str | None = None
 
 
 class _Result(msgspec.Struct):
@@ -54,12 +46,6 @@ class _Result(msgspec.Struct):
 class _Bucket(msgspec.Struct):
     starting_at: str
     results: list[_Result] = []
-
-
-class _Report(msgspec.Struct):
-    data: list[_Bucket]
-    has_more: bool = False
-    next_page: str | None = None
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -103,24 +89,15 @@ class AnthropicIssuer:
         )
 
     def list_keys(self) -> list[KeyInfo]:
-        found: list[KeyInfo] = []
-        after: str | None = None
-        for _ in range(_PAGES):
-            page = self.api.get("/v1/organizations/api_keys", _ApiKeys, query={"limit": 100, "after_id": after})
-            assert page is not None  # noqa: S101 - not missing_ok
-            found += [self._info(k) for k in page.data]
-            if not page.has_more or not page.last_id:
-                break
-            after = page.last_id
-        return found
+        pages = self.api.pages("/v1/organizations/api_keys", Listing[_ApiKey], {"limit": 100}, cursor="after_id")
+        return [self._info(k) for page in pages for k in page.data]
 
     def key(self, key_id: str) -> KeyInfo | None:
         got = self.api.get(f"/v1/organizations/api_keys/{segment(key_id)}", _ApiKey, missing_ok=True)
         return self._info(got) if got else None
 
     def check(self, value: SecretValue) -> bool:
-        self.settings.register_secret(value.reveal())
-        return self.api.status_of("GET", "/v1/models", credential=value) == 200
+        return self.api.works(value, "/v1/models")
 
     def usage(self, key_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
         """Token use per day from the usage report: `count` is tokens (input, cached input and output)."""
@@ -133,9 +110,7 @@ class AnthropicIssuer:
             "group_by[]": ["api_key_id"],
             "bucket_width": "1d",
         }
-        for _ in range(_PAGES):
-            report = self.api.get(path, _Report, query=query)
-            assert report is not None  # noqa: S101 - not missing_ok
+        for report in self.api.pages(path, Report[_Bucket], query, cursor="page", following="next_page"):
             for bucket in report.data:
                 at = parse_time(bucket.starting_at)
                 if at is None:
@@ -144,19 +119,13 @@ class AnthropicIssuer:
                     tokens = result.uncached_input_tokens + result.cache_read_input_tokens + result.output_tokens
                     if tokens and result.api_key_id in (None, key_id):
                         records.append(UsageRecord(key_id, at, action="messages (tokens)", count=tokens))
-            if not report.has_more or not report.next_page:
-                break
-            query["page"] = report.next_page
         return records
 
     def revoke(self, key_id: str, *, dry_run: bool) -> bool:
         """Set the key inactive (or archived); False when it already is, or no longer exists."""
-        try:
-            current = self.key(key_id)
-        except ReadOnlyRefusal:
-            if dry_run:  # a dry-run's client calls no vendor: say it would revoke
-                return True
-            raise
+        read, current = dry_read(lambda: self.key(key_id), dry_run=dry_run)
+        if not read:  # a dry-run's client calls no vendor: say it would revoke
+            return True
         if current is None or current.status in ("inactive", "archived", "expired"):
             return False
         if dry_run:

@@ -11,12 +11,11 @@ replaces by name) can hold provider keys too. Braintrust offers no per-key usage
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import msgspec
 
-from integrations.context import ReadOnlyRefusal
-from integrations.vendors._api import VendorApi, check_fingerprint, parse_time, segment
+from integrations.vendors._api import PAGES, ReadFirst, VendorApi, parse_time, segment, would_revoke
 from integrations.vendors.base import (
     AdapterSettings,
     ConsumerWrite,
@@ -84,7 +83,7 @@ class _BraintrustKeys:
         path = f"/v1/{self.resource}"
         found: list[KeyInfo] = []
         after: str | None = None
-        for _ in range(1000):  # a bound on pages: a vendor that repeats a cursor must not loop forever
+        for _ in range(PAGES):
             page = self.api.get(path, _Keys, query={"limit": 100, "starting_after": after, "org_name": self.org_name})
             assert page is not None  # noqa: S101 - not missing_ok
             found += [_info(k) for k in page.objects]
@@ -99,8 +98,7 @@ class _BraintrustKeys:
         return _info(got) if got else None
 
     def check(self, value: SecretValue) -> bool:
-        self.settings.register_secret(value.reveal())
-        return self.api.status_of("GET", self.check_path, credential=value, query={"limit": 1}) == 200
+        return self.api.works(value, self.check_path, query={"limit": 1})
 
     def usage(self, key_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
         raise NotSupported("braintrust: the API reports no per-key usage or last-used time; rely on the consumers")
@@ -108,10 +106,7 @@ class _BraintrustKeys:
     def revoke(self, key_id: str, *, dry_run: bool) -> bool:
         path = f"/v1/{self.resource}/{segment(key_id)}"
         if dry_run:
-            try:
-                return self.key(key_id) is not None
-            except ReadOnlyRefusal:  # a dry-run's client calls no vendor: say it would revoke
-                return True
+            return would_revoke(self.key, key_id)
         return self.api.call("DELETE", path, missing_ok=True) is not None
 
 
@@ -165,6 +160,29 @@ class BraintrustServiceTokenIssuer(_BraintrustKeys):
 # ---------------------------------------------------------------- consumers
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+Place = TypeVar("Place", bound=_Named)
+
+
+class _BraintrustConsumer(ReadFirst[Place]):
+    """What the consumers share: their spec, their API, and finding their object by name in a listing."""
+
+    def __init__(self, spec: Any, settings: AdapterSettings):
+        self.spec = spec
+        self.settings = settings
+        self.api = _api(settings)
+
+    def _named(self, path: str, model: type[Any], query: dict[str, Any]) -> Place | None:
+        """The object named like the spec in the listing's `objects` (the API filters by name; this checks it)."""
+        found = self.api.get(path, model, query=query)
+        objects: list[Place] = found.objects if found else []
+        return next((o for o in objects if o.name == self.spec.name), None)
+
+
 class _AiSecret(msgspec.Struct):
     id: str
     name: str
@@ -178,7 +196,7 @@ class _AiSecrets(msgspec.Struct):
     objects: list[_AiSecret]
 
 
-class BraintrustAiSecretConsumer:
+class BraintrustAiSecretConsumer(_BraintrustConsumer[_AiSecret]):
     """A provider key stored at Braintrust (`/v1/ai_secret`), updated after the provider key is rotated.
 
     Spec: `name` (the ai_secret's name, e.g. OPENAI_API_KEY), `type` (e.g. openai; used when it must be
@@ -194,35 +212,22 @@ class BraintrustAiSecretConsumer:
         type: str | None = None
         org_name: str | None = None
 
-    def __init__(self, spec: Spec, settings: AdapterSettings):
-        self.spec = spec
-        self.settings = settings
-        self.api = _api(settings)
+    spec: Spec
 
     def describe(self) -> str:
         return f"braintrust ai_secret {self.spec.name}"
 
     def _current(self) -> _AiSecret | None:
-        query = {"ai_secret_name": self.spec.name, "org_name": self.spec.org_name}
-        found = self.api.get("/v1/ai_secret", _AiSecrets, query=query)
-        return next((s for s in (found.objects if found else []) if s.name == self.spec.name), None)
+        return self._named("/v1/ai_secret", _AiSecrets, {"ai_secret_name": self.spec.name, "org_name": self.spec.org_name})
 
     def write(self, value: SecretValue, fingerprint: str, *, dry_run: bool) -> ConsumerWrite:
-        self.settings.register_secret(value.reveal())
-        check_fingerprint(fingerprint)
-        try:
-            current = self._current()
-        except ReadOnlyRefusal:
-            if not dry_run:
-                raise
-            return ConsumerWrite(changed=True, dry_run=True, detail=f"would update {self.describe()} (not read: dry-run)")
+        current = self._read_first(value, fingerprint, dry_run=dry_run, verb="update")
+        if isinstance(current, ConsumerWrite):
+            return current
         if current is not None and (current.metadata or {}).get(FINGERPRINT_FIELD) == fingerprint:
-            return ConsumerWrite(
-                changed=False, marker=current.updated_at or "", detail=f"{self.describe()} already holds it", dry_run=dry_run
-            )
+            return self._holds(current.updated_at or "", dry_run=dry_run)
         if dry_run:
-            verb = "update" if current else "create"
-            return ConsumerWrite(changed=True, dry_run=True, detail=f"would {verb} {self.describe()}")
+            return self._would(f"{'update' if current else 'create'} {self.describe()}")
         if current is not None:
             metadata = {**(current.metadata or {}), FINGERPRINT_FIELD: fingerprint}
             path = f"/v1/ai_secret/{segment(current.id)}"
@@ -244,11 +249,9 @@ class BraintrustAiSecretConsumer:
         return ConsumerWrite(changed=True, marker=written.updated_at or "", detail=f"updated {self.describe()}")
 
     def verify(self, write: ConsumerWrite, fingerprint: str) -> Verified:
-        if write.dry_run:
-            return Verified(ok=False, evidence=f"{self.describe()}: a dry-run wrote nothing")
-        current = self._current()
-        if current is None:
-            return Verified(ok=False, evidence=f"{self.describe()} does not exist")
+        current = self._written(write)
+        if isinstance(current, Verified):
+            return current
         noted = (current.metadata or {}).get(FINGERPRINT_FIELD)
         if noted != fingerprint:
             return Verified(ok=False, evidence=f"{self.describe()} holds another value (updated {current.updated_at})")
@@ -268,7 +271,7 @@ class _EnvVars(msgspec.Struct):
     objects: list[_EnvVar]
 
 
-class BraintrustEnvVarConsumer:
+class BraintrustEnvVarConsumer(_BraintrustConsumer[_EnvVar]):
     """A provider key held in a Braintrust environment variable (`/v1/env_var`, PUT creates or replaces by name).
 
     Spec: `name`, `object_type` (organization | project | function), `object_id`. An env var keeps no note
@@ -284,35 +287,24 @@ class BraintrustEnvVarConsumer:
         object_type: str
         object_id: str
 
-    def __init__(self, spec: Spec, settings: AdapterSettings):
-        self.spec = spec
-        self.settings = settings
-        self.api = _api(settings)
+    spec: Spec
 
     def describe(self) -> str:
         return f"braintrust env_var {self.spec.object_type}/{self.spec.object_id} {self.spec.name}"
 
     def _current(self) -> _EnvVar | None:
         query = {"object_type": self.spec.object_type, "object_id": self.spec.object_id, "env_var_name": self.spec.name}
-        found = self.api.get("/v1/env_var", _EnvVars, query=query)
-        return next((v for v in (found.objects if found else []) if v.name == self.spec.name), None)
+        return self._named("/v1/env_var", _EnvVars, query)
 
     def write(self, value: SecretValue, fingerprint: str, *, dry_run: bool) -> ConsumerWrite:
-        self.settings.register_secret(value.reveal())
-        check_fingerprint(fingerprint)
+        current = self._read_first(value, fingerprint, dry_run=dry_run, verb="update")
+        if isinstance(current, ConsumerWrite):
+            return current
         recorded = self.settings.recorded_marker(self.describe(), fingerprint)
-        try:
-            current = self._current()
-        except ReadOnlyRefusal:
-            if not dry_run:
-                raise
-            return ConsumerWrite(changed=True, dry_run=True, detail=f"would update {self.describe()} (not read: dry-run)")
         if current is not None and recorded == f"{current.id}:{fingerprint}":
-            return ConsumerWrite(
-                changed=False, marker=recorded, detail=f"{self.describe()} already holds it", dry_run=dry_run
-            )
+            return self._holds(recorded, dry_run=dry_run)
         if dry_run:
-            return ConsumerWrite(changed=True, dry_run=True, detail=f"would write {self.describe()}")
+            return self._would(f"write {self.describe()}")
         body = {
             "object_type": self.spec.object_type,
             "object_id": self.spec.object_id,

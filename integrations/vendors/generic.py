@@ -7,22 +7,12 @@ answering 404 (or 410) when there is no such key. The sandbox's `flows/sandbox/v
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar
 
 import msgspec
 
-from integrations.vendors._api import VendorApi, segment
-from integrations.vendors.base import (
-    AdapterSettings,
-    KeyInfo,
-    ManualStepRequired,
-    Minted,
-    NotSupported,
-    SecretValue,
-    UsageRecord,
-    VendorError,
-)
+from integrations.vendors._api import Unlisted, VendorApi, segment
+from integrations.vendors.base import AdapterSettings, ManualStepRequired, Minted, NotSupported, SecretValue, VendorError
 
 
 class _Minted(msgspec.Struct):
@@ -30,12 +20,15 @@ class _Minted(msgspec.Struct):
     api_key: str
 
 
-class GenericIssuer:
+class GenericIssuer(Unlisted):
     """Settings options: `mint_url` (none: a person mints), `check_url`, `revoke_url` (with `{key_id}`)."""
 
     kind: ClassVar[str] = "generic"
     can_mint: ClassVar[bool] = True  # without a mint_url, mint raises ManualStepRequired
     scopes: ClassVar[tuple[str, ...]] = ("vendor: an admin token that can mint and revoke API keys",)
+    no_list: ClassVar[str] = "vendor: the generic contract lists no keys"
+    no_key: ClassVar[str] = "vendor: the generic contract looks up no key"
+    no_usage: ClassVar[str] = "vendor: the generic contract reports no usage"
 
     def __init__(self, settings: AdapterSettings):
         from integrations.context import HttpClient
@@ -70,15 +63,6 @@ class GenericIssuer:
         minted = self.api.typed(answer, _Minted, "POST", "mint_url")
         self.settings.register_secret(minted.api_key)
         return Minted(key_id=minted.key_id, value=SecretValue(minted.api_key), name=name)
-
-    def list_keys(self) -> list[KeyInfo]:
-        raise NotSupported("vendor: the generic contract lists no keys")
-
-    def key(self, key_id: str) -> KeyInfo | None:
-        raise NotSupported("vendor: the generic contract looks up no key")
-
-    def usage(self, key_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
-        raise NotSupported("vendor: the generic contract reports no usage")
 
     def check(self, value: SecretValue) -> bool:
         from integrations.context import HttpCallError

@@ -10,27 +10,16 @@ cannot be reactivated. There is nothing to mint, list or report: revoking is the
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar
 
-from integrations.context import ReadOnlyRefusal
-from integrations.vendors._api import VendorApi
-from integrations.vendors.base import (
-    AdapterSettings,
-    KeyInfo,
-    ManualStepRequired,
-    Minted,
-    NotSupported,
-    SecretValue,
-    UsageRecord,
-    VendorError,
-)
+from integrations.vendors._api import Unlisted, VendorApi, dry_read
+from integrations.vendors.base import AdapterSettings, ManualStepRequired, Minted, SecretValue, VendorError
 
 DEFAULT_URL = "https://api.github.com"
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 
-class GitHubIssuer:
+class GitHubIssuer(Unlisted):
     """GitHub tokens, revoked by value. `revoke(key_id)` takes a secret reference (read with the run's
     `read_secret`) holding the leaked token, since the API identifies a token only by its value.
 
@@ -46,6 +35,9 @@ class GitHubIssuer:
     scopes: ClassVar[tuple[str, ...]] = (
         "github: none (POST /credentials/revoke is unauthenticated on github.com; 60 requests an hour)",
     )
+    no_list: ClassVar[str] = "github: the credential revocation API lists nothing"
+    no_key: ClassVar[str] = "github: the credential revocation API looks nothing up"
+    no_usage: ClassVar[str] = "github: no per-token usage API; review the organization's audit log instead"
 
     def __init__(self, settings: AdapterSettings):
         self.settings = settings
@@ -58,19 +50,9 @@ class GitHubIssuer:
             "credential's secret"
         )
 
-    def list_keys(self) -> list[KeyInfo]:
-        raise NotSupported("github: the credential revocation API lists nothing")
-
-    def key(self, key_id: str) -> KeyInfo | None:
-        raise NotSupported("github: the credential revocation API looks nothing up")
-
-    def usage(self, key_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
-        raise NotSupported("github: no per-token usage API; review the organization's audit log instead")
-
     def check(self, value: SecretValue) -> bool:
         """The token still works: `GET /user` with it answers 200 (401 once revoked)."""
-        self.settings.register_secret(value.reveal())
-        return self.api.status_of("GET", "/user", credential=value) == 200
+        return self.api.works(value, "/user")
 
     def revoke(self, key_id: str, *, dry_run: bool) -> bool:
         if self.settings.read_secret is None:
@@ -82,12 +64,9 @@ class GitHubIssuer:
     def revoke_value(self, value: SecretValue, *, dry_run: bool) -> bool:
         """Revoke one token by value; False when it no longer works (already revoked or expired)."""
         self.settings.register_secret(value.reveal())
-        try:
-            works = self.check(value)
-        except ReadOnlyRefusal:
-            if dry_run:  # a dry-run's client calls no vendor: say it would revoke
-                return True
-            raise
+        read, works = dry_read(lambda: self.check(value), dry_run=dry_run)
+        if not read:  # a dry-run's client calls no vendor: say it would revoke
+            return True
         if not works:
             return False
         if dry_run:

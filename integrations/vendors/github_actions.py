@@ -19,8 +19,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from integrations.context import ReadOnlyRefusal
-from integrations.vendors._api import VendorApi, check_fingerprint, segment
+from integrations.vendors._api import ReadFirst, VendorApi, segment
 from integrations.vendors.base import AdapterSettings, ConsumerWrite, SecretValue, VendorError, Verified
 from integrations.vendors.github import API_HEADERS, DEFAULT_URL
 
@@ -54,7 +53,7 @@ def seal(public_key_b64: str, value: SecretValue) -> str:
     return base64.b64encode(SealedBox(key).encrypt(value.reveal().encode())).decode()
 
 
-class GitHubActionsConsumer:
+class GitHubActionsConsumer(ReadFirst[_Secret]):
     """One Actions secret. Spec: `secret` and one of `repository` (owner/repo, with `environment` for an
     environment secret) or `org` (with `visibility`: all | private | selected, kept from the existing secret
     when not given)."""
@@ -106,22 +105,15 @@ class GitHubActionsConsumer:
         return self.api.get(self.path, _Secret, missing_ok=True)
 
     def write(self, value: SecretValue, fingerprint: str, *, dry_run: bool) -> ConsumerWrite:
-        self.settings.register_secret(value.reveal())
-        check_fingerprint(fingerprint)
+        current = self._read_first(value, fingerprint, dry_run=dry_run)
+        if isinstance(current, ConsumerWrite):
+            return current
         recorded = self.settings.recorded_marker(self.describe(), fingerprint)
-        try:
-            current = self._current()
-        except ReadOnlyRefusal:
-            if not dry_run:
-                raise
-            return ConsumerWrite(changed=True, dry_run=True, detail=f"would write {self.describe()} (not read: dry-run)")
         if current is not None and recorded and current.updated_at == recorded:
             detail = f"{self.describe()} unchanged since this value was written ({recorded})"
             return ConsumerWrite(changed=False, marker=recorded, detail=detail, dry_run=dry_run)
         if dry_run:
-            return ConsumerWrite(
-                changed=True, dry_run=True, detail=f"would {'update' if current else 'create'} {self.describe()}"
-            )
+            return self._would(f"{'update' if current else 'create'} {self.describe()}")
         key = self.api.get(f"{self.base}/public-key", _PublicKey)
         assert key is not None  # noqa: S101 - not missing_ok
         body: dict[str, Any] = {"encrypted_value": seal(key.key, value), "key_id": key.key_id}
@@ -147,11 +139,9 @@ class GitHubActionsConsumer:
         return [int(i) for i in ids if isinstance(i, int)]
 
     def verify(self, write: ConsumerWrite, fingerprint: str) -> Verified:
-        if write.dry_run:
-            return Verified(ok=False, evidence=f"{self.describe()}: a dry-run wrote nothing")
-        current = self._current()
-        if current is None:
-            return Verified(ok=False, evidence=f"{self.describe()} does not exist")
+        current = self._written(write)
+        if isinstance(current, Verified):
+            return current
         if current.updated_at != write.marker:
             return Verified(
                 ok=False, evidence=f"{self.describe()} was written again at {current.updated_at} (ours: {write.marker})"

@@ -14,8 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from integrations.context import ReadOnlyRefusal
-from integrations.vendors._api import VendorApi, check_fingerprint, segment, value_fingerprint
+from integrations.vendors._api import ReadFirst, VendorApi, segment, value_fingerprint
 from integrations.vendors.base import AdapterSettings, ConsumerWrite, SecretValue, VendorError, Verified
 
 DEFAULT_URL = "https://gitlab.com"
@@ -30,7 +29,7 @@ class _Variable(msgspec.Struct):
     environment_scope: str = "*"
 
 
-class GitLabVariableConsumer:
+class GitLabVariableConsumer(ReadFirst[_Variable]):
     """Spec: `key` and one of `project` (id or full path) or `group`; `environment_scope` (default `*`),
     `protected` (default false), `masked` (default true: GitLab then wants 8+ characters of its alphabet)."""
 
@@ -68,21 +67,15 @@ class GitLabVariableConsumer:
         return None if answer is None else self.api.typed(answer, _Variable, "GET", self.path)
 
     def write(self, value: SecretValue, fingerprint: str, *, dry_run: bool) -> ConsumerWrite:
-        self.settings.register_secret(value.reveal())
-        note = NOTE + check_fingerprint(fingerprint)
-        try:
-            current = self._current()
-        except ReadOnlyRefusal:
-            if not dry_run:
-                raise
-            return ConsumerWrite(changed=True, dry_run=True, detail=f"would write {self.describe()} (not read: dry-run)")
+        current = self._read_first(value, fingerprint, dry_run=dry_run)
+        if isinstance(current, ConsumerWrite):
+            return current
+        note = NOTE + fingerprint
         # the note, and the value itself where GitLab shows it (someone may have changed it and kept the note)
         if current is not None and current.description == note and current.value in (None, value.reveal()):
-            return ConsumerWrite(changed=False, marker=note, detail=f"{self.describe()} already holds it", dry_run=dry_run)
+            return self._holds(note, dry_run=dry_run)
         if dry_run:
-            return ConsumerWrite(
-                changed=True, dry_run=True, detail=f"would {'update' if current else 'create'} {self.describe()}"
-            )
+            return self._would(f"{'update' if current else 'create'} {self.describe()}")
         body: dict[str, Any] = {
             "value": value.reveal(),
             "masked": self.spec.masked,
@@ -105,11 +98,9 @@ class GitLabVariableConsumer:
         return ConsumerWrite(changed=True, marker=note, detail=f"{'updated' if current else 'created'} {self.describe()}")
 
     def verify(self, write: ConsumerWrite, fingerprint: str) -> Verified:
-        if write.dry_run:
-            return Verified(ok=False, evidence=f"{self.describe()}: a dry-run wrote nothing")
-        current = self._current()
-        if current is None:
-            return Verified(ok=False, evidence=f"{self.describe()} does not exist")
+        current = self._written(write)
+        if isinstance(current, Verified):
+            return current
         if current.value is not None:
             self.settings.register_secret(current.value)
             if value_fingerprint(current.value) != fingerprint:

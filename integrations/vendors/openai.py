@@ -15,12 +15,10 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from integrations.context import ReadOnlyRefusal
-from integrations.vendors._api import VendorApi, parse_time, segment
+from integrations.vendors._api import Listing, Report, VendorApi, parse_time, segment, would_revoke
 from integrations.vendors.base import AdapterSettings, KeyInfo, Minted, SecretValue, UsageRecord, VendorError
 
 DEFAULT_URL = "https://api.openai.com"
-_PAGES = 1000  # a bound on pages: a vendor that repeats a cursor must not loop forever
 
 
 class _ApiKey(msgspec.Struct):
@@ -31,21 +29,9 @@ class _ApiKey(msgspec.Struct):
     last_used_at: int | None = None
 
 
-class _ApiKeys(msgspec.Struct):
-    data: list[_ApiKey]
-    has_more: bool = False
-    last_id: str | None = None
-
-
 class _Account(msgspec.Struct):
     id: str
     name: str = ""
-
-
-class _Accounts(msgspec.Struct):
-    data: list[_Account]
-    has_more: bool = False
-    last_id: str | None = None
 
 
 class _NewKey(msgspec.Struct):
@@ -69,12 +55,6 @@ class _Bucket(msgspec.Struct):
     results: list[_UsageResult] = []
 
 
-class _Usage(msgspec.Struct):
-    data: list[_Bucket]
-    has_more: bool = False
-    next_page: str | None = None
-
-
 class _Session(msgspec.Struct):
     ip_address: str | None = None
 
@@ -89,12 +69,6 @@ class _AuditEvent(msgspec.Struct):
     type: str
     effective_at: int
     actor: _Actor | None = None
-
-
-class _AuditLog(msgspec.Struct):
-    data: list[_AuditEvent]
-    has_more: bool = False
-    last_id: str | None = None
 
 
 class OpenAIIssuer:
@@ -127,32 +101,17 @@ class OpenAIIssuer:
         suffix = f" [{idempotency_key[:24]}]"
         full = f"{name}{suffix}"
         path = f"{self.prefix}/service_accounts"
-        after: str | None = None
-        for _ in range(_PAGES):
-            page = self.api.get(path, _Accounts, query={"limit": 100, "after": after})
-            assert page is not None  # noqa: S101 - not missing_ok
+        for page in self.api.pages(path, Listing[_Account], {"limit": 100}, cursor="after"):
             for account in page.data:
                 if account.name.endswith(suffix):
                     self.api.call("DELETE", f"{path}/{segment(account.id)}", missing_ok=True)
-            if not page.has_more or not page.last_id:
-                break
-            after = page.last_id
         created = self.api.typed(self.api.call("POST", path, {"name": full}), _NewAccount, "POST", path)
         self.settings.register_secret(created.api_key.value)
         return Minted(key_id=created.api_key.id, value=SecretValue(created.api_key.value), name=full)
 
     def list_keys(self) -> list[KeyInfo]:
-        path = f"{self.prefix}/api_keys"
-        found: list[KeyInfo] = []
-        after: str | None = None
-        for _ in range(_PAGES):
-            page = self.api.get(path, _ApiKeys, query={"limit": 100, "after": after})
-            assert page is not None  # noqa: S101 - not missing_ok
-            found += [self._info(k) for k in page.data]
-            if not page.has_more or not page.last_id:
-                break
-            after = page.last_id
-        return found
+        pages = self.api.pages(f"{self.prefix}/api_keys", Listing[_ApiKey], {"limit": 100}, cursor="after")
+        return [self._info(k) for page in pages for k in page.data]
 
     @staticmethod
     def _info(key: _ApiKey) -> KeyInfo:
@@ -169,8 +128,7 @@ class OpenAIIssuer:
         return self._info(got) if got else None
 
     def check(self, value: SecretValue) -> bool:
-        self.settings.register_secret(value.reveal())
-        return self.api.status_of("GET", "/v1/models", credential=value) == 200
+        return self.api.works(value, "/v1/models")
 
     def usage(self, key_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
         """Requests per day from the usage API, and the key's audit-log events (with the IP where given)."""
@@ -183,18 +141,13 @@ class OpenAIIssuer:
             "group_by": ["api_key_id"],
             "bucket_width": "1d",
         }
-        for _ in range(_PAGES):
-            usage = self.api.get(path, _Usage, query=query)
-            assert usage is not None  # noqa: S101 - not missing_ok
+        for usage in self.api.pages(path, Report[_Bucket], query, cursor="page", following="next_page"):
             for bucket in usage.data:
                 for result in bucket.results:
                     if result.num_model_requests and result.api_key_id in (None, key_id):
                         at = parse_time(bucket.start_time)
                         assert at is not None  # noqa: S101 - an int always parses
                         records.append(UsageRecord(key_id, at, action="completions", count=result.num_model_requests))
-            if not usage.has_more or not usage.next_page:
-                break
-            query["page"] = usage.next_page
         path = "/v1/organization/audit_logs"
         audit: dict[str, Any] = {
             "actor_ids[]": [key_id],
@@ -202,27 +155,19 @@ class OpenAIIssuer:
             "effective_at[lte]": int(end.timestamp()),
             "limit": 100,
         }
-        for _ in range(_PAGES):
-            log = self.api.get(path, _AuditLog, query=audit)
-            assert log is not None  # noqa: S101 - not missing_ok
+        for log in self.api.pages(path, Listing[_AuditEvent], audit, cursor="after"):
             for event in log.data:
                 at = parse_time(event.effective_at)
                 assert at is not None  # noqa: S101 - an int always parses
                 place = event.actor.session.ip_address if event.actor and event.actor.session else None
                 records.append(UsageRecord(key_id, at, place=place, action=event.type))
-            if not log.has_more or not log.last_id:
-                break
-            audit["after"] = log.last_id
         return records
 
     def revoke(self, key_id: str, *, dry_run: bool) -> bool:
         """Delete the project key (a service account's key too); False when it is already gone."""
         path = f"{self.prefix}/api_keys/{segment(key_id)}"
         if dry_run:
-            try:
-                return self.key(key_id) is not None
-            except ReadOnlyRefusal:  # a dry-run's client calls no vendor: say it would revoke
-                return True
+            return would_revoke(self.key, key_id)
         answer = self.api.call("DELETE", path, missing_ok=True)
         if answer is None:
             return False

@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from flows.sandbox.loopback import LoopbackServer
+
 MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -39,6 +41,23 @@ class Request:
         return values[0] if values else None
 
 
+def listing(items: list[dict[str, Any]], request: Request, cursor: str) -> dict[str, Any]:
+    """One page of `items` as OpenAI and Anthropic list: those after the id in the query parameter `cursor`, at most
+    `limit` (default 20), with `has_more` and the page's first and last ids."""
+    after = request.arg(cursor)
+    ids = [i["id"] for i in items]
+    if after:
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    limit = int(request.arg("limit") or 20)
+    page = items[:limit]
+    return {
+        "data": page,
+        "has_more": len(items) > limit,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }
+
+
 @dataclass(frozen=True)
 class Recorded:
     method: str
@@ -56,8 +75,10 @@ class Reply(Exception):
 
 
 @dataclass
-class StandIn:
-    """The server, the record of calls and the failure switches. Subclasses implement `route`."""
+class StandIn(LoopbackServer):
+    """The server, the record of calls and the failure switches. Subclasses implement `route`.
+
+    A LoopbackServer (its `url` and `stop`) that takes every method a vendor API does and stops within 50 ms."""
 
     name: str = "stand-in"
     calls: list[Recorded] = field(default_factory=list)
@@ -69,10 +90,7 @@ class StandIn:
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError(f"start() the {self.name} first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.url
 
     def start(self) -> Any:
         handle = self._handle
@@ -90,12 +108,6 @@ class StandIn:
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True, name=self.name).start()
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     # ---- failure switches and the record
 

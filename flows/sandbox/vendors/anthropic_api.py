@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flows.sandbox.vendors import Reply, Request, StandIn
+from flows.sandbox.vendors import Reply, Request, StandIn, listing
 
 SANDBOX_ANTHROPIC_ADMIN = "sk-ant-admin01-sandbox-0123456789abcdef"
 
@@ -86,19 +86,7 @@ class AnthropicStandIn(StandIn):
         parts = request.path.strip("/").split("/")
         with self._lock:
             if parts == ["v1", "organizations", "api_keys"] and request.method == "GET":
-                items = [self._shown(k) for k in self.keys.values()]
-                after = request.arg("after_id")
-                ids = [i["id"] for i in items]
-                if after:
-                    items = items[ids.index(after) + 1 :] if after in ids else []
-                limit = int(request.arg("limit") or 20)
-                page = items[:limit]
-                return 200, {
-                    "data": page,
-                    "has_more": len(items) > limit,
-                    "first_id": page[0]["id"] if page else None,
-                    "last_id": page[-1]["id"] if page else None,
-                }
+                return 200, listing([self._shown(k) for k in self.keys.values()], request, "after_id")
             if parts[:3] == ["v1", "organizations", "api_keys"] and len(parts) == 4 and parts[3] in self.keys:
                 entry = self.keys[parts[3]]
                 if request.method == "GET":

@@ -158,38 +158,42 @@ class KubeStandIn(StandIn):
             raise Reply(400, _status(400, "BadRequest", "a patch is a JSON object"))
         return request.body
 
-    def _secret(self, key: tuple[str, str], request: Request) -> tuple[int, Any]:
-        secret = self.secrets.get(key)
-        if secret is None:
-            raise Reply(404, _status(404, "NotFound", f'secrets "{key[1]}" not found'))
+    def _patching(
+        self, objects: dict[tuple[str, str], dict[str, Any]], key: tuple[str, str], what: str, request: Request
+    ) -> dict[str, Any] | None:
+        """The merge patch a request makes to an object, None for a GET; 404 without the object, 405 for another
+        method."""
+        if objects.get(key) is None:
+            raise Reply(404, _status(404, "NotFound", f'{what} "{key[1]}" not found'))
         if request.method == "GET":
-            return 200, copy.deepcopy(secret)
+            return None
         if request.method == "PATCH":
-            patch = self._patch_body(request)
+            return self._patch_body(request)
+        raise Reply(405, _status(405, "MethodNotAllowed", "method not allowed"))
+
+    def _patched(self, current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        merged = merge_patch(copy.deepcopy(current), patch)
+        merged["metadata"]["resourceVersion"] = self._next_version()
+        return merged
+
+    def _secret(self, key: tuple[str, str], request: Request) -> tuple[int, Any]:
+        patch = self._patching(self.secrets, key, "secrets", request)
+        if patch is not None:
             for value in (patch.get("data") or {}).values():
                 try:
                     base64.b64decode(value, validate=True)
                 except (ValueError, TypeError):
                     raise Reply(422, _status(422, "Invalid", "data values must be base64")) from None
-            merged = merge_patch(copy.deepcopy(secret), patch)
-            merged["metadata"]["resourceVersion"] = self._next_version()
-            self.secrets[key] = merged
-            return 200, copy.deepcopy(merged)
-        raise Reply(405, _status(405, "MethodNotAllowed", "method not allowed"))
+            self.secrets[key] = self._patched(self.secrets[key], patch)
+        return 200, copy.deepcopy(self.secrets[key])
 
     def _deployment(self, key: tuple[str, str], request: Request) -> tuple[int, Any]:
-        deployment = self.deployments.get(key)
-        if deployment is None:
-            raise Reply(404, _status(404, "NotFound", f'deployments.apps "{key[1]}" not found'))
-        if request.method == "GET":
-            return 200, self._shown_deployment(key)
-        if request.method == "PATCH":
-            patch = self._patch_body(request)
-            merged = merge_patch(copy.deepcopy(deployment), patch)
-            merged["metadata"]["resourceVersion"] = self._next_version()
+        patch = self._patching(self.deployments, key, "deployments.apps", request)
+        if patch is not None:
+            deployment = self.deployments[key]
+            merged = self._patched(deployment, patch)
             if merged["spec"] != deployment["spec"]:
                 merged["metadata"]["generation"] = int(deployment["metadata"]["generation"]) + 1
                 self._rollouts[key] = time.monotonic()
             self.deployments[key] = merged
-            return 200, self._shown_deployment(key)
-        raise Reply(405, _status(405, "MethodNotAllowed", "method not allowed"))
+        return 200, self._shown_deployment(key)

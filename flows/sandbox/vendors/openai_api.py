@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows.sandbox.vendors import Reply, Request, StandIn
+from flows.sandbox.vendors import Reply, Request, StandIn, listing
 
 SANDBOX_OPENAI_ADMIN = "sk-admin-sandbox-0123456789abcdefghij"
 PROJECT = "proj_sandbox"
@@ -79,19 +79,7 @@ class OpenAIStandIn(StandIn):
 
     @staticmethod
     def _page(items: list[dict[str, Any]], request: Request) -> dict[str, Any]:
-        after = request.arg("after")
-        ids = [i["id"] for i in items]
-        if after:
-            items = items[ids.index(after) + 1 :] if after in ids else []
-        limit = int(request.arg("limit") or 20)
-        page = items[:limit]
-        return {
-            "object": "list",
-            "data": page,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-            "has_more": len(items) > limit,
-        }
+        return {"object": "list", **listing(items, request, "after")}
 
     def _shown(self, key: dict[str, Any]) -> dict[str, Any]:
         value = key["value"]
