@@ -1,8 +1,5 @@
-"""Vendor breaches: `stanch vendor inventory NAME [--discover]` (commands are registered by flows.vendors.cli)."""
+"""Vendor breaches: `stanch vendor inventory NAME [--discover]` (registered by flows.vendors.cli)."""
 
 from __future__ import annotations
 
-import importlib.util
-
-if importlib.util.find_spec("flows.vendors.cli") is not None:
-    importlib.import_module("flows.vendors.cli")
+import flows.vendors.cli  # noqa: F401 - registers the `vendor` commands on the shared app
