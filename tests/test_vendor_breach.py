@@ -261,11 +261,13 @@ metadata: {{name: tiny, title: Tiny vendor}}
 credentials:
   - id: api-key
     issuer: {issuer}
-    stored_in: {{secretsmanager: tiny/api-key}}
+    stored_in: {store}
 {key_id}    consumers:
 {consumers}
 """
 TINY_OLD = "tiny-old-value-0123456789abcdef"
+SSM_NAME = "/tiny/api-key"
+SSM_STORE = "{ssm: /tiny/api-key}"
 
 
 class GenericLike:
@@ -311,10 +313,10 @@ class Tiny:
         for name in ("app/one", "app/two"):
             sm.create_secret(Name=name, SecretString="placeholder")
 
-    def write(self, issuer: str, consumers: list[str], key_id: str | None = None) -> None:
+    def write(self, issuer: str, consumers: list[str], key_id: str | None = None, store: str = "") -> None:
         listed = "\n".join(f"      - {{kind: secretsmanager, secret_id: {c}}}" for c in consumers)
         key = f"    key_id: {key_id}\n" if key_id else ""
-        text = TINY.format(issuer=issuer, consumers=listed, key_id=key)
+        text = TINY.format(issuer=issuer, consumers=listed, key_id=key, store=store or "{secretsmanager: tiny/api-key}")
         (self.folder / "tiny.yaml").write_text(text, encoding="utf-8")
 
     def ctx(self) -> Any:
@@ -328,6 +330,13 @@ class Tiny:
             ctx, vendor="tiny", credential="api-key", writes=[o.model_dump() for o in pushed.consumers]
         )
         assert checked.all_verified, checked
+
+    def put(self, store: str, value: str) -> None:
+        """A person's put of a new value: a new version of the secret, or of the SSM parameter."""
+        if store == "ssm":
+            self.sandbox.client("ssm").put_parameter(Name=SSM_NAME, Value=value, Type="SecureString", Overwrite=True)
+        else:
+            self.sandbox.client("secretsmanager").put_secret_value(SecretId="tiny/api-key", SecretString=value)
 
     def tags(self) -> dict[str, str]:
         described = self.sandbox.client("secretsmanager").describe_secret(SecretId="tiny/api-key")
@@ -413,16 +422,16 @@ def test_a_generic_issuer_works_through_the_actions_and_unknowns_go_to_a_person(
     assert report.with_failures == 1 and "1 step item(s) failed" in report.text
 
 
-def test_github_revokes_the_stores_old_version_by_value_never_the_new_token(tiny: Tiny) -> None:
+@pytest.mark.parametrize("store", ["secretsmanager", "ssm"])
+def test_github_revokes_the_stores_old_version_by_value_never_the_new_token(tiny: Tiny, store: str) -> None:
     github = GitHubSecretsStandIn().start()
     try:
         old, new = github.add_leaked_token(), github.add_leaked_token()
-        sm = tiny.sandbox.client("secretsmanager")
-        sm.put_secret_value(SecretId="tiny/api-key", SecretString=old)
+        tiny.put(store, old)
         issuer = f"{{kind: github, base_url: '{github.base_url}', admin_token: tiny/unused}}"
-        tiny.write(issuer, ["app/one"])
+        tiny.write(issuer, ["app/one"], store=SSM_STORE if store == "ssm" else "")
         assert actions.mint_new_key(tiny.ctx(), vendor="tiny", credential="api-key").status == "manual"
-        sm.put_secret_value(SecretId="tiny/api-key", SecretString=new)  # the token's owner made a new one
+        tiny.put(store, new)  # the token's owner made a new one
         assert actions.verify_new_key(tiny.ctx(), vendor="tiny", credential="api-key").verified
         tiny.rotate_consumers()
         unused = actions.check_old_key_unused(tiny.ctx(), vendor="tiny", credential="api-key", grace_period=1)
@@ -435,3 +444,111 @@ def test_github_revokes_the_stores_old_version_by_value_never_the_new_token(tiny
         assert again.status == "already-revoked" and github.revoked == [old]
     finally:
         github.stop()
+
+
+# ---------------------------------------------------------------- a credential stored in SSM Parameter Store
+
+
+def ssm_view(sandbox: Any) -> tuple[Any, ...]:
+    """All the rotation can change in AWS: the parameter's versions (values, labels), its tags, the consumer."""
+    ssm = sandbox.client("ssm")
+    history = ssm.get_parameter_history(Name=SSM_NAME, WithDecryption=True)["Parameters"]
+    tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=SSM_NAME)["TagList"]
+    consumer = sandbox.client("secretsmanager").get_secret_value(SecretId="app/one")["SecretString"]
+    versions = [(h["Version"], h["Value"], sorted(h.get("Labels", []))) for h in history]
+    return versions, sorted((t["Key"], t["Value"]) for t in tags), consumer
+
+
+def test_a_credential_stored_in_ssm_rotates_end_to_end_and_a_rerun_changes_nothing(tiny: Tiny, generic: GenericLike) -> None:
+    sandbox, ssm = tiny.sandbox, tiny.sandbox.client("ssm")
+    old = json.dumps({"api_key": TINY_OLD, "key_id": "key-old"})
+    ssm.put_parameter(Name=SSM_NAME, Value=old, Type="SecureString")
+    tiny.write("{kind: generic}", ["app/one"], store=SSM_STORE)
+    results: list[Any] = []
+
+    # a dry-run of every step says what it would do and writes nothing
+    before = ssm_view(sandbox)
+    dry = make_ctx(sandbox, True)
+    results.append(actions.push_to_consumers(dry, vendor="tiny", credential="api-key"))
+    results.append(actions.verify_consumers(dry, vendor="tiny", credential="api-key"))
+    results.append(actions.revoke_old_key(dry, vendor="tiny", credential="api-key"))
+    assert [r.status for r in results] == ["would-push", "would-verify", "would-revoke"]
+    assert ssm_view(sandbox) == before
+
+    # mint: dry-run, apply, again (nothing minted twice), dry-run again; the new key is version 2
+    def mint(ctx: Any) -> Any:
+        results.append(actions.mint_new_key(ctx, vendor="tiny", credential="api-key"))
+        return results[-1]
+
+    four_steps(
+        sandbox,
+        mint,
+        lambda: ssm.get_parameter(Name=SSM_NAME)["Parameter"]["Version"],
+    )
+    assert generic.names == ["stanch-api-key"]
+    new = json.loads(ssm.get_parameter(Name=SSM_NAME, WithDecryption=True)["Parameter"]["Value"])
+    assert new["key_id"] == "key-new-1" and new["api_key"].startswith("tiny-new-"), "stored as JSON, as the old one"
+    pinned = ssm.get_parameter(Name=f"{SSM_NAME}:stanch-rotating-from", WithDecryption=True)["Parameter"]
+    assert (pinned["Version"], pinned["Value"]) == (1, old), "the old version is labelled: kept until revoked"
+    state = actions._store(tiny.ctx(), actions._credential(tiny.ctx(), "tiny", "api-key")[1]).state()
+    assert (state.phase, state.old, state.current) == ("stored", "1", "2")
+    assert state.tags[actions.OLD_KEY_TAG] == "key-old" and state.tags[actions.NEW_KEY_TAG] == "2=key-new-1"
+
+    # push and verify: the consumer holds the new key; the record (escaped to SSM's tag characters) reads back
+    tiny.rotate_consumers()
+    assert sandbox.client("secretsmanager").get_secret_value(SecretId="app/one")["SecretString"] == new["api_key"]
+    raw = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=SSM_NAME)["TagList"]
+    assert all(re.fullmatch(r"[A-Za-z0-9 _.:/=+@-]{0,256}", t["Value"]) for t in raw), raw
+    state = actions._store(tiny.ctx(), actions._credential(tiny.ctx(), "tiny", "api-key")[1]).state()
+    assert re.fullmatch(r"2:[0-9a-f]{16}:1/1", state.tags[actions.VERIFIED_TAG])
+    assert any(v.startswith("sha256:") and "|" in v for k, v in state.tags.items() if k.startswith("stanch:marker:"))
+
+    # the old key: unused (the generic issuer shows no use: a person confirms), then revoked; the label comes off
+    results.append(actions.check_old_key_unused(tiny.ctx(), vendor="tiny", credential="api-key", grace_period=1))
+    assert results[-1].ready and results[-1].use_unknown
+    results.append(actions.revoke_old_key(tiny.ctx(), vendor="tiny", credential="api-key"))
+    assert results[-1].status == "revoked" and generic.revoked == ["key-old"]
+    history = ssm.get_parameter_history(Name=SSM_NAME)["Parameters"]
+    assert [(h["Version"], h.get("Labels", [])) for h in history] == [(1, []), (2, [])]
+
+    # a re-run under another incident: every step finds its work done and changes nothing
+    after = ssm_view(sandbox)
+    again = make_ctx(sandbox, False, incident="inc-again")
+    rerun: list[Any] = [
+        actions.mint_new_key(again, vendor="tiny", credential="api-key"),
+        actions.push_to_consumers(again, vendor="tiny", credential="api-key"),
+        actions.verify_consumers(again, vendor="tiny", credential="api-key"),
+        actions.revoke_old_key(again, vendor="tiny", credential="api-key"),
+    ]
+    assert [(r.status, r.changed) for r in rerun] == [
+        ("already-rotated", False),
+        ("already-rotated", False),
+        ("already-rotated", False),
+        ("already-revoked", False),
+    ]
+    assert ssm_view(sandbox) == after
+    assert generic.names == ["stanch-api-key"] and generic.revoked == ["key-old"], "nothing minted or revoked twice"
+    shown = "\n".join(r.model_dump_json() for r in [*results, *rerun])
+    assert TINY_OLD not in shown and new["api_key"] not in shown, "no value in a result"
+
+
+def test_an_ssm_store_that_is_not_a_securestring_is_refused_before_any_write(tiny: Tiny, generic: GenericLike) -> None:
+    ssm = tiny.sandbox.client("ssm")
+    ssm.put_parameter(Name=SSM_NAME, Value=TINY_OLD, Type="String")
+    tiny.write("{kind: generic}", ["app/one"], key_id="key-old", store=SSM_STORE)
+    with pytest.raises(VendorError, match="is a String parameter: a credential is a SecureString") as caught:
+        actions.mint_new_key(tiny.ctx(), vendor="tiny", credential="api-key")
+    assert TINY_OLD not in str(caught.value)
+    assert ssm.get_parameter(Name=SSM_NAME)["Parameter"]["Version"] == 1, "no new version"
+    assert tiny.sandbox.client("ssm").list_tags_for_resource(ResourceType="Parameter", ResourceId=SSM_NAME)["TagList"] == []
+    assert generic.names == [], "nothing minted"
+
+
+def test_ssm_tag_values_keep_to_ssms_characters_and_read_back() -> None:
+    from integrations.vendors.aws_stores import ssm_tag_text, ssm_tag_value
+
+    for text in ("sha256:0a1b|2026-11-27T14:55:18Z", "secret@123", "ü|ß~%", "x" * 300, "@41"):
+        value = ssm_tag_value(text)
+        assert re.fullmatch(r"[A-Za-z0-9 _.:/=+@-]{0,256}", value), value
+        back = ssm_tag_text(value)
+        assert back == text if len(text) < 100 else text.startswith(back) and len(back) == 256

@@ -51,6 +51,9 @@ def test_the_shipped_inventory_validates_and_points_editors_at_the_schema() -> N
 
 def test_a_good_inventory_has_no_problems() -> None:
     assert check_text(GOOD, "tiny.yaml").problems == []
+    # a credential's current value may live in SSM Parameter Store (a SecureString) as well as in Secrets Manager
+    in_ssm = GOOD.replace("{secretsmanager: tiny/api-key}", "{ssm: /tiny/api-key, region: eu-west-1}")
+    assert check_text(in_ssm, "tiny.yaml").problems == []
 
 
 @pytest.mark.parametrize(
@@ -70,8 +73,15 @@ def test_a_good_inventory_has_no_problems() -> None:
         ("{kind: generic}", "{kind: generic, base_url: 'http://vendor.example'}", 8, 29, "not an https:// URL"),
         # meaning: an issuer with an admin API but no admin token
         ("{kind: generic}", "{kind: openai}", 8, 5, "issuer openai needs `admin_token`"),
-        # meaning: an SSM store passes the schema but no vendor action can keep the rotation's state on it
-        ("{secretsmanager: tiny/api-key}", "{ssm: /tiny/api-key}", 9, 17, "SSM Parameter Store is not supported"),
+        # meaning: an SSM parameter that is also listed as a consumer of the credential it stores
+        (
+            "{secretsmanager: tiny/api-key}\n    consumers:\n"
+            "      - {kind: github_actions, repository: acme/app, secret: TINY_KEY}",
+            "{ssm: /tiny/api-key}\n    consumers:\n      - {kind: ssm, name: /tiny/api-key}",
+            11,
+            9,
+            "the credential's own store",
+        ),
         # meaning: a place that looks like a CIDR but is not one
         ("    consumers:", "    known_places: [10.0.0.0/33]\n    consumers:", 10, 20, "not a CIDR"),
         # meaning: a consumer listed twice

@@ -91,7 +91,7 @@ def resolve_endpoint(value: str | EnvEndpoint | None) -> str | None:
 
 
 class Store(_Strict):
-    """Where the credential's current value lives. Exactly one of `secretsmanager` and `ssm`."""
+    """Where the current value lives (and its rotation's state): one of `secretsmanager` and `ssm` (a SecureString)."""
 
     secretsmanager: SecretsManagerId | None = None
     ssm: SsmName | None = None
@@ -524,15 +524,6 @@ def _meaning_problems(doc: Document, vendor: Vendor) -> list[Problem]:
                 )
             )
         stores.setdefault(store, index)
-        if credential.stored_in.ssm is not None:
-            problems.append(
-                doc.problem(
-                    (*where, "stored_in", "ssm"),
-                    "a rotated credential keeps its rotation's state on a Secrets Manager secret: SSM Parameter Store "
-                    "is not supported as its store (every vendor action would fail); move the value to Secrets "
-                    "Manager (`secretsmanager: SECRET_ID`) and list the parameter as a consumer (`kind: ssm`)",
-                )
-            )
         if credential.issuer.kind != "generic" and credential.issuer.admin_token is None:
             problems.append(
                 doc.problem(

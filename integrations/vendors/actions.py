@@ -1,10 +1,11 @@
 """Vendor breach actions: rotate every credential of a vendor inventory (`vendors/NAME.yaml`) and prove it.
 
 Each action takes the vendor's name and one credential id and works from live state, never from what an earlier
-step said: the credential's store (a Secrets Manager secret) carries the rotation's state on its versions and
-tags, so a re-run under any incident finishes what is left and rotates nothing twice.
+step said: the credential's store (a Secrets Manager secret, or an SSM SecureString parameter: `_SsmStore`) carries
+the rotation's state on its versions and tags, so a re-run under any incident finishes what is left and rotates
+nothing twice.
 
-State on the store secret:
+State on the store (a version is a Secrets Manager version id, or an SSM version number):
 - tag `stanch:rotating-from` names the version being replaced (set when the rotation starts) and
   `stanch:revoked-version` names it once its key is revoked at the issuer (tags, not staging labels: a new
   AWSCURRENT moves labels, and a person's `put-secret-value` must not lose the record);
@@ -65,8 +66,27 @@ _STORE_WRITE = ("secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVer
 _ADMIN_READ = Permission("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:*")
 
 
+# A store in SSM Parameter Store: the same state on the parameter (tags, a label on the replaced version). kms: a
+# SecureString's key (a customer-managed key; the account's aws/ssm key needs no grant).
+_SSM_READ = ("ssm:GetParameter", "ssm:ListTagsForResource", "kms:Decrypt")
+_SSM_WRITE = (
+    "ssm:GetParameterHistory",
+    "ssm:PutParameter",
+    "ssm:LabelParameterVersion",
+    "ssm:AddTagsToResource",
+    "kms:Encrypt",
+)
+_RESOURCES = {
+    "secretsmanager": "arn:aws:secretsmanager:*:*:secret:*",
+    "ssm": "arn:aws:ssm:*:*:parameter/*",
+    "kms": "arn:aws:kms:*:*:key/*",
+}
+
+
 def _perms(*names: str) -> list[Permission]:
-    return [Permission(n, "arn:aws:secretsmanager:*:*:secret:*") for n in names]
+    """Permissions on the credentials' stores and consumers (any: the names come from the inventory), each once."""
+    unique = dict.fromkeys(names)
+    return [Permission(n, "*" if n == "ssm:DescribeParameters" else _RESOURCES[n.split(":")[0]]) for n in unique]
 
 
 # ---------------------------------------------------------------- inventory, adapters and the store
@@ -225,17 +245,69 @@ class StoreState:
 
 
 class _Store:
-    """The credential's store: a Secrets Manager secret (the state's home)."""
+    """The credential's store (the rotation's state lives on it): `_SecretsManagerStore` or `_SsmStore`."""
+
+    ctx: ActionContext
+    name: str
+
+    def state(self) -> StoreState:
+        raise NotImplementedError
+
+    def text(self, version: str) -> str:
+        """One version's stored text (read with decryption; registered with the masker before it is returned)."""
+        raise NotImplementedError
+
+    def value(self, version: str) -> tuple[SecretValue, str | None]:
+        text = self.text(version)
+        key, key_id = parse_value(text)
+        self.ctx.masker.register(key)
+        return SecretValue(key), key_id
+
+    def is_json(self, version: str) -> bool:
+        text = self.text(version)
+        return parse_value(text)[1] is not None or text.lstrip().startswith("{")
+
+    def put_current(self, text: str, token: str, what: str) -> str:
+        """Store `text` as the new current version (once per `token`); the version's id."""
+        raise NotImplementedError
+
+    def move(self, stage: str, to: str | None, away_from: str | None) -> None:
+        raise NotImplementedError
+
+    def tag(self, **tags: str) -> None:
+        raise NotImplementedError
+
+    def created(self, version: str) -> datetime | None:
+        raise NotImplementedError
+
+    def check_writable(self) -> None:
+        """Raise VendorError where a new version could not be stored (read from the last `state()`)."""
+
+    def pin(self, version: str) -> None:
+        """Keep the replaced version readable until its key is revoked (nothing to do where versions stay)."""
+
+    def unpin(self, version: str) -> None:
+        """The replaced version's key is revoked: it need not be kept any longer."""
+
+    def put_hint(self) -> str:
+        """The command a person uses to put a new key into the store (the value from a file, never an argument)."""
+        raise NotImplementedError
+
+
+def _store(ctx: ActionContext, credential: Credential) -> _Store:
+    if credential.stored_in.ssm is not None:
+        return _SsmStore(ctx, credential)
+    return _SecretsManagerStore(ctx, credential)
+
+
+class _SecretsManagerStore(_Store):
+    """A Secrets Manager secret: versions with staging labels (AWSCURRENT, AWSPENDING), the state in its tags."""
 
     def __init__(self, ctx: ActionContext, credential: Credential):
         store = credential.stored_in
-        if store.secretsmanager is None:
-            raise VendorError(
-                f"{credential.id}: rotation keeps its state on a Secrets Manager secret; {store.describe()} "
-                "(SSM Parameter Store) is not supported as a rotated store yet: move the value to Secrets Manager"
-            )
         self.ctx = ctx
-        self.secret_id = store.secretsmanager
+        self.secret_id = store.secretsmanager or ""
+        self.name = self.secret_id
         self.sm = ctx.aws.client("secretsmanager", store.region)
 
     def state(self) -> StoreState:
@@ -246,6 +318,7 @@ class _Store:
             return next((v for v, s in stages.items() if stage in s), None)
 
         tags = {t["Key"]: t["Value"] for t in described.get("Tags", [])}
+        self.name = str(described["Name"])
         return StoreState(
             arn=str(described["ARN"]),
             name=str(described["Name"]),
@@ -256,16 +329,21 @@ class _Store:
             tags=tags,
         )
 
-    def value(self, version: str) -> tuple[SecretValue, str | None]:
+    def text(self, version: str) -> str:
         text = str(self.sm.get_secret_value(SecretId=self.secret_id, VersionId=version)["SecretString"])
         self.ctx.masker.register(text)
-        key, key_id = parse_value(text)
-        self.ctx.masker.register(key)
-        return SecretValue(key), key_id
+        return text
 
-    def is_json(self, version: str) -> bool:
-        text = str(self.sm.get_secret_value(SecretId=self.secret_id, VersionId=version)["SecretString"])
-        return parse_value(text)[1] is not None or text.lstrip().startswith("{")
+    def put_current(self, text: str, token: str, what: str) -> str:
+        applied(
+            self.ctx,
+            what,
+            lambda: self.sm.put_secret_value(
+                SecretId=self.secret_id, ClientRequestToken=token, SecretString=text, VersionStages=["AWSCURRENT"]
+            ),
+            lambda: self.state().current == token,
+        )
+        return token
 
     def move(self, stage: str, to: str | None, away_from: str | None) -> None:
         """Move a staging label (to None: take it off `away_from`)."""
@@ -302,6 +380,176 @@ class _Store:
             if not page.get("NextToken"):
                 return None
             params["NextToken"] = page["NextToken"]
+
+    def put_hint(self) -> str:
+        return f"aws secretsmanager put-secret-value --secret-id {self.name} --secret-string file://key.json"
+
+
+class _SsmStore(_Store):
+    """An SSM Parameter Store SecureString: numbered versions, the latest is the current value.
+
+    The state is kept as on a Secrets Manager secret, in the parameter's tags (`AddTagsToResource`,
+    ResourceType=Parameter; values escaped to SSM's tag characters by `ssm_tag_value`), and a version is named by
+    its number. The replaced version is labelled `stanch-rotating-from` until its key is revoked: SSM keeps the
+    last 100 versions but never drops a labelled one, so the old value stays readable (GitHub revokes by value).
+    The new value is put as a new version (`PutParameter` SecureString, Overwrite, the current version's KMS key);
+    SSM has no client request token, so a re-run knows its put by the version having moved past the replaced one
+    (the state's phase), and a put whose answer was lost counts as applied when the latest version holds the text.
+    There is no pending stage: a person's `put-parameter --overwrite` is current at once and checked afterwards.
+    moto (the tests) supports every call used here: versions, `NAME:VERSION` and `NAME:LABEL` reads, labels (and
+    their keeping a version past the 100th), parameter tags. It does not check tag values against SSM's character set
+    (the tests check the escaping themselves) nor use the KMS key for real.
+    """
+
+    LABEL = "stanch-rotating-from"
+
+    def __init__(self, ctx: ActionContext, credential: Credential):
+        store = credential.stored_in
+        self.ctx = ctx
+        self.name = store.ssm or ""
+        self.ssm = ctx.aws.client("ssm", store.region)
+        self.place = f"{credential.id}: ssm parameter {store.ssm}"
+        self.type = ""
+
+    def _call(self, operation: str, call: Any) -> Any:
+        """An SSM call whose failure is a VendorError naming the operation and AWS's code, never the request."""
+        from integrations.context import ReadOnlyRefusal
+        from integrations.vendors.aws_stores import aws_error
+
+        try:
+            return call()
+        except (ReadOnlyRefusal, VendorError):
+            raise
+        except Exception as exc:
+            raise aws_error(self.place, operation, exc) from None
+
+    def _parameter(self, selector: str = "") -> dict[str, Any]:
+        """The parameter's metadata (the latest version, or `:VERSION`), read without decryption; the (encrypted)
+        value is dropped."""
+        found = self._call("GetParameter", lambda: self.ssm.get_parameter(Name=self.name + selector, WithDecryption=False))
+        parameter = dict(found["Parameter"])
+        parameter.pop("Value", None)
+        return parameter
+
+    def state(self) -> StoreState:
+        from integrations.vendors.aws_stores import ssm_tag_text
+
+        parameter = self._parameter()
+        self.type = str(parameter.get("Type", ""))
+        listed = self._call(
+            "ListTagsForResource",
+            lambda: self.ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=self.name),
+        )
+        tags = {t["Key"]: ssm_tag_text(str(t.get("Value", ""))) for t in listed.get("TagList", [])}
+        return StoreState(
+            arn=str(parameter.get("ARN") or f"ssm:{self.name}"),
+            name=self.name,
+            current=str(parameter["Version"]),
+            pending=None,
+            old=tags.get(OLD_TAG) or None,
+            revoked=tags.get(REVOKED_TAG) or None,
+            tags=tags,
+        )
+
+    def text(self, version: str) -> str:
+        found = self._call(
+            "GetParameter", lambda: self.ssm.get_parameter(Name=f"{self.name}:{version}", WithDecryption=True)
+        )
+        text = str(found["Parameter"]["Value"])
+        self.ctx.masker.register(text)
+        return text
+
+    def _history(self, version: str) -> dict[str, Any]:
+        """One version's entry in GetParameterHistory (its KMS key and tier; the encrypted value dropped)."""
+        params: dict[str, Any] = {"Name": self.name, "WithDecryption": False, "MaxResults": 50}
+        while True:
+            page = self._call("GetParameterHistory", lambda: self.ssm.get_parameter_history(**params))
+            for entry in page.get("Parameters", []):
+                if str(entry.get("Version")) == version:
+                    return {k: v for k, v in entry.items() if k != "Value"}
+            if not page.get("NextToken"):
+                return {}
+            params["NextToken"] = page["NextToken"]
+
+    def check_writable(self) -> None:
+        if self.type != "SecureString":
+            raise VendorError(
+                f"{self.place} is a {self.type or 'missing'} parameter: a credential is a SecureString "
+                "(nothing was written: make it one, or name another parameter)"
+            )
+
+    def put_current(self, text: str, token: str, what: str) -> str:
+        before = str(self.state().current)
+        self.check_writable()
+        params: dict[str, Any] = {"Name": self.name, "Value": text, "Type": "SecureString", "Overwrite": True}
+        entry = self._history(before)
+        if entry.get("KeyId"):  # the parameter's own KMS key (without it, AWS would use the account's aws/ssm key)
+            params["KeyId"] = str(entry["KeyId"])
+        if entry.get("Tier") == "Advanced":  # an advanced parameter stays one
+            params["Tier"] = "Advanced"
+
+        def landed() -> bool:
+            latest = str(self.state().current)
+            return latest != before and self.text(latest) == text
+
+        answer = self._call(
+            "PutParameter", lambda: applied(self.ctx, what, lambda: self.ssm.put_parameter(**params), landed)
+        )
+        return str(answer["Version"]) if answer else str(self.state().current)
+
+    def move(self, stage: str, to: str | None, away_from: str | None) -> None:
+        raise VendorError(f"{self.place}: SSM has no staging labels ({stage})")
+
+    def tag(self, **tags: str) -> None:
+        from integrations.vendors.aws_stores import ssm_tag_text, ssm_tag_value
+
+        pairs = [{"Key": k, "Value": ssm_tag_value(v)} for k, v in tags.items()]  # "" clears, as on a secret
+        kept = {p["Key"]: ssm_tag_text(p["Value"]) for p in pairs}
+        self._call(
+            "AddTagsToResource",
+            lambda: applied(
+                self.ctx,
+                f"tag {self.name}",
+                lambda: self.ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=self.name, Tags=pairs),
+                lambda: all(self.state().tags.get(k) == v for k, v in kept.items()),
+            ),
+        )
+
+    def created(self, version: str) -> datetime | None:
+        when = self._parameter(f":{version}").get("LastModifiedDate")
+        return when if isinstance(when, datetime) else None
+
+    def pin(self, version: str) -> None:
+        try:
+            labelled = self._call(
+                "LabelParameterVersion",
+                lambda: self.ssm.label_parameter_version(Name=self.name, ParameterVersion=int(version), Labels=[self.LABEL]),
+            )
+        except VendorError as exc:
+            if "ParameterVersionLabelLimitExceeded" not in str(exc):
+                raise
+            labelled = {"InvalidLabels": [self.LABEL]}
+        if labelled.get("InvalidLabels"):  # ten labels on the version already: it ages out after 100 new versions
+            self.ctx.logger.warning(
+                "%s: version %s could not be labelled %s: it stays readable only while SSM keeps it",
+                self.place,
+                version,
+                self.LABEL,
+            )
+
+    def unpin(self, version: str) -> None:
+        try:  # the label only kept the old value readable: failing to take it off costs nothing now
+            self._call(
+                "UnlabelParameterVersion",
+                lambda: self.ssm.unlabel_parameter_version(
+                    Name=self.name, ParameterVersion=int(version), Labels=[self.LABEL]
+                ),
+            )
+        except VendorError as exc:
+            self.ctx.logger.warning("%s", exc)
+
+    def put_hint(self) -> str:
+        return f"aws ssm put-parameter --name {self.name} --type SecureString --overwrite --value file://key.json"
 
 
 def _old_key_id(ctx: ActionContext, store: _Store, state: StoreState, credential: Credential, issuer: Any) -> str | None:
@@ -402,13 +650,15 @@ class MintResult(Change):
 @action(
     "vendor.mint_new_key",
     mutates=True,
-    permissions=[*_perms(*_STORE_READ, *_STORE_WRITE), _ADMIN_READ],
+    permissions=[*_perms(*_STORE_READ, *_STORE_WRITE, *_SSM_READ, *_SSM_WRITE), _ADMIN_READ],
     calls=[
         "issuer: create a key (Braintrust POST /v1/service_token, OpenAI project service account, generic mint)",
         "issuer: check the new key",
         "secretsmanager:TagResource (stanch:rotating-from: the replaced version)",
         "secretsmanager:PutSecretValue (the new key, AWSCURRENT)",
         "secretsmanager:TagResource",
+        "SSM store: ssm:LabelParameterVersion (stanch-rotating-from on the replaced version), "
+        "ssm:AddTagsToResource (stanch:rotating-from), ssm:PutParameter (SecureString, a new version)",
     ],
 )
 def mint_new_key(
@@ -427,7 +677,7 @@ def mint_new_key(
     idempotency key derives from the replaced version, so a re-run under any incident mints nothing new.
     """
     _, cred = _credential(ctx, vendor, credential)
-    store = _Store(ctx, cred)
+    store = _store(ctx, cred)
     state = store.state()
     base: dict[str, Any] = {"credential": cred.id, "store": state.name, "owner": cred.issuer.manual_owner}
     phase = state.phase
@@ -449,6 +699,7 @@ def mint_new_key(
             **base,
         )
     can_mint = bool(_issuer_class(cred).can_mint)
+    store.check_writable()
     if ctx.dry_run:
         status: Literal["would-mint", "would-ask"] = "would-mint" if can_mint else "would-ask"
         what = "mint a new key" if can_mint else f"ask {cred.issuer.manual_owner or 'a person'} for a new key"
@@ -458,6 +709,7 @@ def mint_new_key(
         if state.current is None:
             raise VendorError(f"{cred.id}: {state.name} has no current value to rotate away from")
         old_key = _old_key_id(ctx, store, state, cred, issuer)
+        store.pin(state.current)  # SSM: labelled, so the old value stays readable until its key is revoked
         # one call: the replaced version, its key, and the last rotation's record cleared (now history)
         store.tag(**{OLD_TAG: state.current, OLD_KEY_TAG: old_key or "unknown", REVOKED_TAG: "", VERIFIED_TAG: ""})
         state = store.state()
@@ -489,15 +741,8 @@ def mint_new_key(
     as_json = state.old is not None and store.is_json(state.old)
     text = json.dumps({"api_key": minted.value.reveal(), "key_id": minted.key_id}) if as_json else minted.value.reveal()
     ctx.masker.register(text)
-    applied(
-        ctx,
-        f"store the new key of {cred.id}",
-        lambda: store.sm.put_secret_value(
-            SecretId=store.secret_id, ClientRequestToken=token, SecretString=text, VersionStages=["AWSCURRENT"]
-        ),
-        lambda: store.state().current == token,
-    )
-    store.tag(**{NEW_KEY_TAG: f"{token}={minted.key_id}"})
+    version = store.put_current(text, token, f"store the new key of {cred.id}")
+    store.tag(**{NEW_KEY_TAG: f"{version}={minted.key_id}"})
     ctx.logger.info("Minted and stored a new key for %s (issuer key %s)", cred.id, minted.key_id)
     return MintResult(
         changed=True,
@@ -518,13 +763,18 @@ class NewKeyCheck(Change):
 @action(
     "vendor.verify_new_key",
     mutates=True,
-    permissions=[*_perms(*_STORE_READ, *_STORE_WRITE), _ADMIN_READ],
-    calls=["secretsmanager:GetSecretValue", "issuer: check the new key", "secretsmanager:UpdateSecretVersionStage"],
+    permissions=[*_perms(*_STORE_READ, *_STORE_WRITE, *_SSM_READ, "ssm:AddTagsToResource"), _ADMIN_READ],
+    calls=[
+        "secretsmanager:GetSecretValue or ssm:GetParameter (WithDecryption)",
+        "issuer: check the new key",
+        "secretsmanager:UpdateSecretVersionStage",
+        "secretsmanager:TagResource or ssm:AddTagsToResource",
+    ],
 )
 def verify_new_key(ctx: ActionContext, vendor: VendorName, credential: CredentialId) -> NewKeyCheck:
     """Check the key a person put into the store: a new version, not the old key, working at the issuer."""
     _, cred = _credential(ctx, vendor, credential)
-    store = _Store(ctx, cred)
+    store = _store(ctx, cred)
     state = store.state()
     if state.phase in ("stored", "done") and state.tags.get(NEW_KEY_TAG, "").startswith(f"{state.current}="):
         return NewKeyCheck(
@@ -549,10 +799,7 @@ def verify_new_key(ctx: ActionContext, vendor: VendorName, credential: Credentia
     if state.current == state.old and state.pending and state.pending != state.old:
         new_version = state.pending  # put with --version-stages AWSPENDING: promoted below once it works
     if new_version is None or new_version == state.old:
-        raise VendorError(
-            f"{cred.id}: {state.name} has no new version yet: put the new key into it "
-            f"(aws secretsmanager put-secret-value --secret-id {state.name} --secret-string file://key.json)"
-        )
+        raise VendorError(f"{cred.id}: {state.name} has no new version yet: put the new key into it ({store.put_hint()})")
     value, key_id = store.value(new_version)
     old_value, _ = store.value(state.old) if state.old else (None, None)
     if old_value is not None and value == old_value:
@@ -597,7 +844,7 @@ class PushResult(Change):
 
 
 def _new_value(ctx: ActionContext, cred: Credential) -> tuple[_Store, StoreState, SecretValue | None]:
-    store = _Store(ctx, cred)
+    store = _store(ctx, cred)
     state = store.state()
     if state.phase != "stored" or state.current is None:
         return store, state, None
@@ -608,10 +855,19 @@ def _new_value(ctx: ActionContext, cred: Credential) -> tuple[_Store, StoreState
     "vendor.push_to_consumers",
     mutates=True,
     permissions=[
-        *_perms(*_STORE_READ, "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"),
+        *_perms(
+            *_STORE_READ,
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:UpdateSecretVersionStage",
+            "secretsmanager:TagResource",
+            *_SSM_READ,
+            "ssm:AddTagsToResource",
+            "ssm:DescribeParameters",
+            "ssm:PutParameter",
+            "ssm:LabelParameterVersion",
+            "kms:Encrypt",
+        ),
         _ADMIN_READ,
-        Permission("ssm:PutParameter", "arn:aws:ssm:*:*:parameter/*"),
-        Permission("ssm:GetParameter", "arn:aws:ssm:*:*:parameter/*"),
     ],
     calls=[
         "GitHub: PUT actions secrets (sealed box; token scope secrets:write)",
@@ -729,14 +985,17 @@ def _would_verify(cred: Credential) -> VerifyResult:
 @action(
     "vendor.verify_consumers",
     mutates=True,
-    permissions=[*_perms(*_STORE_READ, "secretsmanager:TagResource"), _ADMIN_READ],
+    permissions=[
+        *_perms(*_STORE_READ, "secretsmanager:TagResource", *_SSM_READ, "ssm:AddTagsToResource", "ssm:DescribeParameters"),
+        _ADMIN_READ,
+    ],
     calls=[
         "GitHub: GET the secret's updated_at",
         "GitLab: GET the variable",
         "Kubernetes: GET the secret and the deployments' rollout",
         "ssm:GetParameter",
         "secretsmanager:DescribeSecret",
-        "secretsmanager:TagResource (stanch:consumers-verified)",
+        "secretsmanager:TagResource or ssm:AddTagsToResource (stanch:consumers-verified)",
     ],
 )
 def verify_consumers(
@@ -862,7 +1121,7 @@ class UnusedCheck(ActionResult):
 @action(
     "vendor.check_old_key_unused",
     mutates=False,
-    permissions=[*_perms("secretsmanager:DescribeSecret"), _ADMIN_READ],
+    permissions=[*_perms("secretsmanager:DescribeSecret", "ssm:GetParameter", "ssm:ListTagsForResource"), _ADMIN_READ],
     calls=["issuer: the old key's last_used_at (key listing)", "issuer: per-key usage report"],
 )
 def check_old_key_unused(
@@ -880,7 +1139,7 @@ def check_old_key_unused(
     from flows.language.model import duration_seconds
 
     inventory, cred = _credential(ctx, vendor, credential)
-    store = _Store(ctx, cred)
+    store = _store(ctx, cred)
     state = store.state()
     old_key = state.tags.get(OLD_KEY_TAG)
     base: dict[str, Any] = {"credential": cred.id, "old_key_id": old_key}
@@ -982,7 +1241,7 @@ class UseReview(ActionResult):
 @action(
     "vendor.review_key_use",
     mutates=False,
-    permissions=[*_perms("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"), _ADMIN_READ],
+    permissions=[*_perms("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", *_SSM_READ), _ADMIN_READ],
     calls=["issuer: per-key usage report or audit log (OpenAI usage and audit logs, Anthropic usage report...)"],
 )
 def review_key_use(
@@ -1001,7 +1260,7 @@ def review_key_use(
     since = exposed_since or datetime.now(UTC) - timedelta(days=30)
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    store = _Store(ctx, cred)
+    store = _store(ctx, cred)
     state = store.state()
 
     def partial(why: str, key_id: str | None = None) -> UseReview:
@@ -1049,19 +1308,27 @@ class Revocation(Change):
     "vendor.revoke_old_key",
     mutates=True,
     permissions=[
-        *_perms(*_STORE_READ, "secretsmanager:UpdateSecretVersionStage", "secretsmanager:TagResource"),
+        *_perms(
+            *_STORE_READ,
+            "secretsmanager:UpdateSecretVersionStage",
+            "secretsmanager:TagResource",
+            *_SSM_READ,
+            "ssm:AddTagsToResource",
+            "ssm:UnlabelParameterVersion",
+        ),
         _ADMIN_READ,
     ],
     calls=[
         "issuer: revoke the old key (Braintrust DELETE /v1/api_key/{id}, OpenAI DELETE project key, Anthropic set "
         "inactive, GitHub credential revocation, generic revoke)",
-        "secretsmanager:TagResource (stanch:revoked-version)",
+        "secretsmanager:TagResource or ssm:AddTagsToResource (stanch:revoked-version)",
+        "SSM store: ssm:UnlabelParameterVersion (the replaced version need not be kept)",
     ],
 )
 def revoke_old_key(ctx: ActionContext, vendor: VendorName, credential: CredentialId) -> Revocation:
     """Revoke the replaced key at the issuer, only once every consumer verified the new one; record it on the store."""
     inventory, cred = _credential(ctx, vendor, credential)
-    store = _Store(ctx, cred)
+    store = _store(ctx, cred)
     state = store.state()
     old_key = state.tags.get(OLD_KEY_TAG)
     base: dict[str, Any] = {"credential": cred.id, "old_key_id": old_key}
@@ -1096,6 +1363,7 @@ def revoke_old_key(ctx: ActionContext, vendor: VendorName, credential: Credentia
         except (ManualStepRequired, NotSupported) as exc:
             return Revocation(changed=False, status="manual", detail=f"{cred.id}: {exc}", **base)
         store.tag(**{REVOKED_TAG: str(state.old)})
+        store.unpin(str(state.old))
         what = f"the token of version {state.old} of {state.name}"
         ctx.logger.info("Revoked the old %s key (%s) at %s", cred.id, what, cred.issuer.kind)
         return Revocation(
@@ -1119,6 +1387,8 @@ def revoke_old_key(ctx: ActionContext, vendor: VendorName, credential: Credentia
             changed=False, status="manual", detail=f"{cred.id}: {exc}: a person revokes {old_key} at the issuer", **base
         )
     store.tag(**{REVOKED_TAG: str(state.old)})
+    if state.old:
+        store.unpin(state.old)
     ctx.logger.info("Revoked the old %s key %s at %s", cred.id, old_key, cred.issuer.kind)
     return Revocation(
         changed=True, status="revoked", detail=f"{cred.id}: old key {old_key} revoked at {cred.issuer.kind}", **base

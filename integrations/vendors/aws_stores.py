@@ -1,5 +1,7 @@
 """AWS stores as consumers: an SSM SecureString parameter, or another Secrets Manager secret.
 
+(A credential's own store is `integrations.vendors.actions`' `_Store`; the SSM one uses `ssm_tag_value` here.)
+
 Both go through the run's `AwsClients` (`settings.aws`), so a dry-run's read-only clients refuse any write.
 
 SSM: `PutParameter` (SecureString, Overwrite) makes a new version; the version is labelled `stanch-<fingerprint>`
@@ -33,11 +35,36 @@ def _aws_code(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
-def _aws_error(place: str, operation: str, exc: Exception) -> VendorError:
+def aws_error(place: str, operation: str, exc: Exception) -> VendorError:
     """A boto3 failure as a VendorError naming the place and AWS's error code (never the request)."""
     code = _aws_code(exc) or type(exc).__name__
     retryable = code in ("ThrottlingException", "Throttling", "InternalServerError", "InternalFailure", "ServiceUnavailable")
     return VendorError(f"{place}: {operation} failed ({code})", retryable=retryable)
+
+
+# SSM tag values: letters, digits, spaces and `_.:/=+-@`, at most 256 characters (botocore's TagValue pattern).
+_SSM_TAG_SAFE = re.compile(r"[A-Za-z0-9 _.:/=+-]")
+_SSM_TAG_ESCAPED = re.compile(r"(?:@[0-9A-F]{2})+")
+SSM_TAG_MAX = 256
+
+
+def ssm_tag_value(text: str) -> str:
+    """`text` as an SSM tag value: every other character (and `@` itself) as `@XX` per UTF-8 byte; cut at a whole
+    character when it would pass 256 characters (`ssm_tag_text` then gives back a prefix of `text`)."""
+    out: list[str] = []
+    size = 0
+    for char in text:
+        piece = char if _SSM_TAG_SAFE.fullmatch(char) else "".join(f"@{b:02X}" for b in char.encode())
+        if size + len(piece) > SSM_TAG_MAX:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
+
+
+def ssm_tag_text(value: str) -> str:
+    """The text an `ssm_tag_value` stands for."""
+    return _SSM_TAG_ESCAPED.sub(lambda m: bytes.fromhex(m.group(0).replace("@", "")).decode("utf-8", "replace"), value)
 
 
 def ssm_label(fingerprint: str) -> str:
@@ -87,7 +114,7 @@ class SsmParameterConsumer:
         except ReadOnlyRefusal:
             raise
         except Exception as exc:
-            raise _aws_error(self.describe(), "DescribeParameters", exc) from None
+            raise aws_error(self.describe(), "DescribeParameters", exc) from None
         entries = [p for p in found.get("Parameters", []) if p.get("Name") == self.name]
         if not entries:
             return None, None
@@ -100,7 +127,7 @@ class SsmParameterConsumer:
         except Exception as exc:
             if _aws_code(exc) in ("ParameterNotFound", "ParameterVersionLabelNotFound", "ParameterVersionNotFound"):
                 return current, None
-            raise _aws_error(self.describe(), "GetParameter", exc) from None
+            raise aws_error(self.describe(), "GetParameter", exc) from None
 
     def write(self, value: SecretValue, fingerprint: str, *, dry_run: bool) -> ConsumerWrite:
         self.settings.register_secret(value.reveal())
@@ -119,11 +146,11 @@ class SsmParameterConsumer:
         try:
             version = int(ssm.put_parameter(**params)["Version"])
         except Exception as exc:
-            raise _aws_error(self.describe(), "PutParameter", exc) from None
+            raise aws_error(self.describe(), "PutParameter", exc) from None
         try:  # a crash before the label only costs a re-run one more (identical) version
             ssm.label_parameter_version(Name=self.name, ParameterVersion=version, Labels=[ssm_label(fingerprint)])
         except Exception as exc:
-            raise _aws_error(self.describe(), "LabelParameterVersion", exc) from None
+            raise aws_error(self.describe(), "LabelParameterVersion", exc) from None
         return ConsumerWrite(changed=True, marker=str(version), detail=f"put version {version} of {self.describe()}")
 
     def verify(self, write: ConsumerWrite, fingerprint: str) -> Verified:
@@ -175,7 +202,7 @@ class SecretsManagerConsumer:
         except ReadOnlyRefusal:
             raise
         except Exception as exc:
-            raise _aws_error(self.describe(), "DescribeSecret", exc) from None
+            raise aws_error(self.describe(), "DescribeSecret", exc) from None
 
     def _token(self, arn: str, fingerprint: str) -> str:
         return str(uuid.uuid5(_NAMESPACE, f"consumer|{arn}|{self.spec.json_key or ''}|{fingerprint}"))
@@ -186,7 +213,7 @@ class SecretsManagerConsumer:
         try:
             text = self._client().get_secret_value(SecretId=self.spec.secret_id, VersionStage="AWSCURRENT")["SecretString"]
         except Exception as exc:
-            raise _aws_error(self.describe(), "GetSecretValue", exc) from None
+            raise aws_error(self.describe(), "GetSecretValue", exc) from None
         self.settings.register_secret(text)
         try:
             document = json.loads(text)
@@ -230,7 +257,7 @@ class SecretsManagerConsumer:
         except VendorError:
             raise
         except Exception as exc:
-            raise _aws_error(self.describe(), "PutSecretValue", exc) from None
+            raise aws_error(self.describe(), "PutSecretValue", exc) from None
         return ConsumerWrite(changed=True, marker=token, detail=f"{self.describe()}: version {token} is AWSCURRENT")
 
     def verify(self, write: ConsumerWrite, fingerprint: str) -> Verified:
