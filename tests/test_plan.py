@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from conftest import FIXTURES, STANCH
+from conftest import FIXTURES, PLAYBOOKS, STANCH
 
 KEY = "AKIAIOSFODNN7EXAMPLE"
 
@@ -122,3 +122,14 @@ def test_graph_is_a_mermaid_flowchart_with_the_gate() -> None:
     assert any(line.startswith("    inventory -- ") and line.endswith("--> gate_deactivate_approved") for line in lines)
     assert "    approve_containment --> quarantine_created_users" in lines
     assert "    review --> gate_approve_containment" not in lines, "a conditional edge carries its condition"
+
+
+def test_the_vendor_playbooks_iam_policy_covers_its_stores_and_holds_no_slack_scope() -> None:
+    from flows.language.plan import build_plan, iam_policy
+    from flows.language.validate import load_playbook
+
+    pb = load_playbook(PLAYBOOKS / "vendor-breach-key-rotation.yaml")
+    policy = iam_policy(build_plan(pb, {"vendor": "acme-ai"}))
+    actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage", "ssm:PutParameter"} <= actions
+    assert all(a.split(":")[1][:1].isupper() for a in actions), actions  # IAM actions only, no `chat:write`

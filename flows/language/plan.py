@@ -103,9 +103,13 @@ def iam_policy(planned: list[PlannedStep]) -> dict[str, Any]:
     """The least-privilege IAM policy a run needs, from the actions' declared permissions."""
     by_resource: dict[str, set[str]] = {}
     for item in planned:
-        if item.spec.service != "aws":
-            continue
         for permission in item.spec.permissions:
+            # AWS permissions only: Slack scopes are not IAM; other services' actions (a vendor breach's stores in
+            # Secrets Manager or SSM) declare theirs on AWS resources or as `*`.
+            if item.spec.service != "aws" and not (
+                permission.resource.startswith("arn:aws:") or (permission.resource == "*" and _is_iam(permission.action))
+            ):
+                continue
             for resource in _fill(permission.resource, item):
                 by_resource.setdefault(resource, set()).add(permission.action)
     # Merge resources that need the same actions into one statement.
@@ -123,6 +127,12 @@ def iam_policy(planned: list[PlannedStep]) -> dict[str, Any]:
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _is_iam(action: str) -> bool:
+    """An IAM action name (`ssm:DescribeParameters`), not a Slack scope (`chat:write`) or a vendor token scope."""
+    service, _, name = action.partition(":")
+    return bool(service) and service.islower() and name[:1].isupper()
 
 
 def _fill(template: str, item: PlannedStep) -> list[str]:
