@@ -124,9 +124,17 @@ def _cli(*args: str) -> Any:
     from typer.testing import CliRunner
 
     import flows.cli  # noqa: F401 - registers every command
-    from flows.cli.common import app
+    from flows.cli.common import app, out
 
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    # The shared console was made by whichever test printed first, with that moment's width: widen it for tables.
+    out.file  # noqa: B018 - makes the console
+    console = out._console
+    width = console.width
+    console.width = 200
+    try:
+        return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    finally:
+        console.width = width
 
 
 def test_inventory_prints_every_credential_and_consumer_as_a_table() -> None:
