@@ -17,11 +17,12 @@ in-process) must be identical but for `seconds`; any difference is printed and t
 
 Run: .venv/bin/python bench/review_speed.py [--only realistic] [--repeat 3] [--repeat-slow 1]
 
-Measured (2-core VM with other work running, load average 4.2-6.2; best of 5, jq and classic best of 2):
-  today      review   2.22  classic   1.81  zcat|jq  16.59 ( 7.5x)  zcat  1.67 (1.33x)  identical
-  realistic  review   2.45  classic  20.44  zcat|jq  16.52 ( 6.7x)  zcat  1.90 (1.29x)  identical
-  principal  review   6.00  classic  19.96  zcat|jq  18.89 ( 3.1x)  zcat  4.74 (1.27x)  identical (load 6)
-Realistic: the zcat target is met, the jq one is not (other runs: 5.5x-8.9x jq, 1.15x-1.64x zcat); see
+Measured (2-core VM with other work running, load average 2.4-3.7; best of 5, jq and classic best of 2; with
+python-isal installed, workers started before the CLI's imports):
+  today      review   1.50  classic   2.72  zcat|jq  17.54 (11.7x)  zcat  2.69 (0.56x)  identical
+  realistic  review   2.05  classic  18.84  zcat|jq  15.98 ( 7.8x)  zcat  2.80 (0.73x)  identical
+  principal  review   2.11  classic  10.71  zcat|jq  15.66 ( 7.4x)  zcat  1.75 (1.21x)  identical
+Realistic: the zcat target is met; the jq one is not reliably met (7.0x-8.5x from run to run); see
 docs/review-speed.md for the tables and where the time goes.
 """
 

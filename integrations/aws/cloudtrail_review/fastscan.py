@@ -1,12 +1,15 @@
 """The review's fast path for one log file: inflate it, look for the keys' bytes, decode only whose records they are.
 
-This module is self-contained (the standard library and msgspec, nothing of Stanch): worker processes run it as
-a script (`python -P fastscan.py`), so starting one costs a Python start and a msgspec import, not Stanch's.
-The scanner (`scanner.py`) runs it in-process for small inputs and turns its answers into events.
+This module is self-contained (the standard library and msgspec, nothing of Stanch; python-isal when it is
+installed, to inflate faster): worker processes run it as a script (`python -P fastscan.py`), so starting one
+costs a Python start and a msgspec import, not Stanch's. The scanner (`scanner.py`) runs it in-process for small
+inputs and turns its answers into events; `stanch review-logs` starts the workers before its own imports and
+sends them early scans of the first files (see `_early`).
 
 What one scan answers, for a file and a set of keys (and role/NAME, user/NAME targets):
 - how far the file inflates before one of the keys' bytes is met (`cum`, `hit`): the classic search's
-  `bytes_scanned`, piece for piece (the same 64 KiB input chunks, the same tail window);
+  `bytes_scanned`, piece for piece (zlib's 64 KiB input chunks, the same tail window; when isal inflated the
+  file, `cum` is zlib's sizes through the hit piece, then the whole size);
 - the damage, if the gzip data is damaged (the same words as the classic search);
 - whether the file is one the fast decode may read ("ok"), or one the classic path must judge ("fallback"):
   the fast decode says "ok" only when the standard library's json.loads would read the whole file too
@@ -19,6 +22,9 @@ What one scan answers, for a file and a set of keys (and role/NAME, user/NAME ta
 
 from __future__ import annotations
 
+import importlib
+import itertools
+import operator
 import os
 import signal
 import struct
@@ -30,6 +36,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
+
+_fast_zlib: Any
+try:  # an optional accelerator (python-isal): about twice zlib's inflate speed
+    _fast_zlib = importlib.import_module("isal.isal_zlib")
+except ImportError:  # pragma: no cover - depends on what is installed
+    _fast_zlib = None
 
 
 class BadFile(Exception):
@@ -69,6 +81,74 @@ def inflate(data: bytes) -> Iterator[bytes]:
         raise BadFile("truncated gzip: the file ends before its compressed data does")
 
 
+_FAST_CHUNK = 1 << 18
+
+
+def _inflate_fast(data: bytes) -> list[bytes] | None:
+    """The inflated pieces of gzip data with python-isal, when it is installed and the data inflates cleanly
+    to the end (every member) within KEEP_LIMIT; else None, and the caller inflates with zlib as `inflate` does
+    (so a damaged, truncated or oversized file is judged, and reported, by zlib's own words).
+
+    The pieces are not zlib's pieces (isal holds back a few bytes at a piece's end): where the classic
+    figures need zlib's piece boundaries, `_marks` computes them."""
+    if _fast_zlib is None:
+        return None
+    try:
+        # One member, its size in its trailer: inflate it into one buffer of that size (no pieces to join).
+        inflater = _fast_zlib.decompressobj(47)
+        whole = inflater.decompress(data, min(int.from_bytes(data[-4:], "little"), KEEP_LIMIT) + 1)
+        if inflater.eof and inflater.unused_data[:2] != b"\x1f\x8b" and len(whole) <= KEEP_LIMIT:
+            return [whole]  # trailing bytes that are not another gzip member carry no records (as `inflate`)
+        del whole
+    except Exception:
+        return None
+    pieces: list[bytes] = []
+    size = 0
+    try:
+        inflater = _fast_zlib.decompressobj(47)
+        offset = 0
+        while offset < len(data):
+            piece = inflater.decompress(data[offset : offset + _FAST_CHUNK])
+            offset += _FAST_CHUNK
+            size += len(piece)
+            if size > KEEP_LIMIT:
+                return None
+            pieces.append(piece)
+            if inflater.eof:
+                rest = inflater.unused_data + data[offset:]
+                if rest[:2] != b"\x1f\x8b":
+                    return pieces
+                data, offset, inflater = rest, 0, _fast_zlib.decompressobj(47)
+    except Exception:  # isal's error: zlib says what is wrong, in the classic words
+        return None
+    return pieces if inflater.eof else None
+
+
+def _marks(data: bytes, upto: int) -> list[int]:
+    """zlib's inflated sizes after each 64 KiB input piece, as `inflate` yields them, up to the first that
+    reaches `upto` bytes: the classic search's piece boundaries (data that inflates cleanly)."""
+    cum: list[int] = []
+    size = 0
+    for piece in inflate(data):  # from the start: zlib's state cannot be resumed at a piece boundary
+        size += len(piece)
+        cum.append(size)
+        if size >= upto:
+            break
+    return cum
+
+
+def _first_end(buf: bytes, needles: tuple[bytes, ...], step: int = 1 << 16) -> int | None:
+    """Where the first occurrence of any needle ends in buf (None: none occurs), searching a step at a time so
+    that a needle met early costs the others no search of the whole buffer."""
+    keep = max(len(n) for n in needles) - 1 if needles else 0
+    for start in range(0, len(buf), step):
+        low, high = max(0, start - keep), start + step
+        ends = [at + len(n) for n in needles if (at := buf.find(n, low, high)) >= 0]
+        if ends:
+            return min(ends)
+    return None
+
+
 # ---------------------------------------------------------------- typed decode: only whose record it is
 
 
@@ -90,6 +170,8 @@ class _Raws(msgspec.Struct, gc=False):
     Records: list[msgspec.Raw]
 
 
+_IDENTITY_OF = operator.attrgetter("userIdentity")
+_KEY_OF = operator.attrgetter("accessKeyId")
 _HEADS = msgspec.json.Decoder(_Heads | list[_Head])
 _RAWS = msgspec.json.Decoder(_Raws | list[msgspec.Raw])
 _DIGITS = bytes(1 if 0x30 <= b <= 0x39 else 0 for b in range(256))
@@ -137,7 +219,29 @@ class _Decoded:
     def __init__(self, buf: bytes, cum: list[int], heads: list[_Head], budget: int) -> None:
         self.buf, self.cum, self.heads, self.budget = buf, cum, heads, budget
         self.raws: list[msgspec.Raw] | None = None
-        self.ids = frozenset(h.userIdentity.accessKeyId for h in heads if h.userIdentity and h.userIdentity.accessKeyId)
+        # each record's access key id (None: no userIdentity), and the file's set of them (no None, no "")
+        identities = list(map(_IDENTITY_OF, heads))
+        if None in identities:
+            self.keyids = [None if u is None else u.accessKeyId for u in identities]
+        else:
+            self.keyids = list(map(_KEY_OF, identities))
+        present = frozenset(self.keyids)
+        self.ids = present - {None, ""}
+        self.present = present
+        self.data: bytes | None = None  # the gzip data, when cum is not zlib's pieces (inflated with isal)
+        self.marks: list[int] = []  # zlib's piece sizes computed so far for data (see `_marks`)
+
+    def locate(self, needles: tuple[bytes, ...]) -> tuple[list[int], int | None]:
+        """(cum, hit) for these needles: cum zlib's inflated sizes through the hit piece, then the whole size."""
+        if self.data is None:
+            return self.cum, self.hit(needles)
+        end = _first_end(self.buf, needles)
+        if end is None:
+            return [len(self.buf)], None
+        if not self.marks or self.marks[-1] < end:
+            self.marks = _marks(self.data, end)
+        hit = next(index for index, size in enumerate(self.marks) if size >= end)
+        return [*self.marks[: hit + 1], len(self.buf)], hit
 
     def hit(self, needles: tuple[bytes, ...]) -> int | None:
         """The first piece where a needle occurs, as the streaming search finds it (the same tail window)."""
@@ -154,17 +258,18 @@ class _Decoded:
         """The records that are the targets' (by their decoded userIdentity, as events.is_ours decides)."""
         roles_in = tuple(f":assumed-role/{name}/" for name in roles)
         users_at = tuple(f":user/{name}" for name in users)
-        wanted: list[int] = []
-        for index, head in enumerate(self.heads):
-            identity = head.userIdentity
-            if identity is None:
-                continue
-            if identity.accessKeyId in keys:
-                wanted.append(index)
-            elif roles_in or users_at:
+        wanted = []
+        if not keys.isdisjoint(self.present):
+            wanted = list(itertools.compress(range(len(self.keyids)), map(keys.__contains__, self.keyids)))
+        if roles_in or users_at:
+            for index, head in enumerate(self.heads):
+                identity = head.userIdentity
+                if identity is None or identity.accessKeyId in keys:
+                    continue
                 arn = identity.arn or identity.principal or ""
                 if arn and (any(m in arn for m in roles_in) or any(arn.endswith(m) for m in users_at)):
                     wanted.append(index)
+            wanted.sort()
         if not wanted:
             return []
         if self.raws is None:
@@ -201,13 +306,13 @@ def forget() -> None:
         _CACHE.clear()
 
 
-def _answer(decoded: _Decoded, hit: int | None, task: tuple[Any, ...]) -> Result:
+def _answer(decoded: _Decoded, cum: list[int], hit: int | None, task: tuple[Any, ...]) -> Result:
     _, _, keys, roles, users, *_ = task
     try:
         cands = decoded.pick(keys, roles, users)
     except _DECODE_ERRORS:
-        return ("scan", decoded.cum, hit, None, "fallback", [], None)
-    return ("scan", decoded.cum, hit, None, "ok", cands, decoded.ids)
+        return ("scan", cum, hit, None, "fallback", [], None)
+    return ("scan", cum, hit, None, "ok", cands, decoded.ids)
 
 
 def scan(task: tuple[Any, ...]) -> Result:
@@ -223,13 +328,21 @@ def scan(task: tuple[Any, ...]) -> Result:
     (not decoded), "error" (not decoded: damaged), "ok" or "fallback" (see `_decode`).
     """
     source, needles, _, _, _, force, digits, budget, name = task
+    if _EARLY:
+        _from_early(name, digits, budget)
     with _CACHE_LOCK:
         cached = _CACHE.get(name) if name else None
     if cached is not None:
-        hit = cached.hit(needles)
+        try:
+            cum, hit = cached.locate(needles)
+        except BadFile:  # zlib refuses what isal inflated: read it again, zlib's way
+            cached = None
+            with _CACHE_LOCK:
+                _CACHE.pop(name, None)
+    if cached is not None:
         if hit is None and not force:
-            return ("scan", cached.cum, None, None, "nohit", [], None)
-        return _answer(cached, hit, task)
+            return ("scan", cum, None, None, "nohit", [], None)
+        return _answer(cached, cum, hit, task)
     if isinstance(source, str):
         try:
             with open(source, "rb") as handle:
@@ -238,7 +351,12 @@ def scan(task: tuple[Any, ...]) -> Result:
             return ("read", f"cannot read it: {exc.strerror or type(exc).__name__}")
     else:
         data = source
-    cum: list[int] = []
+    if data[:2] == b"\x1f\x8b" and (fast := _inflate_fast(data)) is not None:
+        try:
+            return _scan_fast(data, fast, task)
+        except BadFile:  # zlib refuses what isal inflated: zlib's answer is the classic one
+            pass
+    cum = []
     pieces: list[bytes] = []  # kept from the piece with the first hit on (the ones before are inflated again)
     hit = None
     error: str | None = None
@@ -288,12 +406,55 @@ def scan(task: tuple[Any, ...]) -> Result:
     decoded = _decode(buf, cum, digits, budget)
     if decoded is None:
         return ("scan", cum, hit, None, "fallback", [], None)
-    if name and len(buf) <= _CACHE_BYTES:
+    _keep(name, decoded)
+    return _answer(decoded, cum, hit, task)
+
+
+def _keep(name: str, decoded: _Decoded) -> None:
+    """Keep a decoded file for a search again soon after (the last few, within _CACHE_BYTES)."""
+    size = len(decoded.buf) + len(decoded.data or b"")
+    if name and size <= _CACHE_BYTES:
         with _CACHE_LOCK:
             _CACHE[name] = decoded
-            while len(_CACHE) > _CACHE_FILES or sum(len(d.buf) for d in _CACHE.values()) > _CACHE_BYTES:
+            while len(_CACHE) > _CACHE_FILES or sum(len(d.buf) + len(d.data or b"") for d in _CACHE.values()) > _CACHE_BYTES:
                 _CACHE.popitem(last=False)
-    return _answer(decoded, hit, task)
+
+
+def _scan_fast(data: bytes, pieces: list[bytes], task: tuple[Any, ...]) -> Result:
+    """`scan` for gzip data that isal inflated cleanly: the same answer, with zlib's piece boundaries computed
+    only up to the piece where a needle first occurs (the classic `bytes_scanned`); cum is those boundaries
+    then the whole inflated size."""
+    _, needles, _, _, _, force, digits, budget, name = task
+    end = _first_end(pieces[0], needles) if len(pieces) == 1 else None
+    if len(pieces) > 1:  # several members: search them as one
+        keep = max(len(n) for n in needles) - 1 if needles else 0
+        tail = b""
+        base = 0  # where the window (tail + piece) starts in the inflated bytes
+        for piece in pieces:
+            window = tail + piece if tail else piece
+            found = _first_end(window, needles)
+            if found is not None:
+                end = base + found
+                break
+            tail = window[-keep:] if keep else b""
+            base += len(window) - len(tail)
+    total = sum(len(piece) for piece in pieces)
+    if end is None:
+        if not force:
+            return ("scan", [total], None, None, "nohit", [], None)
+        cum, hit = [total], None
+    else:
+        marks = _marks(data, end)
+        cum, hit = [*marks, total], len(marks) - 1
+    buf = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    del pieces
+    decoded = _decode(buf, cum, digits, budget)
+    if decoded is None:
+        return ("scan", cum, hit, None, "fallback", [], None)
+    decoded.data = data
+    decoded.marks = cum[:-1]
+    _keep(name, decoded)
+    return _answer(decoded, cum, hit, task)
 
 
 # ---------------------------------------------------------------- worker process
@@ -302,8 +463,38 @@ _HEADER = struct.Struct("<Q")
 
 
 def task_from_wire(body: bytes) -> tuple[Any, ...]:
-    source, needles, keys, roles, users, force, digits, budget, name = msgspec.msgpack.decode(body)
-    return (source, tuple(needles), frozenset(keys), tuple(roles), tuple(users), force, digits, budget, name)
+    source, needles, keys, roles, users, force, digits, budget, name, *early = msgspec.msgpack.decode(body)
+    return (source, tuple(needles), frozenset(keys), tuple(roles), tuple(users), force, digits, budget, name, *early)
+
+
+# Early scans: `stanch review-logs` starts the workers before it imports the engine (about 0.3 s) and sends
+# them the first files (a task with a tenth field, "early", answered with nothing), with a recursion budget no
+# larger than the review's. The worker decodes each (as if forced) and keeps it; the review's own request for
+# that file, whatever keys it has learnt by then, is answered from it as a file decoded moments before is (a
+# file that decoded within a smaller budget decodes the same within a larger one; one that did not, or was
+# not kept, is scanned as usual).
+_EARLY: dict[str, tuple[int, int, _Decoded]] = {}  # name -> (digits, budget, the file decoded)
+_EARLY_BYTES = 96 << 20
+
+
+def _early(task: tuple[Any, ...]) -> None:
+    source, needles, keys, roles, users, _, digits, budget, name, *_ = task
+    if not name or isinstance(source, bytes) or name in _EARLY:
+        return
+    if sum(len(d.buf) + len(d.data or b"") for _, _, d in _EARLY.values()) >= _EARLY_BYTES:
+        return
+    scan((source, needles, keys, roles, users, True, digits, budget, name))
+    with _CACHE_LOCK:
+        decoded = _CACHE.pop(name, None)
+    if decoded is not None:
+        _EARLY[name] = (digits, budget, decoded)
+
+
+def _from_early(name: str, digits: int, budget: int) -> None:
+    """Move a file decoded early to the cache for this task, when its decode holds for it."""
+    kept = _EARLY.pop(name, None) if name else None
+    if kept is not None and kept[0] == digits and kept[1] <= budget:
+        _keep(name, kept[2])
 
 
 def result_from_wire(body: bytes) -> Result:
@@ -343,9 +534,17 @@ def serve() -> None:
         body = _read_exact(requests, _HEADER.unpack(header)[0])
         if body is None:
             return
+        early = False
         try:
-            result: Result = scan(task_from_wire(body))
+            task = task_from_wire(body)
+            early = len(task) > 9
+            if early:
+                _early(task)
+                continue
+            result: Result = scan(task)
         except Exception as exc:  # the parent judges the file the classic way
+            if early:
+                continue  # an early scan that failed: the review's own request scans the file again
             result = ("failed", f"{type(exc).__name__}: {exc}"[:200])
         answers.write(to_wire(result))
         answers.flush()

@@ -573,10 +573,11 @@ class Scanner(ClassicScanner):
                 parts.append((missing, self._send(engine, unit, data, task, missing, hit is not None).result()))
         if any(part[0] != "scan" or part[4] == "fallback" for _, part in parts):
             raise _Classic
+        # cum: zlib's inflated sizes after each piece, through the hit piece at least, and the size inflated
         cum, error = first[1], first[3]
-        if any(part[1] != cum or part[3] != error for _, part in parts):
+        if any(part[1][-1:] != cum[-1:] or part[3] != error for _, part in parts):
             raise _Classic  # the file changed between reads
-        found = [part[2] for _, part in parts if part[2] is not None]
+        found = [part[1][part[2]] for _, part in parts if part[2] is not None]
         if not found:
             if error is not None:
                 self._count(unit, 0)
@@ -584,7 +585,7 @@ class Scanner(ClassicScanner):
             else:
                 self._count(unit, cum[-1] if cum else 0)
             return []  # a file that does not mention the keys is not parsed, however it is damaged
-        self._count(unit, cum[min(found)])
+        self._count(unit, min(found))
         if error is not None:
             self.skips.file(name, error)
             return []
@@ -594,7 +595,7 @@ class Scanner(ClassicScanner):
             if part[4] != "ok" and (any("/" in k for k in part_keys) or part_keys & ids):
                 # this part's needles do not occur, but the file is parsed for the others: decode it for these too
                 part = self._send(engine, unit, data, task, part_keys, True).result()
-                if part[0] != "scan" or part[4] != "ok" or part[1] != cum:
+                if part[0] != "scan" or part[4] != "ok" or part[1][-1:] != cum[-1:]:
                     raise _Classic
             cands.update(part[5])
         records = []

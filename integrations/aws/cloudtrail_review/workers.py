@@ -29,14 +29,48 @@ class WorkerDied(Exception):
     """A worker process ended before answering."""
 
 
+# Worker processes started early (`stanch review-logs` starts them before importing the engine, and has them
+# scan the first files already: see fastscan's early scans), each with the files it was sent.
+_started: list[tuple[subprocess.Popen[bytes], list[str]]] = []
+_started_lock = threading.Lock()
+
+
+def adopt(started: list[tuple[subprocess.Popen[bytes], list[str]]]) -> None:
+    """Worker processes started early, for the next `Workers` to use (the rest: `release`)."""
+    with _started_lock:
+        _started.extend(started)
+
+
+def release() -> None:
+    """End the early-started worker processes no review used (closing their stdin ends them)."""
+    with _started_lock:
+        left = list(_started)
+        _started.clear()
+    for proc, _ in left:
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+
+
 class _Worker:
     def __init__(self, index: int) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no outside input
-            [sys.executable, "-P", str(_SCRIPT)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            close_fds=True,
+        with _started_lock:
+            started = _started.pop(0) if _started else None
+        self.early: list[str] = started[1] if started else []  # the files it was sent early
+        self.proc = (
+            started[0]
+            if started
+            else subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-P", str(_SCRIPT)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=None,
+                close_fds=True,
+            )
         )
         self.pending: deque[Future[Any]] = deque()
         self.lock = threading.Lock()  # one writer at a time; the deque is shared with the reader
@@ -108,7 +142,9 @@ class Workers:
         self.lock = threading.Lock()
         try:
             for index in range(count):
-                self.workers.append(_Worker(index))
+                worker = _Worker(index)
+                self.workers.append(worker)
+                self.home.update(dict.fromkeys(worker.early, worker))  # a file's task goes where it was scanned
         except BaseException:
             self.close()
             raise
