@@ -539,6 +539,7 @@ class HttpClient:
 
     read_only: bool = False
     timeout: float = 15.0
+    ca_file: str | None = None  # a PEM bundle to trust instead of the system's (a cluster's own CA, say)
 
     @staticmethod
     def check_url(url: str) -> None:
@@ -622,7 +623,12 @@ class HttpClient:
         if idempotency:
             request.add_header("Idempotency-Key", idempotency)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - scheme checked in call
+            context = None
+            if self.ca_file:
+                import ssl
+
+                context = ssl.create_default_context(cafile=self.ca_file)
+            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:  # noqa: S310 - scheme checked in call
                 text = response.read().decode()
                 return json.loads(text) if text.strip() else None
         except urllib.error.HTTPError as exc:

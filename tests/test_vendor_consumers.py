@@ -463,3 +463,74 @@ def test_every_consumer_kind_lists_its_scopes_and_refuses_a_bad_spec() -> None:
     settings = Harness("t").settings("https://gitlab.invalid")
     settings.options = {"project": "acme/api", "key": "K"}
     assert make_consumer("gitlab", settings).describe() == "gitlab:project acme/api variable K"
+
+
+def test_a_cluster_behind_its_own_ca_is_reached_with_the_connections_ca_file(tmp_path: Any) -> None:
+    """A Kubernetes API with a private CA: trusted through `connections.kubernetes.ca_file`, refused without it."""
+    import http.server
+    import ssl
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from integrations.context import HttpCallError, HttpClient
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cluster-ca")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    ca_file = tmp_path / "cluster-ca.pem"
+    ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file = tmp_path / "cluster.key"
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"kind": "APIVersions"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(ca_file, key_file)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://localhost:{server.server_address[1]}/api"
+    try:
+        assert HttpClient(ca_file=str(ca_file)).call("GET", url, "token") == {"kind": "APIVersions"}
+        with pytest.raises(HttpCallError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            HttpClient(timeout=5).call("GET", url, "token")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    from flows.vendors.inventory import Connection, load_inventory
+
+    vendor, _ = load_inventory("acme-ai")
+    kube = Connection.model_validate({"base_url": url, "ca_file": str(ca_file)})
+    vendor = vendor.model_copy(update={"connections": {**vendor.connections, "kubernetes": kube}})
+    consumer = next(c for cred in vendor.credentials for c in cred.consumers if c.kind == "kubernetes")
+    assert vendor.ca_file(consumer) == str(ca_file)

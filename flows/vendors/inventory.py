@@ -344,6 +344,12 @@ class Connection(_Strict):
 
     base_url: Endpoint | None = None
     token: SecretsManagerId | None = None
+    ca_file: str | None = Field(
+        None,
+        min_length=1,
+        description="A PEM file of the certificate authorities to trust for this API instead of the system's (a "
+        "Kubernetes cluster's own CA), as a path on the machine that runs the playbook.",
+    )
 
     _url = field_validator("base_url")(_endpoint_checked)
 
@@ -378,6 +384,10 @@ class Vendor(_Strict):
         description="Per consumer kind: the base URL and token secret its consumers use unless they name their own.",
     )
     credentials: list[Credential] = Field(min_length=1)
+
+    def ca_file(self, consumer: Any) -> str | None:
+        """The CA bundle the consumer's API is checked against, when its connection names one."""
+        return self.connections.get(consumer.kind, Connection()).ca_file
 
     def connection(self, consumer: Any) -> tuple[str | EnvEndpoint | None, str | None]:
         """(base URL, token secret) for a consumer: its own, else the vendor's `connections` for its kind."""

@@ -162,6 +162,11 @@ def _consumer(ctx: ActionContext, vendor: Vendor, spec: Any, tags: dict[str, str
 
     base_url, token = vendor.connection(spec)
     settings = _settings(ctx, base_url, token, {})
+    ca_file = vendor.ca_file(spec)
+    if ca_file:
+        import dataclasses
+
+        settings.http = dataclasses.replace(ctx.http, ca_file=ca_file)  # a read-only client stays read-only
     recorded = tags or {}
 
     def recorded_marker(_place: str, fingerprint: str) -> str | None:
