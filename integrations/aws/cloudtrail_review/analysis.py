@@ -64,17 +64,17 @@ def analyse(
     skips: Skips | None = None,
 ) -> Review:
     events = sorted(events, key=lambda e: (e["eventTime"], e["eventID"]))
-    ips: dict[str, IpSeen] = {}
+    ips: dict[str, list[Any]] = {}  # ip -> [count, first seen, last seen] (IpSeen made once per ip, at the end)
     findings: dict[str, list[Finding]] = {category: [] for category in CATEGORIES}
     for event in events:
         ip = event["sourceIPAddress"]
         if ip:
             seen = ips.get(ip)
             if seen is None:
-                ips[ip] = IpSeen(ip=ip, count=1, first_seen=event["eventTime"], last_seen=event["eventTime"])
+                ips[ip] = [1, event["eventTime"], event["eventTime"]]
             else:
-                seen.count += 1
-                seen.last_seen = event["eventTime"]
+                seen[0] += 1
+                seen[2] = event["eventTime"]
         category = CATEGORY_OF.get(base_name(event["eventName"]))
         if category:
             findings[category].append(
@@ -100,7 +100,10 @@ def analyse(
         first_event=events[0]["eventTime"] if events else None,
         last_event=events[-1]["eventTime"] if events else None,
         events_by_name=dict(Counter(f"{e['eventSource'].split('.')[0]}:{e['eventName']}" for e in events).most_common()),
-        source_ips=sorted(ips.values(), key=lambda s: (-s.count, s.ip)),
+        source_ips=sorted(
+            (IpSeen(ip=ip, count=count, first_seen=first, last_seen=last) for ip, (count, first, last) in ips.items()),
+            key=lambda s: (-s.count, s.ip),
+        ),
         user_agents=dict(Counter(e["userAgent"] or "" for e in events).most_common()),
         regions=dict(Counter(e["awsRegion"] or "" for e in events).most_common()),
         error_codes=dict(Counter(e["errorCode"] for e in events if e["errorCode"]).most_common()),
