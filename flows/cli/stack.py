@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,6 +96,8 @@ def start_part(parts: dict[str, dict[str, Any]], name: str, command: list[str], 
 
 
 def wait_http(url: str, what: str, part: dict[str, Any], timeout: float = 90) -> None:
+    import urllib.request  # here: every `stanch` command (validate too) imports this module
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if part["process"].poll() is not None:
