@@ -11,8 +11,18 @@ import sys
 from flows.cli.common import app, err, escape
 
 # Each module registers its commands on `app`; this order is the order `stanch --help` lists them in.
-for _module in ("authoring", "review", "running", "approvals", "stack", "vendor", "tabletop"):
-    importlib.import_module(f"flows.cli.{_module}")
+for _module in (
+    "flows.cli.authoring",
+    "flows.cli.review",
+    "flows.cli.running",
+    "flows.cli.approvals",
+    "flows.cli.stack",
+    "flows.vendors.cli",
+    "flows.tabletop.cli",
+    "flows.tabletop.report_cli",
+    "flows.tabletop.replay_cli",
+):
+    importlib.import_module(_module)
 
 
 def main() -> None:
