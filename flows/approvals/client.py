@@ -32,7 +32,7 @@ def open_gates(run_id: str | UUID) -> list[dict[str, Any]]:
     from prefect.exceptions import ObjectNotFound
 
     from flows.engine.gates import OPEN_GATES_KEY
-    from flows.engine.journal import read_input
+    from flows.engine.journal import read_replaced
 
     run_uuid = _uuid(run_id)
     with get_client(sync_client=True) as client:
@@ -42,17 +42,14 @@ def open_gates(run_id: str | UUID) -> list[dict[str, Any]]:
             raise ApprovalError(f"no flow run {run_id} on this Prefect server") from None
         if flow_run.state is not None and flow_run.state.is_final():
             return []
-        for _ in range(8):  # the run rewrites the listing (delete, then create): a read may fall between
-            text = read_input(client, run_uuid, OPEN_GATES_KEY)
-            if text is None:
-                time.sleep(0.1)
-                continue
-            try:
-                listing = json.loads(text)
-            except ValueError:
-                return []
-            return [g for g in listing if isinstance(g, dict)] if isinstance(listing, list) else []
-    return []
+        text = read_replaced(client, run_uuid, OPEN_GATES_KEY)  # the run rewrites the listing: delete, create
+        if text is None:
+            return []
+        try:
+            listing = json.loads(text)
+        except ValueError:
+            return []
+        return [g for g in listing if isinstance(g, dict)] if isinstance(listing, list) else []
 
 
 def answer_gate(

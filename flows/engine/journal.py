@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +61,17 @@ def read_input(client: Any, flow_run_id: UUID, key: str) -> str | None:
         if http_status(exc) == 404:
             return None
         raise
+
+
+def read_replaced(client: Any, flow_run_id: UUID, key: str, tries: int = 8) -> str | None:
+    """A value written with `Journal.replace` (delete, then create): a read may fall between the two, so a missing
+    value is read again a few times before it counts as absent."""
+    for attempt in range(tries):
+        text = read_input(client, flow_run_id, key)
+        if text is not None or attempt == tries - 1:
+            return text
+        time.sleep(0.1)
+    return None
 
 
 def read_json_input(flow_run_id: UUID, key: str) -> Any:
@@ -181,7 +193,7 @@ def last_heartbeat(flow_run_id: UUID) -> datetime | None:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        text = read_input(client, flow_run_id, HEARTBEAT_KEY)
+        text = read_replaced(client, flow_run_id, HEARTBEAT_KEY)  # a miss could mark a live run Crashed
     try:
         value = json.loads(text) if text else None
     except ValueError:
