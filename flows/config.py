@@ -178,7 +178,11 @@ class IntakeSettings(BaseModel):
     )
     github_api_url: str = Field("https://api.github.com", description="Only changed for the sandbox or tests.")
     sns_enabled: bool = Field(False, description="Take AWS alerts through an SNS HTTPS subscription.")
-    sns_topic_arns: list[str] = Field(default_factory=list, description="SNS topics accepted; empty means any topic.")
+    sns_topic_arns: list[str] = Field(
+        default_factory=list,
+        description="The SNS topics accepted (their ARNs); with none, the SNS endpoint refuses every message (any "
+        "AWS account can sign a message to its own topic).",
+    )
     sns_cert_host: str = Field(
         r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$",
         description="A regular expression the host of an SNS signing certificate's URL must match (https only).",

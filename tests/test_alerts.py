@@ -123,3 +123,10 @@ def test_plan_with_a_malformed_alert_names_the_field_without_a_traceback() -> No
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "guardduty-resource-string.json: GuardDuty finding: detail.resource: should be an object" in proc.stderr
+
+
+def test_secret_named_fields_of_an_alert_are_masked_whatever_they_hold() -> None:
+    from flows.alerts import sanitize
+
+    clean = sanitize({"password": "hunter2", "Api-Key": "k-1", "nested": {"token": "t"}, "secret_type": "github_pat"})
+    assert clean == {"password": "***", "Api-Key": "***", "nested": {"token": "***"}, "secret_type": "github_pat"}

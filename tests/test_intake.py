@@ -201,6 +201,7 @@ def intake_app(
         "STANCH_INTAKE__GITHUB_TOKEN": '{"env": "STANCH_TEST_GITHUB_TOKEN"}',
         "STANCH_INTAKE__GITHUB_API_URL": local.github.base_url,
         "STANCH_INTAKE__SNS_ENABLED": "true",
+        "STANCH_INTAKE__SNS_TOPIC_ARNS": '["arn:aws:sns:us-east-1:123456789012:stanch-alerts"]',
         "STANCH_INTAKE__SNS_CERT_HOST": r"127\.0\.0\.1",
         "STANCH_INTAKE__SNS_CERT_HTTPS": "false",
         "STANCH_INTAKE__SANDBOX": "true",
@@ -530,3 +531,9 @@ def test_forged_or_misplaced_sns_messages_are_refused(intake_app: Any, local: Lo
     assert answer.status_code == 401 and "SNS host" in answer.json()["reason"]
     answer = intake_app.post("/alerts/sns", content=json.dumps({**good, "Type": "Surprise"}))
     assert answer.status_code == 400
+    # a message validly signed by SNS, but for another account's topic: any account can publish to its own
+    theirs = sns_message(
+        local, "Notification", good["Message"], "sns-bad-2", TopicArn="arn:aws:sns:us-east-1:999988887777:theirs"
+    )
+    answer = intake_app.post("/alerts/sns", content=json.dumps(theirs))
+    assert answer.status_code == 403 and "sns_topic_arns" in answer.json()["reason"]

@@ -102,10 +102,36 @@ def check_bounds(value: Any) -> None:
             stack.extend((child, (*path, i)) for i, child in enumerate(node))
 
 
+# Field names whose values are credentials whatever they look like (a generic alert's `password`, GitHub's `secret`).
+SECRET_FIELDS = frozenset(
+    {
+        "secret",
+        "password",
+        "passwd",
+        "token",
+        "api_key",
+        "apikey",
+        "private_key",
+        "secret_access_key",
+        "secretaccesskey",
+        "session_token",
+        "sessiontoken",
+        "access_token",
+        "refresh_token",
+        "client_secret",
+        "authorization",
+        "credentials",
+    }
+)
+
+
 def sanitize(value: Any) -> Any:
-    """The value with fields named `secret` masked and credential-shaped strings masked (bounded input only)."""
+    """The value with secret-named fields masked and credential-shaped strings masked (bounded input only)."""
     if isinstance(value, dict):
-        return {_text(k): (MASK if _text(k).lower() == "secret" else sanitize(v)) for k, v in value.items()}
+        return {
+            _text(k): (MASK if _text(k).lower().replace("-", "_") in SECRET_FIELDS else sanitize(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [sanitize(v) for v in value]
     if isinstance(value, str):

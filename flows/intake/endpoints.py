@@ -246,6 +246,9 @@ class Intake:
                 return 503, _no(f"{name}: the run could not be started: {error_summary(exc)}")
             if key[-1] != ":" and run_id:
                 self.state.put("open-key", key, run_id, OPEN_RUN_SECONDS)
+            elif self.launcher.route == "event":
+                # the trigger makes the run: there is no id to join and no end to wait for, so hold nothing
+                self._release(key)
             runs.append(run_id or "")
             if self.launcher.route == "event":
                 notes.append(f"{name}: handed to its deployment trigger (incident {incident})")
@@ -289,10 +292,7 @@ class Intake:
 
         from flows.engine.journal import THREAD_KEY, read_json_input
 
-        what = f"{facts['source']} {facts['kind']}"
-        if facts.get("delivery"):
-            what += f" (delivery {facts['delivery']})"
-        message = self.masker.mask(f"another alert for this key joined the run: {what}")
+        message = self.masker.mask(f"another alert for this key joined the run: {facts['source']} {facts['kind']}")
         try:
             with get_client(sync_client=True) as client:
                 client.create_logs(
@@ -308,14 +308,17 @@ class Intake:
                 )
         except Exception as exc:  # the alert still joins the run; only its note is lost
             _log.warning("could not note the alert on run %s: %s", run_id, error_summary(exc))
-        root = read_json_input(UUID(run_id), THREAD_KEY)
-        if self.slack is None or not isinstance(root, dict) or not root.get("ts"):
+        if self.slack is None:
             return
         from integrations.slack import escape
 
         try:
-            self.slack.chat_postMessage(channel=str(root["channel"]), thread_ts=str(root["ts"]), text=escape(message[:3000]))
-        except Exception as exc:  # the run goes on; the thread misses one note
+            root = read_json_input(UUID(run_id), THREAD_KEY)
+            if isinstance(root, dict) and root.get("ts"):
+                self.slack.chat_postMessage(
+                    channel=str(root["channel"]), thread_ts=str(root["ts"]), text=escape(message[:3000])
+                )
+        except Exception as exc:  # the alert still joins the run; the thread misses one note
             _log.warning("could not post the joined alert to run %s's thread: %s", run_id, error_summary(exc))
 
 

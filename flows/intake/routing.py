@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,6 @@ _log = logging.getLogger("stanch.intake")
 
 class RouteError(ValueError):
     """An alert that matches a trigger whose inputs cannot be made from it; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Match:
-    playbook: Playbook
-    trigger: int  # its index in the playbook's triggers
-    inputs: dict[str, Any]
 
 
 def triggered_playbooks(dirs: list[str]) -> list[Playbook]:

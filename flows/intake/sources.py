@@ -135,7 +135,10 @@ def check_sns(message: Mapping[str, Any], host_pattern: str, https_only: bool, t
     kind = message.get("Type")
     if kind not in _SNS_FIELDS:
         raise Refusal(400, f"an SNS message's Type is one of {', '.join(_SNS_FIELDS)}")
-    if topics and message.get("TopicArn") not in topics:
+    if not topics:
+        # any AWS account can publish a signed message to its own topic: only listed topics may start runs
+        raise Refusal(403, "intake.sns_topic_arns lists no topic: the SNS endpoint takes no message until it does")
+    if message.get("TopicArn") not in topics:
         raise Refusal(403, "the SNS topic is not one of intake.sns_topic_arns")
     if any(not isinstance(message.get(name), str) for name in ("Message", "MessageId", "Timestamp", "TopicArn")):
         raise Refusal(400, "an SNS message has text Message, MessageId, Timestamp and TopicArn")
