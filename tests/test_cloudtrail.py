@@ -326,3 +326,25 @@ def test_review_logs_looks_up_every_configured_region() -> None:
     assert [c.meta.region_name for c in fallback.clients] == ["us-east-1"]
     help_text = subprocess.run([STANCH, "review-logs", "--help"], capture_output=True, text=True, timeout=60, check=True)
     assert "--region" in help_text.stdout
+
+
+def test_a_principal_of_another_account_naming_ours_in_its_path_is_outside() -> None:
+    from integrations.aws.cloudtrail_review.analysis import outside_principals
+
+    ours = "123456789012"
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {
+                    "AWS": [
+                        f"arn:aws:iam::999988887777:role/{ours}-x",
+                        f"arn:aws:iam::{ours}:root",
+                        ours,
+                        "999988887777",
+                    ]
+                },
+            }
+        ]
+    }
+    assert outside_principals(policy, ours) == ["999988887777", f"arn:aws:iam::999988887777:role/{ours}-x"]

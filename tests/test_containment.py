@@ -827,3 +827,26 @@ def test_the_flagship_on_the_wide_attack_leaves_nothing_standing_and_denies_the_
     measures = collect(summary.run_id).measures
     assert measures.time_to_contain.verdict == "contained", measures.time_to_contain.note
     assert measures.key_deactivated.seconds < measures.time_to_contain.seconds  # type: ignore[operator]
+
+
+def test_a_gone_error_code_counts_only_when_a_read_shows_the_change_gone() -> None:
+    """GuardDuty's BadRequestException means "no such detector" and also "bad request": taken at its word only
+    when a read shows the change no longer stands."""
+    import logging
+    from types import SimpleNamespace
+
+    from botocore.exceptions import ClientError
+
+    from integrations.aws.iam import converge
+
+    ctx: Any = SimpleNamespace(dry_run=False, logger=logging.getLogger("test"))
+    refused = ClientError({"Error": {"Code": "BadRequestException", "Message": "bad"}}, "UpdateDetector")
+
+    def revert() -> None:
+        raise refused
+
+    with pytest.raises(ClientError):  # still disabled after the "gone" answer: the failure stands
+        converge(ctx, "detector d", lambda: True, revert, "enable detector d", gone_codes=("BadRequestException",))
+    reads = iter([True, True, False])  # before; applied's re-read; the read after the "gone" answer
+    done = converge(ctx, "detector d", lambda: next(reads), revert, "enable detector d", gone_codes=("BadRequestException",))
+    assert done.changed

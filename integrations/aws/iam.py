@@ -1226,13 +1226,22 @@ def converge(
     try:
         applied(ctx, doing, revert, lambda: not present())
     except Exception as exc:
-        if error_code(exc) not in gone_codes:
-            raise
+        if error_code(exc) not in gone_codes or _still_present(present, gone_codes):
+            raise  # a "gone" code is taken at its word only when a read shows the change no longer stands
     ctx.logger.info("Reverted: %s", doing)
     past = (
         doing.replace("delete ", "deleted ", 1).replace("remove ", "removed ", 1).replace("deactivate ", "deactivated ", 1)
     )
     return Reverted(changed=True, target=target, detail=past)
+
+
+def _still_present(present: Any, gone_codes: tuple[str, ...]) -> bool:
+    try:
+        return bool(present())
+    except Exception as exc:
+        if error_code(exc) in gone_codes:
+            return False
+        raise
 
 
 def _inline_names(ctx: ActionContext, kind: str, name: str) -> set[str]:

@@ -226,9 +226,18 @@ def outside_principals(document: dict[str, Any], account: str | None) -> list[st
             for kind in ("AWS", "CanonicalUser", "Federated"):
                 values += _strings(principal.get(kind))
         for value in values:
-            if value == "*" or not account or account not in value:
+            if value == "*" or not account or _principal_account(value) != account:
                 found.add(value)
     return sorted(found)
+
+
+def _principal_account(value: str) -> str | None:
+    """The account a policy principal names: a bare account id, or the account field of an ARN (never a match
+    anywhere in the text: `role/123456789012-x` of another account is not ours)."""
+    if value.isdigit():
+        return value
+    parts = value.split(":")
+    return parts[4] if value.startswith("arn:") and len(parts) > 5 else None
 
 
 _PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
