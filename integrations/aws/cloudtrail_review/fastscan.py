@@ -48,9 +48,19 @@ class BadFile(Exception):
     """A file the review cannot read; the message says why."""
 
 
-MAX_INFLATED = 1 << 30  # a CloudTrail file inflates to tens of MB; more is a planted bomb
-KEEP_LIMIT = 256 << 20  # inflated bytes kept for the fast decode; a larger file is judged by the classic path
+# A CloudTrail file inflates to tens of MB; more is a planted bomb. The classic path parses a matching file whole
+# (several times its size in memory), so this is also the bound on what any file can cost.
+MAX_INFLATED = 256 << 20
+KEEP_LIMIT = MAX_INFLATED  # inflated bytes kept for the fast decode
 _CHUNK = 1 << 16
+
+
+def read_capped(stream: Any) -> bytes:
+    """A file's bytes, at most MAX_INFLATED of them (gzip never shrinks a log below that); BadFile beyond."""
+    data = stream.read(MAX_INFLATED + 1)
+    if len(data) > MAX_INFLATED:
+        raise BadFile(f"over {MAX_INFLATED >> 20} MB: not a CloudTrail log file")
+    return bytes(data)
 
 
 def inflate(data: bytes) -> Iterator[bytes]:
@@ -346,9 +356,11 @@ def scan(task: tuple[Any, ...]) -> Result:
     if isinstance(source, str):
         try:
             with open(source, "rb") as handle:
-                data = handle.read()
+                data = read_capped(handle)
         except OSError as exc:
             return ("read", f"cannot read it: {exc.strerror or type(exc).__name__}")
+        except BadFile as exc:
+            return ("read", str(exc))
     else:
         data = source
     if data[:2] == b"\x1f\x8b" and (fast := _inflate_fast(data)) is not None:

@@ -34,7 +34,7 @@ from typing import Any
 
 from integrations.aws.cloudtrail_review import fastscan
 from integrations.aws.cloudtrail_review.events import BadRecord, child_key, identity_of, is_ours, needle, slim
-from integrations.aws.cloudtrail_review.fastscan import MAX_INFLATED, BadFile, inflate
+from integrations.aws.cloudtrail_review.fastscan import MAX_INFLATED, BadFile, inflate, read_capped
 from integrations.aws.cloudtrail_review.report import Skips
 from integrations.aws.cloudtrail_review.sources import Unit, day_of, local_units, s3_units
 from integrations.aws.cloudtrail_review.workers import WorkerDied, Workers
@@ -117,11 +117,11 @@ class ClassicScanner:
         try:
             if unit.bucket is None:
                 with open(unit.path, "rb") as handle:
-                    return handle.read()
+                    return read_capped(handle)
             s3 = getattr(self._local, "s3", None)
             if s3 is None:
                 s3 = self._local.s3 = self.s3_factory()
-            return bytes(s3.get_object(Bucket=unit.bucket, Key=unit.path)["Body"].read())
+            return read_capped(s3.get_object(Bucket=unit.bucket, Key=unit.path)["Body"])
         except OSError as exc:
             raise BadFile(f"cannot read it: {exc.strerror or type(exc).__name__}") from None
         except Exception as exc:
