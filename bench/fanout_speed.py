@@ -77,7 +77,9 @@ def main() -> None:
         names = [f"key-{i:04d}" for i in range(args.keys)]
         box.seed_vendor("bench-loop", "vendors/bench-loop/", names)
         box.seed_vendor("bench-flow", "vendors/bench-flow/", names)
-        print(f"{args.keys} vendor keys per run, concurrency {CONCURRENCY}, sandbox moto + vendor stand-in\n")
+        print(f"{args.keys} vendor keys per run, concurrency {CONCURRENCY}, sandbox moto + vendor stand-in")
+        print("the engine's fan-out, measured on bench/fanout-playbook.yaml (the generic-HTTP vendor playbook as it was")
+        print("before inventories: one mint/check/revoke step over many secrets, the shape a fan-out bench needs)\n")
 
         started = time.perf_counter()
         done = hand_written(box, "bench-loop")
