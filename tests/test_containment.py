@@ -319,6 +319,90 @@ def test_remove_outside_bucket_policy_statements_four_steps_keeps_the_rest(sandb
     assert sids() == ["Pipeline"], "the pipeline's own statement stays"
 
 
+def _conditional_bucket(sandbox: Any, bucket: str) -> list[dict[str, Any]]:
+    """(a) public, no condition; (b) `*` in our org; (c) `*` through a VPC endpoint; (d) `*` of another account; (e) Deny."""
+    objects = f"arn:aws:s3:::{bucket}/*"
+    base = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": objects}
+    statements = [
+        {"Sid": "Open", **base},
+        {"Sid": "OrgRead", **base, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}},
+        {"Sid": "EndpointRead", **base, "Condition": {"StringEquals": {"aws:sourceVpce": ["vpce-1a2b3c4d"]}}},
+        {"Sid": "TheirAccount", **base, "Condition": {"StringEquals": {"aws:PrincipalAccount": OUTSIDE}}},
+        {
+            "Sid": "NoPlainHttp",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": objects,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        },
+    ]
+    sandbox.client("s3").create_bucket(Bucket=bucket)
+    sandbox.client("s3").put_bucket_policy(
+        Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": statements})
+    )
+    return statements
+
+
+def test_remove_outside_bucket_policy_statements_keeps_conditions_narrowing_to_us(sandbox: Any) -> None:
+    statements = _conditional_bucket(sandbox, "org-exports")
+    s3_client = sandbox.client("s3")
+
+    def held() -> list[dict[str, Any]]:
+        return list(json.loads(s3_client.get_bucket_policy(Bucket="org-exports")["Policy"])["Statement"])
+
+    act = s3.remove_outside_bucket_policy_statements
+    four_steps(sandbox, lambda ctx: act(ctx, bucket="org-exports"), held)
+    assert held() == [statements[1], statements[2], statements[4]], "org, endpoint and Deny stay; public, foreign go"
+    again = act(make_ctx(sandbox, False), bucket="org-exports")
+    assert not again.changed and again.removed == []
+    kept = [(k.statement, k.condition_keys) for k in again.kept_conditional]
+    assert kept == [("OrgRead", ["aws:PrincipalOrgID"]), ("EndpointRead", ["aws:sourceVpce"])]
+    assert all("check by hand" in k.reason for k in again.kept_conditional), "an org or endpoint id is not checked"
+    assert len(again.warnings) == 2 and "o-a1b2c3d4e5" in again.warnings[0] and "vpce-1a2b3c4d" in again.warnings[1]
+
+
+def test_remove_outside_bucket_policy_statements_reports_what_it_keeps_and_removes(sandbox: Any) -> None:
+    statements = _conditional_bucket(sandbox, "org-reports")
+    s3_client = sandbox.client("s3")
+    dry = s3.remove_outside_bucket_policy_statements(make_ctx(sandbox, True), bucket="org-reports")
+    assert dry.changed and dry.dry_run
+    assert json.loads(s3_client.get_bucket_policy(Bucket="org-reports")["Policy"])["Statement"] == statements
+    done = s3.remove_outside_bucket_policy_statements(make_ctx(sandbox, False), bucket="org-reports")
+    for result in (dry, done):
+        assert [s["Sid"] for s in result.removed] == ["Open", "TheirAccount"]
+        assert [k.statement for k in result.kept_conditional] == ["OrgRead", "EndpointRead"]
+        assert result.kept == 3
+        assert "OrgRead, EndpointRead narrowed by a condition" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("condition", "kept"),
+    [
+        ({"stringequals": {"AWS:PRINCIPALACCOUNT": OWN}}, True),
+        ({"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": ["o-a1b2c3d4e5/r-ab12/ou-ab12-11111111/*"]}}, True),
+        ({"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{OWN}:role/etl-*"}}, True),
+        ({"ArnEquals": {"aws:SourceArn": f"arn:aws:cloudfront::{OWN}:distribution/E1"}}, True),
+        ({"StringEquals": {"aws:SourceAccount": [OWN, OUTSIDE]}}, False),
+        ({"StringEquals": {"aws:PrincipalAccount": "${aws:ResourceAccount}"}}, True),
+        ({"StringEquals": {"aws:SourceVpc": "vpc-1a2b3c4d", "aws:SourceOwner": OUTSIDE}}, False),
+        ({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/etl"}}, False),
+        ({"ArnLike": {"aws:SourceArn": "arn:aws:s3:::someone-elses-bucket"}}, False),
+        ({"StringLike": {"aws:PrincipalOrgID": "o-*"}}, False),
+        ({"StringNotEquals": {"aws:PrincipalAccount": OWN}}, False),
+        ({"StringEqualsIfExists": {"aws:SourceVpce": "vpce-1a2b3c4d"}}, False),
+        ({"ForAllValues:StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}, False),
+        ({"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}}, False),
+    ],
+)
+def test_bucket_policy_statement_kept_only_when_a_condition_narrows_it_to_us(condition: Any, kept: bool) -> None:
+    statement = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:GetObject", "Condition": condition}
+    assert s3._outside(statement, OWN) is not kept
+    foreign = {**statement, "Principal": {"AWS": ["*", f"arn:aws:iam::{OUTSIDE}:root"]}}
+    assert s3._outside(foreign, OWN), "a named outside principal goes whatever the condition"
+    assert not s3._outside({**statement, "Effect": "Deny", "Condition": {}}, OWN), "a Deny always stays"
+
+
 def _function(sandbox: Any) -> None:
     role = sandbox.client("iam").create_role(RoleName="fn-role", AssumeRolePolicyDocument=json.dumps(ASSUME_EC2))
     code = io.BytesIO()
