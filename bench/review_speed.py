@@ -1,7 +1,8 @@
 """Log review throughput: the review beside `zcat | jq`, zcat alone and the classic scanner, on three corpora.
 
 Corpora (see review_corpus.py; generated once, cached in bench/.corpus/): today's (the key in one file of
-250), realistic (a CI key and its session keys in every 5-minute file at 2% of the records) and principal
+250), realistic (a production-shaped day: 303 files of 750 to 14,507 records, mixed principals, the CI key and
+its session keys 2% of the records in bursts, the key named in other principals' parameters) and principal
 (every session of role/ci-runner, 2% of every file). 1,000,000 records each, gzipped as CloudTrail writes them.
 
 For each corpus, in one run and side by side (each timing the best of --repeat runs, interleaved, so that
@@ -17,13 +18,11 @@ in-process) must be identical but for `seconds`; any difference is printed and t
 
 Run: .venv/bin/python bench/review_speed.py [--only realistic] [--repeat 3] [--repeat-slow 1]
 
-Measured (2-core VM with other work running, load average 2.4-3.7; best of 5, jq and classic best of 2; with
-python-isal installed, workers started before the CLI's imports):
-  today      review   1.50  classic   2.72  zcat|jq  17.54 (11.7x)  zcat  2.69 (0.56x)  identical
-  realistic  review   2.05  classic  18.84  zcat|jq  15.98 ( 7.8x)  zcat  2.80 (0.73x)  identical
-  principal  review   2.11  classic  10.71  zcat|jq  15.66 ( 7.4x)  zcat  1.75 (1.21x)  identical
-Realistic: the zcat target is met; the jq one is not reliably met (7.0x-8.5x from run to run); see
-docs/review-speed.md for the tables and where the time goes.
+Measured (2-core VM, load average 0.7-2.3; best of 5, jq and classic best of 2; with python-isal installed):
+  today      review   0.90  classic   1.81  zcat|jq  13.46 (15.0x)  zcat  1.39 (0.64x)  identical
+  realistic  review   2.42  classic  28.18  zcat|jq  24.03 ( 9.9x)  zcat  2.30 (1.05x)  identical
+  principal  review   1.72  classic  11.36  zcat|jq  15.23 ( 8.8x)  zcat  1.80 (0.96x)  identical
+Both realistic targets are met; see docs/review-speed.md for the tables and where the time goes.
 """
 
 from __future__ import annotations
@@ -114,7 +113,8 @@ def timed(command: list[str] | str, shell: bool = False, watch: bool = False) ->
 def jq_filter(corpus: Corpus) -> str:
     if corpus.target.startswith("role/"):
         return f'.Records[] | select(.userIdentity.arn // "" | contains("assumed-role/{ROLE}/")) | .eventID'
-    # jq cannot follow derived keys: it is given the corpus's session keys' shape
+    # jq cannot follow derived keys: it is given the corpus's session keys' shape. Only the caller's key counts:
+    # records that name the key elsewhere (an admin's GetAccessKeyLastUsed...) are other principals'.
     return (
         f'.Records[] | select(.userIdentity.accessKeyId // "" | . == "{KEY}" or startswith("ASIABENCHSESSION")) | .eventID'
     )

@@ -348,3 +348,32 @@ def test_a_principal_of_another_account_naming_ours_in_its_path_is_outside() -> 
         ]
     }
     assert outside_principals(policy, ours) == ["999988887777", f"arn:aws:iam::999988887777:role/{ours}-x"]
+
+
+def test_bytes_scanned_is_what_every_file_inflated_to_in_each_scanner(tmp_path: Path) -> None:
+    """`bytes_scanned`: the whole inflated size of every file read, once each (also the files searched again for
+    a derived key), alike in the classic scanner, the fast path in-process and on worker processes."""
+    from integrations.aws.cloudtrail_review.scanner import ClassicScanner
+
+    start = datetime(2026, 11, 20, 9, tzinfo=UTC)
+    story, _ = trail.attack_story("AKIAEXAMPLEEXPOSED01", "ci-deployer", start)
+    trail_dir = tmp_path / "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20"
+    trail_dir.mkdir(parents=True)
+    inflated = 0
+    for index in range(6):  # the story in the fourth file; the derived keys are used in the later ones
+        at = start + timedelta(minutes=5 * index)
+        records = trail.noise(400, at, timedelta(minutes=5), seed=index) + (story if index == 3 else [])
+        path = trail_dir / f"f{index}.json.gz"
+        engine.write_corpus_file(path, records)
+        inflated += len(gzip.decompress(path.read_bytes()))
+    (trail_dir / "plain.json").write_text(json.dumps({"Records": trail.noise(50, start, timedelta(minutes=5))}))
+    inflated += (trail_dir / "plain.json").stat().st_size
+
+    for scanner in (
+        ClassicScanner(engine.local_units(tmp_path), workers=1),
+        engine.Scanner(engine.local_units(tmp_path), processes=False),
+        engine.Scanner(engine.local_units(tmp_path), processes=True),
+    ):
+        report = engine.review(["AKIAEXAMPLEEXPOSED01"], scanner=scanner)
+        assert report.events_total == len(story) and report.derived_keys, type(scanner).__name__
+        assert (report.files_scanned, report.bytes_scanned) == (7, inflated), type(scanner).__name__

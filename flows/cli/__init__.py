@@ -8,6 +8,11 @@ from __future__ import annotations
 import importlib
 import sys
 
+if sys.argv[1:2] == ["review-logs"]:  # its workers start reading before the commands are imported
+    from flows.cli import review_start
+
+    review_start.early(sys.argv[2:])
+
 from flows.cli.common import app, err, escape
 
 # Each module registers its commands on `app`; this order is the order `stanch --help` lists them in.

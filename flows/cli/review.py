@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import struct
-import subprocess
-import sys
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from flows.cli import review_start
 from flows.cli.common import (
     app,
     err,
@@ -42,7 +38,7 @@ def review_logs(
     ] = None,
 ) -> None:
     """What did these keys do? Every CloudTrail event made with them and the keys derived from them."""
-    started = _start_workers(source, access_key_id, workers)
+    started = review_start.take(source, access_key_id, workers)
     pool: Any = None
     try:
         from integrations.aws import cloudtrail_review as engine
@@ -54,63 +50,7 @@ def review_logs(
         if pool is not None:
             pool.release()  # the ones the review did not use
         else:
-            for proc, _ in started:
-                proc.kill()
-                proc.wait()
-
-
-# When to start the workers early: as the scanner decides (scanner.PROCESS_FILES, PROCESS_BYTES)
-_EARLY_MIN_FILES = 4
-_EARLY_MIN_BYTES = 16 << 20
-_EARLY_PER_WORKER = 12  # files each worker decodes while this process imports the engine (at most 96 MB)
-
-
-def _start_workers(source: str, keys: list[str], workers: int | None) -> list[tuple[subprocess.Popen[bytes], list[str]]]:
-    """Start the review's worker processes before importing the engine (about 0.3 s), and have them scan the
-    first files already, for the keys given (fastscan's early scans: the review's own requests for the same
-    files get the kept answers). Only for a local directory large enough for the scanner to use processes."""
-    count = workers or os.cpu_count() or 1
-    root = Path(source)
-    if count < 2 or source == "lookup" or source.startswith("s3://") or not root.is_dir() or not sys.executable:
-        return []
-    spec = find_spec("integrations")  # the package's place, without importing it
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    script = Path(next(iter(spec.submodule_search_locations)), "aws", "cloudtrail_review", "fastscan.py")
-    try:  # the files as sources.local_units lists them, in the same order
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith((".json", ".json.gz")))
-        size = sum(p.stat().st_size for p in files)
-    except OSError:
-        return []
-    if len(files) < _EARLY_MIN_FILES or size < _EARLY_MIN_BYTES or not script.is_file():
-        return []
-    import msgspec
-
-    count = min(count, len(files))
-    needles = [k.encode() for k in dict.fromkeys(keys)]  # events.needle of an access key id: its bytes
-    budget = sys.getrecursionlimit() - 300  # no more than the review's (the limit less its stack, less 100)
-    digits = sys.get_int_max_str_digits()
-    started: list[tuple[subprocess.Popen[bytes], list[str]]] = []
-    try:
-        for _ in range(count):
-            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no outside input
-                [sys.executable, "-P", str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
-            )
-            started.append((proc, []))
-        for index, path in enumerate(files[: count * _EARLY_PER_WORKER]):
-            proc, sent = started[index % count]
-            name = str(path)
-            task = [name, needles, list(dict.fromkeys(keys)), [], [], False, digits, budget, name, "early"]
-            body = msgspec.msgpack.encode(task)
-            if proc.stdin is not None:
-                proc.stdin.write(struct.pack("<Q", len(body)) + body)
-                sent.append(name)
-        for proc, _ in started:
-            if proc.stdin is not None:
-                proc.stdin.flush()
-    except OSError:
-        pass  # the review starts its own workers for what is missing
-    return started
+            review_start.stop(started)
 
 
 def _review_logs(

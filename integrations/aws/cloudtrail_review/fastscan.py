@@ -7,9 +7,8 @@ inputs and turns its answers into events; `stanch review-logs` starts the worker
 sends them early scans of the first files (see `_early`).
 
 What one scan answers, for a file and a set of keys (and role/NAME, user/NAME targets):
-- how far the file inflates before one of the keys' bytes is met (`cum`, `hit`): the classic search's
-  `bytes_scanned`, piece for piece (zlib's 64 KiB input chunks, the same tail window; when isal inflated the
-  file, `cum` is zlib's sizes through the hit piece, then the whole size);
+- the size the file inflates to (as far as it does, when damaged: the review's `bytes_scanned` counts it) and
+  whether one of the keys' bytes occurs in it;
 - the damage, if the gzip data is damaged (the same words as the classic search);
 - whether the file is one the fast decode may read ("ok"), or one the classic path must judge ("fallback"):
   the fast decode says "ok" only when the standard library's json.loads would read the whole file too
@@ -24,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 import operator
 import os
 import signal
@@ -97,10 +97,7 @@ _FAST_CHUNK = 1 << 18
 def _inflate_fast(data: bytes) -> list[bytes] | None:
     """The inflated pieces of gzip data with python-isal, when it is installed and the data inflates cleanly
     to the end (every member) within KEEP_LIMIT; else None, and the caller inflates with zlib as `inflate` does
-    (so a damaged, truncated or oversized file is judged, and reported, by zlib's own words).
-
-    The pieces are not zlib's pieces (isal holds back a few bytes at a piece's end): where the classic
-    figures need zlib's piece boundaries, `_marks` computes them."""
+    (so a damaged, truncated or oversized file is judged, and reported, by zlib's own words)."""
     if _fast_zlib is None:
         return None
     try:
@@ -134,29 +131,15 @@ def _inflate_fast(data: bytes) -> list[bytes] | None:
     return pieces if inflater.eof else None
 
 
-def _marks(data: bytes, upto: int) -> list[int]:
-    """zlib's inflated sizes after each 64 KiB input piece, as `inflate` yields them, up to the first that
-    reaches `upto` bytes: the classic search's piece boundaries (data that inflates cleanly)."""
-    cum: list[int] = []
-    size = 0
-    for piece in inflate(data):  # from the start: zlib's state cannot be resumed at a piece boundary
-        size += len(piece)
-        cum.append(size)
-        if size >= upto:
-            break
-    return cum
-
-
-def _first_end(buf: bytes, needles: tuple[bytes, ...], step: int = 1 << 16) -> int | None:
-    """Where the first occurrence of any needle ends in buf (None: none occurs), searching a step at a time so
-    that a needle met early costs the others no search of the whole buffer."""
+def mentions(buf: bytes, needles: tuple[bytes, ...], step: int = 1 << 16) -> bool:
+    """Whether any needle occurs in buf, searching a step at a time so that a needle met early costs the others
+    no search of the whole buffer."""
     keep = max(len(n) for n in needles) - 1 if needles else 0
     for start in range(0, len(buf), step):
         low, high = max(0, start - keep), start + step
-        ends = [at + len(n) for n in needles if (at := buf.find(n, low, high)) >= 0]
-        if ends:
-            return min(ends)
-    return None
+        if any(buf.find(n, low, high) >= 0 for n in needles):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- typed decode: only whose record it is
@@ -182,6 +165,7 @@ class _Raws(msgspec.Struct, gc=False):
 
 _IDENTITY_OF = operator.attrgetter("userIdentity")
 _KEY_OF = operator.attrgetter("accessKeyId")
+_ARN_OF = operator.attrgetter("arn")
 _HEADS = msgspec.json.Decoder(_Heads | list[_Head])
 _RAWS = msgspec.json.Decoder(_Raws | list[msgspec.Raw])
 _DIGITS = bytes(1 if 0x30 <= b <= 0x39 else 0 for b in range(256))
@@ -224,13 +208,13 @@ _DECODE_ERRORS = (msgspec.DecodeError, RecursionError, UnicodeDecodeError, Value
 
 
 class _Decoded:
-    """A file the fast decode read: its bytes, pieces, records' identities and (once needed) records' bytes."""
+    """A file the fast decode read: its bytes, records' identities and (once needed) records' bytes."""
 
-    def __init__(self, buf: bytes, cum: list[int], heads: list[_Head], budget: int) -> None:
-        self.buf, self.cum, self.heads, self.budget = buf, cum, heads, budget
+    def __init__(self, buf: bytes, heads: list[_Head], budget: int) -> None:
+        self.buf, self.budget = buf, budget
         self.raws: list[msgspec.Raw] | None = None
         # each record's access key id (None: no userIdentity), and the file's set of them (no None, no "")
-        identities = list(map(_IDENTITY_OF, heads))
+        self.identities = identities = list(map(_IDENTITY_OF, heads))
         if None in identities:
             self.keyids = [None if u is None else u.accessKeyId for u in identities]
         else:
@@ -238,48 +222,28 @@ class _Decoded:
         present = frozenset(self.keyids)
         self.ids = present - {None, ""}
         self.present = present
-        self.data: bytes | None = None  # the gzip data, when cum is not zlib's pieces (inflated with isal)
-        self.marks: list[int] = []  # zlib's piece sizes computed so far for data (see `_marks`)
-
-    def locate(self, needles: tuple[bytes, ...]) -> tuple[list[int], int | None]:
-        """(cum, hit) for these needles: cum zlib's inflated sizes through the hit piece, then the whole size."""
-        if self.data is None:
-            return self.cum, self.hit(needles)
-        end = _first_end(self.buf, needles)
-        if end is None:
-            return [len(self.buf)], None
-        if not self.marks or self.marks[-1] < end:
-            self.marks = _marks(self.data, end)
-        hit = next(index for index, size in enumerate(self.marks) if size >= end)
-        return [*self.marks[: hit + 1], len(self.buf)], hit
-
-    def hit(self, needles: tuple[bytes, ...]) -> int | None:
-        """The first piece where a needle occurs, as the streaming search finds it (the same tail window)."""
-        keep = max(len(n) for n in needles) - 1 if needles else 0
-        start = 0
-        for index, end in enumerate(self.cum):
-            begin = max(0, start - keep)
-            if any(self.buf.find(n, begin, end) >= 0 for n in needles):
-                return index
-            start = end
-        return None
 
     def pick(self, keys: frozenset[str], roles: tuple[str, ...], users: tuple[str, ...]) -> list[tuple[int, bytes]]:
         """The records that are the targets' (by their decoded userIdentity, as events.is_ours decides)."""
         roles_in = tuple(f":assumed-role/{name}/" for name in roles)
         users_at = tuple(f":user/{name}" for name in users)
-        wanted = []
+        wanted: list[int] = []
         if not keys.isdisjoint(self.present):
             wanted = list(itertools.compress(range(len(self.keyids)), map(keys.__contains__, self.keyids)))
         if roles_in or users_at:
-            for index, head in enumerate(self.heads):
-                identity = head.userIdentity
-                if identity is None or identity.accessKeyId in keys:
-                    continue
-                arn = identity.arn or identity.principal or ""
-                if arn and (any(m in arn for m in roles_in) or any(arn.endswith(m) for m in users_at)):
-                    wanted.append(index)
-            wanted.sort()
+            # whose record it is by its ARN (or principal): the arn, principal or "" of each record, then one
+            # C-level pass per name
+            identities = self.identities
+            arns = list(map(_ARN_OF, identities)) if None not in identities else [u and u.arn for u in identities]
+            if None in arns or "" in arns:
+                arns = [a or (u.principal if u is not None else None) or "" for a, u in zip(arns, identities, strict=True)]
+            index = range(len(arns))
+            found = set(wanted)
+            for marker in roles_in:
+                found.update(itertools.compress(index, map(operator.contains, arns, itertools.repeat(marker))))
+            for marker in users_at:
+                found.update(itertools.compress(index, map(str.endswith, arns, itertools.repeat(marker))))
+            wanted = sorted(found)
         if not wanted:
             return []
         if self.raws is None:
@@ -288,7 +252,7 @@ class _Decoded:
         return [(index, bytes(self.raws[index])) for index in wanted]
 
 
-def _decode(buf: bytes, cum: list[int], digits: int, budget: int) -> _Decoded | None:
+def _decode(buf: bytes, digits: int, budget: int) -> _Decoded | None:
     """The file's records' identities, when json.loads would read buf as the classic path does; else None."""
     if not buf.isascii():
         try:
@@ -301,7 +265,7 @@ def _decode(buf: bytes, cum: list[int], digits: int, budget: int) -> _Decoded | 
         heads = _within(budget, _HEADS.decode, buf)
     except _DECODE_ERRORS:
         return None
-    return _Decoded(buf, cum, heads.Records if isinstance(heads, _Heads) else heads, budget)
+    return _Decoded(buf, heads.Records if isinstance(heads, _Heads) else heads, budget)
 
 
 _CACHE: OrderedDict[str, _Decoded] = OrderedDict()  # the last few files decoded, for a search again soon after
@@ -316,13 +280,28 @@ def forget() -> None:
         _CACHE.clear()
 
 
-def _answer(decoded: _Decoded, cum: list[int], hit: int | None, task: tuple[Any, ...]) -> Result:
-    _, _, keys, roles, users, *_ = task
+def _answer(decoded: _Decoded, found: bool | None, task: tuple[Any, ...]) -> Result:
+    """The answer for a decoded file; found None: whether a needle occurs is not known yet."""
+    _, needles, keys, roles, users, force, *_ = task
+    size = len(decoded.buf)
     try:
-        cands = decoded.pick(keys, roles, users)
+        cands: list[tuple[int, bytes]] | None = decoded.pick(keys, roles, users)
     except _DECODE_ERRORS:
-        return ("scan", cum, hit, None, "fallback", [], None)
-    return ("scan", cum, hit, None, "ok", cands, decoded.ids)
+        cands = None
+    if found is None:
+        # A record that is the keys' names them in its bytes (unless written with JSON escapes): that spares
+        # searching the whole file for them.
+        found = any(n in raw for _, raw in (cands or [])[:8] for n in needles) or mentions(decoded.buf, needles)
+    if not found and not force:
+        return ("scan", size, False, None, "nohit", [], None)
+    if cands is None:
+        return ("scan", size, found, None, "fallback", [], None)
+    return ("scan", size, found, None, "ok", cands, decoded.ids)
+
+
+# Whether the last file this process scanned mentioned the keys: a key active all day is in nearly every file,
+# so the next file is decoded first and searched only when none of its records is theirs (see `_answer`).
+_last_found = False
 
 
 def scan(task: tuple[Any, ...]) -> Result:
@@ -333,8 +312,8 @@ def scan(task: tuple[Any, ...]) -> Result:
     name: the file's name, to find it among the files decoded last, or "").
 
     Returns ("read", reason) when the file cannot be read, else
-    ("scan", cum, hit, error, status, cands, ids): cum the inflated size after each piece, hit the first piece
-    where a needle occurs (None: nowhere), error the damage met while inflating (None: none), status "nohit"
+    ("scan", size, found, error, status, cands, ids): size the inflated size (as far as it inflated, when
+    damaged), found whether a needle occurs, error the damage met while inflating (None: none), status "nohit"
     (not decoded), "error" (not decoded: damaged), "ok" or "fallback" (see `_decode`).
     """
     source, needles, _, _, _, force, digits, budget, name = task
@@ -343,16 +322,7 @@ def scan(task: tuple[Any, ...]) -> Result:
     with _CACHE_LOCK:
         cached = _CACHE.get(name) if name else None
     if cached is not None:
-        try:
-            cum, hit = cached.locate(needles)
-        except BadFile:  # zlib refuses what isal inflated: read it again, zlib's way
-            cached = None
-            with _CACHE_LOCK:
-                _CACHE.pop(name, None)
-    if cached is not None:
-        if hit is None and not force:
-            return ("scan", cum, None, None, "nohit", [], None)
-        return _answer(cached, cum, hit, task)
+        return _answer(cached, None, task)
     if isinstance(source, str):
         try:
             with open(source, "rb") as handle:
@@ -364,32 +334,28 @@ def scan(task: tuple[Any, ...]) -> Result:
     else:
         data = source
     if data[:2] == b"\x1f\x8b" and (fast := _inflate_fast(data)) is not None:
-        try:
-            return _scan_fast(data, fast, task)
-        except BadFile:  # zlib refuses what isal inflated: zlib's answer is the classic one
-            pass
-    cum = []
+        # isal inflated it cleanly (zlib would too: it reports only damage, which isal refuses first)
+        return _scan_inflated(fast, task)
     pieces: list[bytes] = []  # kept from the piece with the first hit on (the ones before are inflated again)
-    hit = None
+    hit: int | None = None  # the piece where a needle first occurs
     error: str | None = None
     kept = True
+    size = 0
     if data[:2] != b"\x1f\x8b":
-        cum.append(len(data))
+        size = len(data)
         pieces.append(data)
         if any(n in data for n in needles):
             hit = 0
     else:
         keep = max(len(n) for n in needles) - 1 if needles else 0
         tail = b""
-        size = 0
         try:
-            for piece in inflate(data):
+            for index, piece in enumerate(inflate(data)):
                 size += len(piece)
-                cum.append(size)
                 if hit is None:
                     window = tail + piece if tail else piece
                     if any(n in window for n in needles):
-                        hit = len(cum) - 1
+                        hit = index
                     else:
                         tail = window[-keep:] if keep else b""
                 if (hit is not None or force) and kept:
@@ -407,66 +373,91 @@ def scan(task: tuple[Any, ...]) -> Result:
                 before.append(piece)
             pieces[:0] = before
     del data
+    found = hit is not None
     if error is not None:
-        return ("scan", cum, hit, error, "error", [], None)
-    if hit is None and not force:
-        return ("scan", cum, None, None, "nohit", [], None)
+        return ("scan", size, found, error, "error", [], None)
+    if not found and not force:
+        return ("scan", size, False, None, "nohit", [], None)
     if not kept:
-        return ("scan", cum, hit, None, "fallback", [], None)
+        return ("scan", size, found, None, "fallback", [], None)
     buf = pieces[0] if len(pieces) == 1 else b"".join(pieces)
     del pieces
-    decoded = _decode(buf, cum, digits, budget)
+    return _decoded_answer(buf, found, task)
+
+
+def _scan_inflated(pieces: list[bytes], task: tuple[Any, ...]) -> Result:
+    """`scan` for gzip data that isal inflated cleanly (one piece per member)."""
+    global _last_found
+    needles, force = task[1], task[5]
+    if len(pieces) == 1 and _last_found:
+        answer = _decoded_answer(pieces[0], None, task)
+        _last_found = answer[2]
+        return answer
+    if len(pieces) == 1:
+        found = mentions(pieces[0], needles)
+    else:  # several members: search them as one (a needle may straddle two)
+        keep = max(len(n) for n in needles) - 1 if needles else 0
+        found, tail = False, b""
+        for piece in pieces:
+            window = tail + piece if tail else piece
+            if mentions(window, needles):
+                found = True
+                break
+            tail = window[-keep:] if keep else b""
+    _last_found = found
+    if not found and not force:
+        return ("scan", sum(len(piece) for piece in pieces), False, None, "nohit", [], None)
+    buf = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    del pieces
+    return _decoded_answer(buf, found, task)
+
+
+def _decoded_answer(buf: bytes, found: bool | None, task: tuple[Any, ...]) -> Result:
+    """The answer for an inflated file, decoded; found None: whether a needle occurs is not known yet."""
+    needles, force, digits, budget, name = task[1], task[5], task[6], task[7], task[8]
+    decoded = _decode(buf, digits, budget)
     if decoded is None:
-        return ("scan", cum, hit, None, "fallback", [], None)
+        if found is None:
+            found = mentions(buf, needles)
+        if not found and not force:
+            return ("scan", len(buf), False, None, "nohit", [], None)
+        return ("scan", len(buf), found, None, "fallback", [], None)
     _keep(name, decoded)
-    return _answer(decoded, cum, hit, task)
+    return _answer(decoded, found, task)
 
 
 def _keep(name: str, decoded: _Decoded) -> None:
     """Keep a decoded file for a search again soon after (the last few, within _CACHE_BYTES)."""
-    size = len(decoded.buf) + len(decoded.data or b"")
-    if name and size <= _CACHE_BYTES:
+    if name and len(decoded.buf) <= _CACHE_BYTES:
         with _CACHE_LOCK:
             _CACHE[name] = decoded
-            while len(_CACHE) > _CACHE_FILES or sum(len(d.buf) + len(d.data or b"") for d in _CACHE.values()) > _CACHE_BYTES:
+            while len(_CACHE) > _CACHE_FILES or sum(len(d.buf) for d in _CACHE.values()) > _CACHE_BYTES:
                 _CACHE.popitem(last=False)
 
 
-def _scan_fast(data: bytes, pieces: list[bytes], task: tuple[Any, ...]) -> Result:
-    """`scan` for gzip data that isal inflated cleanly: the same answer, with zlib's piece boundaries computed
-    only up to the piece where a needle first occurs (the classic `bytes_scanned`); cum is those boundaries
-    then the whole inflated size."""
-    _, needles, _, _, _, force, digits, budget, name = task
-    end = _first_end(pieces[0], needles) if len(pieces) == 1 else None
-    if len(pieces) > 1:  # several members: search them as one
-        keep = max(len(n) for n in needles) - 1 if needles else 0
-        tail = b""
-        base = 0  # where the window (tail + piece) starts in the inflated bytes
-        for piece in pieces:
-            window = tail + piece if tail else piece
-            found = _first_end(window, needles)
-            if found is not None:
-                end = base + found
-                break
-            tail = window[-keep:] if keep else b""
-            base += len(window) - len(tail)
-    total = sum(len(piece) for piece in pieces)
-    if end is None:
-        if not force:
-            return ("scan", [total], None, None, "nohit", [], None)
-        cum, hit = [total], None
-    else:
-        marks = _marks(data, end)
-        cum, hit = [*marks, total], len(marks) - 1
-    buf = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-    del pieces
-    decoded = _decode(buf, cum, digits, budget)
-    if decoded is None:
-        return ("scan", cum, hit, None, "fallback", [], None)
-    decoded.data = data
-    decoded.marks = cum[:-1]
-    _keep(name, decoded)
-    return _answer(decoded, cum, hit, task)
+_RECORDS = msgspec.json.Decoder()
+
+
+def parse_records(raws: list[bytes]) -> list[Any]:
+    """Records' bytes (from a file the fast decode vouched for) as json.loads reads them; ValueError or
+    RecursionError when json.loads would refuse one.
+
+    msgspec reads valid JSON to the same values as json.loads, and refuses the few texts json.loads reads
+    differently (a number out of a double's range, a lone surrogate escape, nesting past its limit): those
+    records are read by json.loads itself."""
+    if not raws:
+        return []
+    try:
+        return list(_RECORDS.decode(b"[" + b",".join(raws) + b"]"))
+    except msgspec.DecodeError:
+        pass
+    out = []
+    for raw in raws:
+        try:
+            out.append(_RECORDS.decode(raw))
+        except msgspec.DecodeError:
+            out.append(json.loads(raw))
+    return out
 
 
 # ---------------------------------------------------------------- worker process
@@ -493,7 +484,7 @@ def _early(task: tuple[Any, ...]) -> None:
     source, needles, keys, roles, users, _, digits, budget, name, *_ = task
     if not name or isinstance(source, bytes) or name in _EARLY:
         return
-    if sum(len(d.buf) + len(d.data or b"") for _, _, d in _EARLY.values()) >= _EARLY_BYTES:
+    if sum(len(d.buf) for _, _, d in _EARLY.values()) >= _EARLY_BYTES:
         return
     scan((source, needles, keys, roles, users, True, digits, budget, name))
     with _CACHE_LOCK:
@@ -513,8 +504,8 @@ def result_from_wire(body: bytes) -> Result:
     result = msgspec.msgpack.decode(body)
     if result[0] != "scan":
         return tuple(result)
-    kind, cum, hit, error, status, cands, ids = result
-    return (kind, cum, hit, error, status, [(i, raw) for i, raw in cands], None if ids is None else frozenset(ids))
+    kind, size, found, error, status, cands, ids = result
+    return (kind, size, found, error, status, [(i, raw) for i, raw in cands], None if ids is None else frozenset(ids))
 
 
 def to_wire(value: tuple[Any, ...]) -> bytes:

@@ -66,20 +66,25 @@ def _records(raw: bytes) -> list[Any]:
     return records
 
 
-def _search(data: bytes, needles: tuple[bytes, ...]) -> tuple[int, bool]:
-    """(decompressed size, whether any needle occurs), inflating in small pieces; BadFile for a damaged gzip."""
+def _search(data: bytes, needles: tuple[bytes, ...]) -> tuple[int, bool, str | None]:
+    """(inflated size, whether any needle occurs, the damage met or None), inflating the whole file in small
+    pieces: the size is what the review read of it (as far as it inflated, for a damaged gzip)."""
     if data[:2] != b"\x1f\x8b":
-        return len(data), any(n in data for n in needles)
+        return len(data), any(n in data for n in needles), None
     keep = max(len(n) for n in needles) - 1 if needles else 0
     tail = b""
     size = 0
-    for piece in _inflate(data):
-        size += len(piece)
-        window = tail + piece if tail else piece
-        if any(n in window for n in needles):
-            return size, True
-        tail = window[-keep:] if keep else b""
-    return size, False
+    hit = False
+    try:
+        for piece in _inflate(data):
+            size += len(piece)
+            if not hit:
+                window = tail + piece if tail else piece
+                hit = any(n in window for n in needles)
+                tail = window[-keep:] if keep else b""
+    except BadFile as exc:
+        return size, hit, str(exc)
+    return size, hit, None
 
 
 def _decompress(raw: bytes) -> bytes:
@@ -139,14 +144,17 @@ class ClassicScanner:
             return []
         try:
             data = self._read(unit)
-            size, hit = _search(data, tuple(needle(k) for k in keys))
         except BadFile as exc:
             self._count(unit, 0)
             self.skips.file(name, str(exc))
             return []
+        size, hit, error = _search(data, tuple(needle(k) for k in keys))
         self._count(unit, size)
+        if error is not None:
+            self.skips.file(name, error)
+            return []
         if not hit:
-            return []  # a file that does not mention the keys is not parsed, however it is damaged
+            return []  # a file that does not mention the keys is not parsed, however its JSON is damaged
         try:
             records = _records(_decompress(data))
         except BadFile as exc:
@@ -155,9 +163,10 @@ class ClassicScanner:
         hits = []
         for index, record in enumerate(records):
             try:
-                if not is_ours(identity_of(record), keys):
+                identity = identity_of(record)
+                if not is_ours(identity, keys):
                     continue
-                event = slim(record)
+                event = slim(record, identity)
             except BadRecord as exc:
                 self.skips.record(name, index, str(exc))
                 continue
@@ -282,12 +291,12 @@ class _Turn:
 
 
 def _ruled_out(answer: Future[Any], keys: frozenset[str]) -> bool:
-    """Whether a search already answered rules out the keys: hit in its first piece (it counts no later), and
-    either damaged or decoded without a record by any of them."""
+    """Whether a search already answered rules out the keys: the file is damaged (skipped whatever it holds), or
+    it was decoded and none of its records was made by them."""
     if not answer.done() or answer.exception() is not None:
         return False
     result = answer.result()
-    if result[0] != "scan" or result[2] != 0:
+    if result[0] != "scan":
         return False
     return bool(result[3] is not None or (result[4] == "ok" and not keys & result[6]))
 
@@ -312,8 +321,9 @@ class Scanner(ClassicScanner):
     """The review's scanner: the classic scanner's results, events and skips, at about the cost of inflating.
 
     Each file is inflated in C, searched for the keys' bytes, and when it mentions them only its records'
-    userIdentity is decoded (msgspec); the records that are the targets' are then parsed with json.loads and
-    judged by the classic code (`slim`, `is_ours`). A file the fast decode cannot vouch for (anything json.loads
+    userIdentity is decoded (msgspec); the records that are the targets' are then parsed (msgspec, to the values
+    json.loads gives; json.loads itself for what msgspec refuses) and judged by the classic code (`slim`,
+    `is_ours`). A file the fast decode cannot vouch for (anything json.loads
     might read differently: not UTF-8, nested deep, huge integers, a record or userIdentity that is not an
     object...) is judged by the classic path, so a bad file is reported in the same words.
 
@@ -567,50 +577,44 @@ class Scanner(ClassicScanner):
         parts += [(part_keys, answer.result()) for part_keys, answer in sent[1:]]
         missing = keys - frozenset().union(*(part_keys for part_keys, _ in sent))
         if missing and first[0] == "scan" and first[4] != "fallback":
-            _, _, hit, error, status, _, ids = first
-            if not (hit == 0 and (error is not None or (status == "ok" and not missing & ids))):
+            _, _, found, error, status, _, ids = first
+            if not (error is not None or (status == "ok" and not missing & ids)):
                 # sent before these keys were known: search it for them (decoded if the file is read anyway)
-                parts.append((missing, self._send(engine, unit, data, task, missing, hit is not None).result()))
+                parts.append((missing, self._send(engine, unit, data, task, missing, found).result()))
         if any(part[0] != "scan" or part[4] == "fallback" for _, part in parts):
             raise _Classic
-        # cum: zlib's inflated sizes after each piece, through the hit piece at least, and the size inflated
-        cum, error = first[1], first[3]
-        if any(part[1][-1:] != cum[-1:] or part[3] != error for _, part in parts):
+        # the size the file inflated to (as far as it did, when damaged): every part read the same file
+        size, error = first[1], first[3]
+        if any(part[1] != size or part[3] != error for _, part in parts):
             raise _Classic  # the file changed between reads
-        found = [part[1][part[2]] for _, part in parts if part[2] is not None]
-        if not found:
-            if error is not None:
-                self._count(unit, 0)
-                self.skips.file(name, error)
-            else:
-                self._count(unit, cum[-1] if cum else 0)
-            return []  # a file that does not mention the keys is not parsed, however it is damaged
-        self._count(unit, min(found))
+        self._count(unit, size)
         if error is not None:
             self.skips.file(name, error)
             return []
+        if not any(part[2] for _, part in parts):
+            return []  # a file that does not mention the keys is not parsed, however its JSON is damaged
         ids = next(part[6] for _, part in parts if part[4] == "ok")
         cands: dict[int, bytes] = {}
         for part_keys, part in parts:
             if part[4] != "ok" and (any("/" in k for k in part_keys) or part_keys & ids):
                 # this part's needles do not occur, but the file is parsed for the others: decode it for these too
                 part = self._send(engine, unit, data, task, part_keys, True).result()
-                if part[0] != "scan" or part[4] != "ok" or part[1][-1:] != cum[-1:]:
+                if part[0] != "scan" or part[4] != "ok" or part[1] != size:
                     raise _Classic
             cands.update(part[5])
-        records = []
-        for index in sorted(cands):
-            try:
-                records.append((index, json.loads(cands[index])))
-            except (ValueError, RecursionError):
-                raise _Classic from None
+        order = sorted(cands)
+        try:
+            records = list(zip(order, fastscan.parse_records([cands[index] for index in order]), strict=True))
+        except (ValueError, RecursionError):
+            raise _Classic from None
         self._ids[unit] = ids | self._ids.get(unit, frozenset())
         out: Events = []
         for index, record in records:
             try:
-                if not is_ours(identity_of(record), keys):
+                identity = identity_of(record)
+                if not is_ours(identity, keys):
                     continue
-                event = slim(record)
+                event = slim(record, identity)
             except BadRecord as exc:
                 self.skips.record(name, index, str(exc))
                 continue
