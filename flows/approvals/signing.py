@@ -8,6 +8,8 @@ A signature is `v2:<key id>:<unix time>:<nonce>:<base64url signature>` over the 
 the decision says: run, gate, decision, approver, reason, channel, time and nonce (a launch: playbook, incident,
 launcher). A decision is refused when no trusted key verifies it (forged, altered, or made for another run,
 gate, person, reason or channel), when it is older than five minutes, or when its nonce was used before.
+A launch proof counts for one flow run only: the first to record its nonce (`stanch-launch`, see
+`flows.engine.flow`), within fifteen minutes of its signing; that run, resumed, keeps it at any age.
 The key id (the first 16 hex digits of the public key's SHA-256) says which key signed, so a change-over can
 accept the previous key for a while and an audit can still verify decisions signed by a retired key.
 """
@@ -23,6 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 MAX_AGE_SECONDS = 300
+LAUNCH_MAX_AGE_SECONDS = 900  # a launch proof must be first used within 15 minutes of its signing
+LAUNCH_SKEW_SECONDS = 60  # clocks of the service and a runner may disagree this much
 VERSION = "v2"
 
 
@@ -179,17 +183,52 @@ def launch_fields(playbook: str, incident_id: str, launched_by: str) -> dict[str
     return {"kind": "launch", "playbook": playbook, "incident": incident_id, "launched_by": launched_by}
 
 
-def sign_launch(private: Any, playbook: str, incident_id: str, launched_by: str) -> str:
-    """The service's word that `launched_by` (verified by their token) launched this playbook for this incident."""
-    return _sign(private, launch_fields(playbook, incident_id, launched_by), None)
+def sign_launch(private: Any, playbook: str, incident_id: str, launched_by: str, at: int | None = None) -> str:
+    """The service's word that `launched_by` (verified by their token) launched this playbook for this incident;
+    the nonce it carries lets one flow run, and only one, take it as its own."""
+    return _sign(private, launch_fields(playbook, incident_id, launched_by), at)
 
 
 def check_launch(
-    keys: Mapping[str, Any], playbook: str, incident_id: str, launched_by: str, signature: str | None
+    keys: Mapping[str, Any],
+    playbook: str,
+    incident_id: str,
+    launched_by: str,
+    signature: str | None,
+    now: float | None = None,
+    check_age: bool = True,
 ) -> str | None:
-    """Why the launch is not vouched for by the service, or None when it is (a claim otherwise)."""
-    refusal, _, _, _ = _verify(keys, launch_fields(playbook, incident_id, launched_by), signature)
-    return f"the launch: {refusal}" if refusal else None
+    """Why the launch is not vouched for by the service, or None when it is (a claim otherwise).
+
+    A proof counts only when first used within LAUNCH_MAX_AGE_SECONDS of its signing (parameters are readable by
+    anyone with Prefect API access); `check_age=False` re-verifies a proof a run already holds (a resumed run)."""
+    refusal, at, _, _ = _verify(keys, launch_fields(playbook, incident_id, launched_by), signature)
+    if refusal:
+        return f"the launch: {refusal}"
+    return launch_age_refusal(at, now) if check_age else None
+
+
+def launch_age_refusal(at: int, now: float | None = None) -> str | None:
+    """Why a launch proof signed at `at` is too old (or too far in the future) to be used first now; None when not."""
+    age = (time.time() if now is None else now) - at
+    if age > LAUNCH_MAX_AGE_SECONDS:
+        return (
+            f"the launch proof is {int(age // 60)} minutes old; a proof is accepted only when first used within "
+            f"{LAUNCH_MAX_AGE_SECONDS // 60} minutes of its signing"
+        )
+    if age < -LAUNCH_SKEW_SECONDS:
+        skew = LAUNCH_SKEW_SECONDS
+        return f"the launch proof is signed {int(-age)} s in the future (more than the {skew} s of clock skew allowed)"
+    return None
+
+
+def launch_time(signature: str | None) -> int | None:
+    """When a proof says it was signed (unix seconds); None when it names no time. Trust it only after a check."""
+    parts = (signature or "").split(":")
+    try:
+        return int(parts[2]) if len(parts) == 5 else None
+    except ValueError:
+        return None
 
 
 def signed_by(signature: str | None) -> str:

@@ -141,7 +141,9 @@ def execute_playbook(
         launched_by=launched_by,
         trigger=trigger,
         sandbox=sandbox,
-        launcher_verified=_launcher_verified(settings, playbook, incident, launched_by, launch_proof, logger),
+        launcher_verified=_launcher_verified(
+            settings, playbook, incident, launched_by, launch_proof, logger, run_id=str(flow_run.id)
+        ),
     )
     _tag_run(flow_run.id, run)
     ui_url = flow_run_url(flow_run.id, settings)
@@ -176,10 +178,23 @@ def execute_playbook(
     return Completed(message=summary.message, data=summary)
 
 
+LAUNCH_CLAIM_KEY = "stanch-launch"  # flow-run input: the nonce of the launch proof this run took as its own
+
+
 def _launcher_verified(
-    settings: Any, playbook: Playbook, incident: str, launched_by: str, proof: str | None, logger: Any
+    settings: Any,
+    playbook: Playbook,
+    incident: str,
+    launched_by: str,
+    proof: str | None,
+    logger: Any,
+    run_id: str | None = None,
+    now: float | None = None,
 ) -> bool:
-    """Whether the approval service vouched for the launcher: its signature over playbook, incident and name."""
+    """Whether the approval service vouched for the launcher: its signature over playbook, incident and name, taken
+    by this flow run alone. Parameters are readable by anyone with Prefect API access, so a proof counts only for
+    the first run that uses it (and only when first used within LAUNCH_MAX_AGE_SECONDS of its signing); that run,
+    resumed, is accepted again at any age. A refused proof never stops the run: its launcher is then a claim."""
     if not proof:
         return False
     from flows.approvals.signing import check_launch
@@ -190,10 +205,90 @@ def _launcher_verified(
     except ConfigError as exc:
         logger.warning("the launcher cannot be verified: %s", exc)
         return False
-    refusal = check_launch(keys, playbook.metadata.name, incident, launched_by, proof)
+    refusal = check_launch(keys, playbook.metadata.name, incident, launched_by, proof, check_age=False)
+    if refusal is None and not run_id:
+        refusal = "the run's id is not known (no Prefect flow run), so the proof cannot be bound to one run"
+    elif refusal is None and run_id:
+        try:
+            refusal = _bind_launch(run_id, playbook.metadata.name, incident, proof, now)
+        except Exception as exc:  # Prefect unreachable or a bug: the run goes on, its launcher a claim
+            refusal = f"the proof could not be bound to this run on the Prefect server ({type(exc).__name__})"
     if refusal is not None:
         logger.warning("The launch's proof is refused (%s); %s is taken as an unverified claim", refusal, launched_by)
     return refusal is None
+
+
+def _bind_launch(run_id: str, playbook: str, incident: str, proof: str, now: float | None) -> str | None:
+    """Why the (signature-checked) proof cannot be this run's, or None once it is: the first run to record the
+    proof's nonce owns it. A run that recorded it before (a resume) keeps it whatever its age; two runs racing
+    to record it are ordered by the server's time of each record, so both agree which one won."""
+    import json
+
+    from prefect.client.orchestration import get_client
+
+    from flows.approvals.signing import launch_age_refusal, launch_time, nonce_of
+
+    nonce = nonce_of(proof)
+    with get_client(sync_client=True) as client:
+        claims = _launch_claims(client, run_id, playbook, incident, nonce)
+        if run_id not in (owner for _, owner in claims):
+            if claims:
+                return f"the launch proof was already used by run {claims[0][1]}"
+            too_old = launch_age_refusal(launch_time(proof) or 0, now)
+            if too_old is not None:
+                return too_old
+            _record_claim(client, run_id, json.dumps({"nonce": nonce, "at": launch_time(proof)}))
+            claims = _launch_claims(client, run_id, playbook, incident, nonce)
+    if run_id not in (owner for _, owner in claims):
+        return "the proof's use by this run could not be recorded on the Prefect server"
+    first = claims[0][1]
+    return None if first == run_id else f"the launch proof was already used by run {first}"
+
+
+def _record_claim(client: Any, run_id: str, value: str) -> None:
+    from prefect.exceptions import ObjectAlreadyExists
+
+    from flows.engine.journal import http_status
+
+    try:
+        client.create_flow_run_input(UUID(run_id), key=LAUNCH_CLAIM_KEY, value=value)
+    except ObjectAlreadyExists:
+        return  # recorded before: the first record stands, and is read back
+    except Exception as exc:
+        if http_status(exc) != 409:
+            raise
+
+
+def _launch_claims(client: Any, run_id: str, playbook: str, incident: str, nonce: str) -> list[tuple[datetime, str]]:
+    """(when recorded, run id) of every run of this playbook and incident that recorded `nonce`, earliest first.
+    A run is named after its incident, so the runs a proof for it could have started are found by that name."""
+    import json
+
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterName
+
+    run_ids = {run_id}
+    page, offset = 200, 0
+    while True:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[playbook])),
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[incident])),
+            limit=page,
+            offset=offset,
+        )
+        run_ids |= {str(run.id) for run in runs}
+        if len(runs) < page:
+            break
+        offset += page
+    claims: list[tuple[datetime, str]] = []
+    for candidate in sorted(run_ids):
+        for item in client.filter_flow_run_input(UUID(candidate), key_prefix=LAUNCH_CLAIM_KEY, limit=5, exclude_keys=set()):
+            try:
+                value = json.loads(item.value)
+            except ValueError:
+                continue
+            if item.key == LAUNCH_CLAIM_KEY and isinstance(value, dict) and value.get("nonce") == nonce:
+                claims.append((item.created or datetime.max.replace(tzinfo=UTC), candidate))
+    return sorted(claims)
 
 
 def run_tags(run: RunInfo) -> list[str]:

@@ -9,6 +9,7 @@ Flow-run inputs are the store: small JSON values keyed per run, written once.
 - `stanch-playbook`: the playbook as the run started it, so a resume runs that version, wherever it came from.
 - `stanch-open-gates`: the open gates, who may answer and until when (rewritten on every change; what
   `stanch approve` checks), and `stanch-heartbeat`: when the run's process last said it was alive.
+- `stanch-launch`: the nonce of the launch proof this run took as its own (a copied proof verifies no other run).
 """
 
 from __future__ import annotations

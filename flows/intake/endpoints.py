@@ -4,7 +4,10 @@ Each answers JSON `{accepted, run_id, reason}`: 202 when a run was started (or t
 which is recorded and said), 200 when a second alert for a key joins that key's open run, 4xx for anything a
 sender got wrong (nothing is started and the attempt is logged), 503 when the run could not be started for a
 reason of the service's own (Prefect unreachable, the runner full): the sender retries, and the delivery is
-not taken as seen.
+not taken as seen. Every matching playbook is tried for every key the alert names (one run per key); a routed
+alert's answer also lists each outcome in `results` (playbook, access_key_id, outcome started/joined/handed/failed,
+run_id, incident_id, status, reason) and the status is the whole's: 202 when any run started, even if others
+failed; a failure's own status only when nothing took effect.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from integrations.masking import SecretMasker
 
 _log = logging.getLogger("stanch.intake")
 OPEN_RUN_SECONDS = 7 * 86400  # a deployment run's key is held until Prefect says the run ended
+MAX_KEYS_PER_ALERT = 20  # an alert names keys from outside: each is a run, so their number is bounded
 SOURCES = {
     "eventbridge": ("aws.health", "aws.guardduty"),
     "sns": ("aws.health", "aws.guardduty"),
@@ -200,62 +204,94 @@ class Intake:
         return status, {"accepted": False, "run_id": run_id, "reason": reason}
 
     def _route(self, facts: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Start (or join) a run for every matching playbook and every key the alert names; each outcome is in the
+        answer's `results`. 202 when any run started, 200 when runs were only joined, and when nothing took effect
+        the failure's own status (503 when the service is to blame, so the sender retries; 422 otherwise)."""
+        self._github_key(facts)
+        work = [
+            (playbook, index, alert)
+            for alert in _per_key(facts)
+            for playbook in self.playbooks
+            if (index := first_trigger(playbook, alert)) is not None
+        ]
+        if not work:
+            reason = f"no playbook's trigger matches this {facts['source']} alert ({facts['kind']}); it is recorded"
+            return 202, {"accepted": False, "run_id": None, "reason": reason}
+        results = []
+        for playbook, index, alert in work:
+            try:
+                result = self._start_one(playbook, index, alert)
+            except Exception as exc:  # a bug or the state store: this one is lost, the others are still tried
+                _log.error("alert run of %s could not be started: %s", playbook.metadata.name, error_summary(exc))
+                result = _result(playbook, alert, "failed", f"the run could not be started: {error_summary(exc)}", 503)
+            results.append({k: self.masker.mask(v) if isinstance(v, str) else v for k, v in result.items()})
+        for skipped in _per_key_skipped(facts):
+            why = f"{skipped}: not started, an alert starts runs for at most {MAX_KEYS_PER_ALERT} keys"
+            entry: dict[str, Any] = {"playbook": None, "access_key_id": skipped, "outcome": "failed", "run_id": None}
+            results.append({**entry, "incident_id": None, "status": 422, "reason": why})
+        took = [r for r in results if r["outcome"] != "failed"]
+        if any(r["outcome"] in ("started", "handed") for r in took):
+            status = 202
+        elif took:
+            status = 200
+        else:
+            status = max(int(r["status"]) for r in results)
+        for r in results:
+            if r["outcome"] == "failed" and took:
+                _log.warning("alert run of %s not started: %s", r["playbook"], r["reason"])
+        runs = [str(r["run_id"] or "") for r in took]
+        reason = "; ".join(str(r["reason"]) for r in results)
+        answer: dict[str, Any] = {"accepted": bool(took), "run_id": next((r for r in runs if r), None)}
+        answer.update(reason=reason, runs=runs, results=results)
+        return status, answer
+
+    def _start_one(self, playbook: Any, index: int, facts: dict[str, Any]) -> dict[str, Any]:
+        """Start (or join the open run of) one playbook for one key: an entry of the answer's `results`."""
         from flows.engine.flow import new_incident_id
         from flows.engine.launch import LaunchError
 
-        self._github_key(facts)
-        matched = [(pb, i) for pb in self.playbooks if (i := first_trigger(pb, facts)) is not None]
-        if not matched:
-            reason = f"no playbook's trigger matches this {facts['source']} alert ({facts['kind']}); it is recorded"
-            return 202, {"accepted": False, "run_id": None, "reason": reason}
-        runs: list[str] = []
-        notes: list[str] = []
-        status = 202
-        for playbook, index in matched:
-            name = playbook.metadata.name
-            try:
-                self._owner(playbook, facts)
-                inputs = trigger_inputs(playbook, index, facts)
-            except (RouteError, EnrichError) as exc:
-                return 422 if isinstance(exc, RouteError) else 503, _no(f"{name}: {exc}")
-            key = f"{name}:{inputs.get('access_key_id') or facts.get('access_key_id') or ''}"
-            held = self.state.hold("open-key", key, "", OPEN_RUN_SECONDS) if key[-1] != ":" else None
-            if held is not None and (held == "" or self.launcher.is_open(held)):
-                runs.append(held)
-                notes.append(f"{name}: joins the open run {held or '(starting)'} for this key")
-                self._attach(held, facts)
-                status = 200
-                continue
-            if held is not None:
-                self.state.put("open-key", key, "", OPEN_RUN_SECONDS)  # the old run ended: this alert starts one
-            incident = new_incident_id()
+        name = playbook.metadata.name
+        try:
+            self._owner(playbook, facts)
+            inputs = trigger_inputs(playbook, index, facts)
+        except (RouteError, EnrichError) as exc:
+            return _result(playbook, facts, "failed", str(exc), 422 if isinstance(exc, RouteError) else 503)
+        key = f"{name}:{inputs.get('access_key_id') or facts.get('access_key_id') or ''}"
+        held = self.state.hold("open-key", key, "", OPEN_RUN_SECONDS) if key[-1] != ":" else None
+        if held is not None and (held == "" or self.launcher.is_open(held)):
+            self._attach(held, facts)
+            return _result(playbook, facts, "joined", f"joins the open run {held or '(starting)'} for this key", 200, held)
+        if held is not None:
+            self.state.put("open-key", key, "", OPEN_RUN_SECONDS)  # the old run ended: this alert starts one
+        incident = new_incident_id()
 
-            def ended(run_id: str | None, key: str = key) -> None:
-                self.state.release("open-key", key)
+        def ended(run_id: str | None, key: str = key) -> None:
+            self.state.release("open-key", key)
 
-            try:
-                run_id = self.launcher.start(playbook, inputs, facts, incident, on_end=ended)
-            except LaunchError as exc:
-                self._release(key)
-                return 422, _no(f"{name}: the alert's facts do not make its inputs: {exc}")
-            except RunnerBusy as exc:
-                self._release(key)
-                return 503, _no(str(exc))
-            except Exception as exc:
-                self._release(key)
-                return 503, _no(f"{name}: the run could not be started: {error_summary(exc)}")
+        try:
+            run_id = self.launcher.start(playbook, inputs, facts, incident, on_end=ended)
+        except LaunchError as exc:
+            self._release(key)
+            return _result(playbook, facts, "failed", f"the alert's facts do not make its inputs: {exc}", 422)
+        except RunnerBusy as exc:
+            self._release(key)
+            return _result(playbook, facts, "failed", str(exc), 503)
+        except Exception as exc:
+            self._release(key)
+            return _result(playbook, facts, "failed", f"the run could not be started: {error_summary(exc)}", 503)
+        try:
             if key[-1] != ":" and run_id:
                 self.state.put("open-key", key, run_id, OPEN_RUN_SECONDS)
             elif self.launcher.route == "event":
                 # the trigger makes the run: there is no id to join and no end to wait for, so hold nothing
                 self._release(key)
-            runs.append(run_id or "")
-            if self.launcher.route == "event":
-                notes.append(f"{name}: handed to its deployment trigger (incident {incident})")
-            else:
-                notes.append(f"{name} started (incident {incident})")
-        reason = self.masker.mask("; ".join(notes))
-        return status, {"accepted": True, "run_id": runs[0] or None, "runs": runs, "reason": reason}
+        except Exception as exc:  # the run started all the same: only a later alert's joining is at risk
+            _log.warning("run %s started, but its key could not be held: %s", run_id, error_summary(exc))
+        if self.launcher.route == "event":
+            return _result(
+                playbook, facts, "handed", f"handed to its deployment trigger (incident {incident})", 202, run_id, incident
+            )
+        return _result(playbook, facts, "started", f"started (incident {incident})", 202, run_id, incident)
 
     def _release(self, key: str) -> None:
         if key[-1] != ":":
@@ -320,6 +356,48 @@ class Intake:
                 )
         except Exception as exc:  # the alert still joins the run; the thread misses one note
             _log.warning("could not post the joined alert to run %s's thread: %s", run_id, error_summary(exc))
+
+
+def _named_keys(facts: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(k for k in facts.get("access_key_ids") or [] if isinstance(k, str) and k))
+
+
+def _per_key(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alert once per key it names (an AWS Health event can list several): each key gets its own run, with
+    the alert's facts about that key alone. An alert with one key or none is itself."""
+    keys = _named_keys(facts)
+    if len(keys) <= 1:
+        return [facts]
+    return [{**facts, "access_key_id": key, "access_key_ids": [key]} for key in keys[:MAX_KEYS_PER_ALERT]]
+
+
+def _per_key_skipped(facts: dict[str, Any]) -> list[str]:
+    """The keys past MAX_KEYS_PER_ALERT: listed as not started."""
+    return _named_keys(facts)[MAX_KEYS_PER_ALERT:]
+
+
+def _result(
+    playbook: Any,
+    facts: dict[str, Any],
+    outcome: str,
+    why: str,
+    status: int,
+    run_id: str | None = None,
+    incident: str | None = None,
+) -> dict[str, Any]:
+    """One entry of an answer's `results`: a playbook for a key, started, joined, handed to a trigger, or failed."""
+    name = playbook.metadata.name
+    key = facts.get("access_key_id")
+    where = f"{name} for {key}" if key else name
+    return {
+        "playbook": name,
+        "access_key_id": key,
+        "outcome": outcome,
+        "run_id": run_id or None,
+        "incident_id": incident,
+        "status": status,
+        "reason": f"{where}: {why}" if outcome == "failed" else f"{where} {why}",
+    }
 
 
 def _no(reason: str) -> dict[str, Any]:
