@@ -319,15 +319,35 @@ def test_remove_outside_bucket_policy_statements_four_steps_keeps_the_rest(sandb
     assert sids() == ["Pipeline"], "the pipeline's own statement stays"
 
 
+def _ours(sandbox: Any) -> dict[str, str]:
+    """A VPC and an S3 endpoint in it in the sandbox account (the bucket's region), and our organization."""
+    ec2_client = sandbox.client("ec2")
+    vpc = ec2_client.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    endpoint = ec2_client.create_vpc_endpoint(
+        VpcId=vpc, ServiceName=f"com.amazonaws.{sandbox.region}.s3", VpcEndpointType="Gateway"
+    )["VpcEndpoint"]["VpcEndpointId"]
+    org = sandbox.client("organizations").create_organization(FeatureSet="ALL")["Organization"]["Id"]
+    return {"vpc": vpc, "vpce": endpoint, "org": org}
+
+
+THEIR_ENDPOINT = "vpce-0123456789abcdef0"  # an endpoint in the attacker's account: AWS matches it all the same
+THEIR_ORG = "o-zz9y8x7w6v"
+
+
 def _conditional_bucket(sandbox: Any, bucket: str) -> list[dict[str, Any]]:
-    """(a) public, no condition; (b) `*` in our org; (c) `*` through a VPC endpoint; (d) `*` of another account; (e) Deny."""
+    """(a) public, no condition; `*` (b) in our org, (c) through our VPC endpoint, (d) from our VPC, (e) of another
+    account, (f) through an endpoint that is not ours, (g) in another org; (h) Deny. The ids are real: looked up."""
+    ours = _ours(sandbox)
     objects = f"arn:aws:s3:::{bucket}/*"
     base = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": objects}
     statements = [
         {"Sid": "Open", **base},
-        {"Sid": "OrgRead", **base, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}},
-        {"Sid": "EndpointRead", **base, "Condition": {"StringEquals": {"aws:sourceVpce": ["vpce-1a2b3c4d"]}}},
+        {"Sid": "OrgRead", **base, "Condition": {"StringEquals": {"aws:PrincipalOrgID": ours["org"]}}},
+        {"Sid": "EndpointRead", **base, "Condition": {"StringEquals": {"aws:sourceVpce": [ours["vpce"]]}}},
+        {"Sid": "VpcRead", **base, "Condition": {"StringEquals": {"aws:SourceVpc": ours["vpc"]}}},
         {"Sid": "TheirAccount", **base, "Condition": {"StringEquals": {"aws:PrincipalAccount": OUTSIDE}}},
+        {"Sid": "TheirEndpoint", **base, "Condition": {"StringEquals": {"aws:SourceVpce": THEIR_ENDPOINT}}},
+        {"Sid": "TheirOrg", **base, "Condition": {"StringEquals": {"aws:PrincipalOrgID": THEIR_ORG}}},
         {
             "Sid": "NoPlainHttp",
             "Effect": "Deny",
@@ -353,27 +373,104 @@ def test_remove_outside_bucket_policy_statements_keeps_conditions_narrowing_to_u
 
     act = s3.remove_outside_bucket_policy_statements
     four_steps(sandbox, lambda ctx: act(ctx, bucket="org-exports"), held)
-    assert held() == [statements[1], statements[2], statements[4]], "org, endpoint and Deny stay; public, foreign go"
+    assert held() == [statements[i] for i in (1, 2, 3, 7)], "our org, endpoint, VPC and the Deny stay; the rest go"
     again = act(make_ctx(sandbox, False), bucket="org-exports")
     assert not again.changed and again.removed == []
     kept = [(k.statement, k.condition_keys) for k in again.kept_conditional]
-    assert kept == [("OrgRead", ["aws:PrincipalOrgID"]), ("EndpointRead", ["aws:sourceVpce"])]
-    assert all("check by hand" in k.reason for k in again.kept_conditional), "an org or endpoint id is not checked"
-    assert len(again.warnings) == 2 and "o-a1b2c3d4e5" in again.warnings[0] and "vpce-1a2b3c4d" in again.warnings[1]
+    assert kept == [
+        ("OrgRead", ["aws:PrincipalOrgID"]),
+        ("EndpointRead", ["aws:sourceVpce"]),
+        ("VpcRead", ["aws:SourceVpc"]),
+    ]
+    assert not [k for k in again.kept_conditional if "check by hand" in k.reason], "each id was checked to be ours"
+    assert again.warnings == [], "nothing left for a person to check"
 
 
 def test_remove_outside_bucket_policy_statements_reports_what_it_keeps_and_removes(sandbox: Any) -> None:
+    """moto's server answers and records the organizations, EC2 and S3 look-ups (asserted from its request log)."""
     statements = _conditional_bucket(sandbox, "org-reports")
     s3_client = sandbox.client("s3")
     dry = s3.remove_outside_bucket_policy_statements(make_ctx(sandbox, True), bucket="org-reports")
     assert dry.changed and dry.dry_run
     assert json.loads(s3_client.get_bucket_policy(Bucket="org-reports")["Policy"])["Statement"] == statements
+    sandbox.record_aws()
     done = s3.remove_outside_bucket_policy_statements(make_ctx(sandbox, False), bucket="org-reports")
+    asked = sandbox.aws_operations()
     for result in (dry, done):
-        assert [s["Sid"] for s in result.removed] == ["Open", "TheirAccount"]
-        assert [k.statement for k in result.kept_conditional] == ["OrgRead", "EndpointRead"]
-        assert result.kept == 3
-        assert "OrgRead, EndpointRead narrowed by a condition" in result.detail
+        assert [s["Sid"] for s in result.removed] == ["Open", "TheirAccount", "TheirEndpoint", "TheirOrg"]
+        assert [k.statement for k in result.kept_conditional] == ["OrgRead", "EndpointRead", "VpcRead"]
+        assert result.kept == 4 and result.warnings == []
+        assert "OrgRead, EndpointRead, VpcRead narrowed by a condition" in result.detail
+    looked_up = [op for op in asked if op.startswith(("ec2:", "organizations:"))]
+    assert sorted(looked_up) == sorted(
+        ["ec2:DescribeVpcEndpoints", "ec2:DescribeVpcEndpoints", "ec2:DescribeVpcs", "organizations:DescribeOrganization"]
+    ), "one look-up per id, none again for the check after the change"
+
+
+def test_bucket_policy_ids_are_looked_up_once_only_when_named_and_a_refused_look_up_is_left_to_a_person(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_least_privilege import set_auth
+
+    s3_client = sandbox.client("s3")
+    objects = "arn:aws:s3:::plain-exports/*"
+    base = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": objects}
+    s3_client.create_bucket(Bucket="plain-exports")
+    plain = [{"Sid": "Open", **base}, {"Sid": "Ours", **base, "Condition": {"StringEquals": {"aws:SourceAccount": OWN}}}]
+    s3_client.put_bucket_policy(Bucket="plain-exports", Policy=json.dumps({"Statement": plain}))
+    sandbox.record_aws()
+    act = s3.remove_outside_bucket_policy_statements
+    assert [s["Sid"] for s in act(make_ctx(sandbox, False), bucket="plain-exports").removed] == ["Open"]
+    assert not [op for op in sandbox.aws_operations() if op.startswith(("ec2:", "organizations:"))], "no id: no look-up"
+
+    endpoint = _ours(sandbox)["vpce"]
+    named_twice = [
+        {"Sid": f"Read{n}", **base, "Condition": {"StringEquals": {"aws:SourceVpce": endpoint, "aws:SourceVpc": vpc}}}
+        for n, vpc in enumerate(["vpc-0aaaaaaaaaaaaaaaa", "vpc-0aaaaaaaaaaaaaaaa"])
+    ]
+    s3_client.put_bucket_policy(Bucket="plain-exports", Policy=json.dumps({"Statement": named_twice}))
+    sandbox.record_aws()
+    gone = act(make_ctx(sandbox, False), bucket="plain-exports")
+    assert [s["Sid"] for s in gone.removed] == ["Read0", "Read1"], "a VPC id that does not exist is not ours"
+    asked = [op for op in sandbox.aws_operations() if op.startswith("ec2:")]
+    assert sorted(asked) == ["ec2:DescribeVpcEndpoints", "ec2:DescribeVpcs"], "each id looked up once per call"
+
+    sandbox.client("organizations").delete_organization()
+    in_org = {"Sid": "OrgRead", **base, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}}
+    s3_client.put_bucket_policy(Bucket="plain-exports", Policy=json.dumps({"Statement": [in_org]}))
+    assert act(make_ctx(sandbox, False), bucket="plain-exports").removed == [in_org], "we are in no organization"
+
+    # A responder allowed everything but the endpoint look-up: the statement is kept, and the refusal named.
+    through = {"Sid": "EndpointRead", **base, "Condition": {"StringEquals": {"aws:SourceVpce": THEIR_ENDPOINT}}}
+    s3_client.put_bucket_policy(Bucket="plain-exports", Policy=json.dumps({"Statement": [through]}))
+    iam_client = sandbox.client("iam")
+    iam_client.create_user(UserName="stanch-responder")
+    made = iam_client.create_access_key(UserName="stanch-responder")["AccessKey"]
+    allowed = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    refused = {"Effect": "Deny", "Action": "ec2:DescribeVpcEndpoints", "Resource": "*"}
+    document = json.dumps({"Version": "2012-10-17", "Statement": [allowed, refused]})
+    iam_client.put_user_policy(UserName="stanch-responder", PolicyName="stanch", PolicyDocument=document)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", made["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", made["SecretAccessKey"])
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    set_auth(sandbox, "0")
+    try:
+        kept = act(make_ctx(sandbox, False), bucket="plain-exports")
+    finally:
+        set_auth(sandbox, "inf")
+    assert not kept.changed and kept.removed == [] and [k.statement for k in kept.kept_conditional] == ["EndpointRead"]
+    [warning] = kept.warnings
+    assert "check by hand" in warning and THEIR_ENDPOINT in warning and "ec2:DescribeVpcEndpoints refused" in warning
+
+
+_VERDICTS: dict[tuple[str, str], bool | str] = {
+    ("org", "o-a1b2c3d4e5"): True,
+    ("org", THEIR_ORG): False,
+    ("vpc", "vpc-1a2b3c4d"): True,
+    ("vpce", "vpce-1a2b3c4d"): True,
+    ("vpce", THEIR_ENDPOINT): False,
+    ("vpce", "vpce-0badc0ffee0000000"): "ec2:DescribeVpcEndpoints refused: UnauthorizedOperation",
+}
 
 
 @pytest.mark.parametrize(
@@ -381,6 +478,13 @@ def test_remove_outside_bucket_policy_statements_reports_what_it_keeps_and_remov
     [
         ({"stringequals": {"AWS:PRINCIPALACCOUNT": OWN}}, True),
         ({"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": ["o-a1b2c3d4e5/r-ab12/ou-ab12-11111111/*"]}}, True),
+        ({"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": [f"{THEIR_ORG}/r-ab12/*"]}}, False),
+        ({"StringEquals": {"aws:PrincipalOrgID": THEIR_ORG}}, False),
+        ({"StringEquals": {"aws:SourceVpc": "vpc-1a2b3c4d"}}, True),
+        ({"StringEqualsIgnoreCase": {"aws:SourceVpce": "VPCE-1A2B3C4D"}}, True),
+        ({"StringEquals": {"aws:SourceVpce": THEIR_ENDPOINT}}, False),
+        ({"StringEquals": {"aws:SourceVpce": ["vpce-1a2b3c4d", THEIR_ENDPOINT]}}, False),
+        ({"StringEquals": {"aws:SourceVpce": "vpce-0badc0ffee0000000"}}, True),  # not checkable: kept, with a warning
         ({"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{OWN}:role/etl-*"}}, True),
         ({"ArnEquals": {"aws:SourceArn": f"arn:aws:cloudfront::{OWN}:distribution/E1"}}, True),
         ({"StringEquals": {"aws:SourceAccount": [OWN, OUTSIDE]}}, False),
@@ -396,11 +500,19 @@ def test_remove_outside_bucket_policy_statements_reports_what_it_keeps_and_remov
     ],
 )
 def test_bucket_policy_statement_kept_only_when_a_condition_narrows_it_to_us(condition: Any, kept: bool) -> None:
+    """Ids get the verdicts a look-up would give (a KeyError: an id looked up that needs none, a wildcard say)."""
+
+    def lookup(kind: str, value: str) -> bool | str:
+        return _VERDICTS[kind, value]
+
     statement = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:GetObject", "Condition": condition}
-    assert s3._outside(statement, OWN) is not kept
+    assert s3._outside(statement, OWN, lookup) is not kept
     foreign = {**statement, "Principal": {"AWS": ["*", f"arn:aws:iam::{OUTSIDE}:root"]}}
-    assert s3._outside(foreign, OWN), "a named outside principal goes whatever the condition"
-    assert not s3._outside({**statement, "Effect": "Deny", "Condition": {}}, OWN), "a Deny always stays"
+    assert s3._outside(foreign, OWN, lookup), "a named outside principal goes whatever the condition"
+    assert not s3._outside({**statement, "Effect": "Deny", "Condition": {}}, OWN, lookup), "a Deny always stays"
+    narrowed = s3._kept_conditional(statement, OWN, lookup)
+    unchecked = narrowed[1] if narrowed else []
+    assert bool(unchecked) == ("vpce-0badc0ffee0000000" in json.dumps(condition)), "only a refused look-up is left"
 
 
 def _function(sandbox: Any) -> None:

@@ -88,6 +88,7 @@ def test_plan_iam_policy_is_least_privilege_for_the_playbook() -> None:
         "rolesanywhere",
         "guardduty",
         "config",
+        "organizations",  # read only: whether a bucket policy's aws:PrincipalOrgID is our organization
     )
     assert not [a for a in every if a.split(":")[0] not in expected]
     assert "iam:CreateUser" not in every and "iam:*" not in every
