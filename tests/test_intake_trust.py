@@ -189,3 +189,52 @@ def test_a_health_event_naming_two_keys_starts_a_run_for_each(sandbox: Any, two_
         lambda: [sandbox.key_states()[k] for k in keys] == ["ci-deployer: Inactive", "data-pipeline: Inactive"],
         what="both keys becoming Inactive",
     )
+
+
+def test_a_key_that_could_not_start_is_started_by_the_senders_retry_and_the_other_not_twice(
+    sandbox: Any, two_playbook_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One key's run cannot start for a reason of the service's own (Prefect unreachable, injected once): the
+    answer is 503 so the sender retries the delivery, and the retry starts that key's run only."""
+    intake = next(
+        r.endpoint.__self__ for r in two_playbook_app.app.routes if getattr(r, "path", "") == "/alerts/eventbridge"
+    )
+    keys = [sandbox.keys["ci-deployer"][0], sandbox.keys["data-pipeline"][0]]
+    real, refused = intake.launcher.start, []
+
+    def unreachable_once(playbook: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if inputs.get("access_key_id") == keys[1] and not refused:
+            refused.append(keys[1])
+            raise ConnectionError("the Prefect API could not be reached")
+        return real(playbook, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(intake.launcher, "start", unreachable_once)
+    alert = health_alert(keys[0], "trust-retry-1")
+    alert["detail"]["affectedEntities"].append({"entityValue": keys[1]})
+    first = post_eventbridge(two_playbook_app, alert)
+    assert first.status_code == 503, first.text
+    outcomes = {r["access_key_id"]: r for r in first.json()["results"]}
+    assert outcomes[keys[0]]["outcome"] == "started" and outcomes[keys[0]]["run_id"], outcomes
+    assert outcomes[keys[1]]["outcome"] == "failed" and outcomes[keys[1]]["status"] == 503, outcomes
+    again = post_eventbridge(two_playbook_app, alert)  # the sender's retry: the same delivery
+    assert again.status_code == 202, again.text
+    retried = {r["access_key_id"]: r for r in again.json()["results"]}
+    assert retried[keys[0]]["outcome"] == "started before", retried
+    assert retried[keys[0]]["run_id"] == outcomes[keys[0]]["run_id"], "the first key's run is not started twice"
+    assert retried[keys[1]]["outcome"] == "started" and retried[keys[1]]["run_id"], retried
+    assert post_eventbridge(two_playbook_app, alert).status_code == 409, "once every run started, the delivery is seen"
+    wait_until(
+        lambda: [sandbox.key_states()[k] for k in keys] == ["ci-deployer: Inactive", "data-pipeline: Inactive"],
+        what="both keys becoming Inactive",
+    )
+
+
+def test_a_user_an_alert_names_is_not_given_to_every_key_it_names() -> None:
+    from flows.intake.endpoints import _per_key
+
+    facts = {"source": "webhook", "user_name": "alice", "access_key_id": "AKIAAAAAAAAAAAAAAAAA"}
+    facts["access_key_ids"] = ["AKIAAAAAAAAAAAAAAAAA", "AKIABBBBBBBBBBBBBBBB"]
+    copies = _per_key(facts)
+    assert [c["access_key_ids"] for c in copies] == [["AKIAAAAAAAAAAAAAAAAA"], ["AKIABBBBBBBBBBBBBBBB"]]
+    assert all("user_name" not in c for c in copies), "each key's owner is looked up for that key"
+    assert _per_key({**facts, "access_key_ids": ["AKIAAAAAAAAAAAAAAAAA"]})[0]["user_name"] == "alice"

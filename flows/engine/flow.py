@@ -219,9 +219,9 @@ def _launcher_verified(
 
 
 def _bind_launch(run_id: str, playbook: str, incident: str, proof: str, now: float | None) -> str | None:
-    """Why the (signature-checked) proof cannot be this run's, or None once it is: the first run to record the
-    proof's nonce owns it. A run that recorded it before (a resume) keeps it whatever its age; two runs racing
-    to record it are ordered by the server's time of each record, so both agree which one won."""
+    """Why the (signature-checked) proof cannot be this run's, or None once it is: of the runs that recorded the
+    proof's nonce, the one the server created first owns it. A run that recorded it before (a resume) keeps it
+    whatever its age; two runs racing to record it are ordered by their creation, so both agree which one won."""
     import json
 
     from prefect.client.orchestration import get_client
@@ -260,13 +260,19 @@ def _record_claim(client: Any, run_id: str, value: str) -> None:
 
 
 def _launch_claims(client: Any, run_id: str, playbook: str, incident: str, nonce: str) -> list[tuple[datetime, str]]:
-    """(when recorded, run id) of every run of this playbook and incident that recorded `nonce`, earliest first.
-    A run is named after its incident, so the runs a proof for it could have started are found by that name."""
+    """(the run's creation time, run id) of every run of this playbook and incident that recorded `nonce`, earliest
+    first. A run is named after its incident, so the runs a proof for it could have started are found by that
+    name; each claim is read by its exact key, and the runs are ordered by when the server created them (a copy of
+    a proof is taken from a run that exists already, so the copy's run is the later one)."""
     import json
 
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterName
 
-    run_ids = {run_id}
+    from flows.engine.journal import read_input
+
+    created: dict[str, datetime] = {}
+    own = client.read_flow_run(UUID(run_id))
+    created[str(own.id)] = own.created or datetime.max.replace(tzinfo=UTC)
     page, offset = 200, 0
     while True:
         runs = client.read_flow_runs(
@@ -275,19 +281,19 @@ def _launch_claims(client: Any, run_id: str, playbook: str, incident: str, nonce
             limit=page,
             offset=offset,
         )
-        run_ids |= {str(run.id) for run in runs}
+        created.update({str(run.id): run.created or datetime.max.replace(tzinfo=UTC) for run in runs})
         if len(runs) < page:
             break
         offset += page
     claims: list[tuple[datetime, str]] = []
-    for candidate in sorted(run_ids):
-        for item in client.filter_flow_run_input(UUID(candidate), key_prefix=LAUNCH_CLAIM_KEY, limit=5, exclude_keys=set()):
-            try:
-                value = json.loads(item.value)
-            except ValueError:
-                continue
-            if item.key == LAUNCH_CLAIM_KEY and isinstance(value, dict) and value.get("nonce") == nonce:
-                claims.append((item.created or datetime.max.replace(tzinfo=UTC), candidate))
+    for candidate, when in created.items():
+        text = read_input(client, UUID(candidate), LAUNCH_CLAIM_KEY)
+        try:
+            value = json.loads(text) if text else None
+        except ValueError:
+            continue
+        if isinstance(value, dict) and value.get("nonce") == nonce:
+            claims.append((when, candidate))
     return sorted(claims)
 
 

@@ -3,11 +3,13 @@
 Each answers JSON `{accepted, run_id, reason}`: 202 when a run was started (or the alert matched no playbook,
 which is recorded and said), 200 when a second alert for a key joins that key's open run, 4xx for anything a
 sender got wrong (nothing is started and the attempt is logged), 503 when the run could not be started for a
-reason of the service's own (Prefect unreachable, the runner full): the sender retries, and the delivery is
-not taken as seen. Every matching playbook is tried for every key the alert names (one run per key); a routed
-alert's answer also lists each outcome in `results` (playbook, access_key_id, outcome started/joined/handed/failed,
-run_id, incident_id, status, reason) and the status is the whole's: 202 when any run started, even if others
-failed; a failure's own status only when nothing took effect.
+reason of the service's own (Prefect unreachable, the runner full): the sender retries, and the delivery is not
+taken as seen. Every matching playbook is tried for every key the alert names (one run per key); a routed alert's
+answer also lists each outcome in `results` (playbook, access_key_id, outcome started/joined/handed/started
+before/failed, run_id, incident_id, status, reason) and the status is the whole's: 503 when one could not start
+for a reason of the service's own (the sender retries; what the delivery started is recorded and not started
+again), else 202 when any run started, even if others failed; a failure's own status only when nothing took
+effect.
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ class Intake:
                 earlier or None,
             )
         try:
-            status, answer = self._route(facts)
+            status, answer = self._route(facts, seen_key)
         except Exception:
             self.state.release("delivery", seen_key)
             raise
@@ -203,10 +205,12 @@ class Intake:
         )
         return status, {"accepted": False, "run_id": run_id, "reason": reason}
 
-    def _route(self, facts: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _route(self, facts: dict[str, Any], delivery: str = "") -> tuple[int, dict[str, Any]]:
         """Start (or join) a run for every matching playbook and every key the alert names; each outcome is in the
-        answer's `results`. 202 when any run started, 200 when runs were only joined, and when nothing took effect
-        the failure's own status (503 when the service is to blame, so the sender retries; 422 otherwise)."""
+        answer's `results`. 503 when one could not start for a reason of the service's own (the sender retries
+        the delivery; what it started already is recorded under the delivery and not started again); else 202
+        when any run started, 200 when runs were only joined, and the failure's own status when nothing took
+        effect."""
         self._github_key(facts)
         work = [
             (playbook, index, alert)
@@ -220,7 +224,7 @@ class Intake:
         results = []
         for playbook, index, alert in work:
             try:
-                result = self._start_one(playbook, index, alert)
+                result = self._start_once(playbook, index, alert, delivery)
             except Exception as exc:  # a bug or the state store: this one is lost, the others are still tried
                 _log.error("alert run of %s could not be started: %s", playbook.metadata.name, error_summary(exc))
                 result = _result(playbook, alert, "failed", f"the run could not be started: {error_summary(exc)}", 503)
@@ -230,7 +234,9 @@ class Intake:
             entry: dict[str, Any] = {"playbook": None, "access_key_id": skipped, "outcome": "failed", "run_id": None}
             results.append({**entry, "incident_id": None, "status": 422, "reason": why})
         took = [r for r in results if r["outcome"] != "failed"]
-        if any(r["outcome"] in ("started", "handed") for r in took):
+        if any(r["outcome"] == "failed" and int(r["status"]) >= 500 for r in results):
+            status = 503  # retried by the sender: what started is not started again (see _start_once)
+        elif any(r["outcome"] in ("started", "handed", "started before") for r in took):
             status = 202
         elif took:
             status = 200
@@ -244,6 +250,26 @@ class Intake:
         answer: dict[str, Any] = {"accepted": bool(took), "run_id": next((r for r in runs if r), None)}
         answer.update(reason=reason, runs=runs, results=results)
         return status, answer
+
+    def _start_once(self, playbook: Any, index: int, facts: dict[str, Any], delivery: str) -> dict[str, Any]:
+        """`_start_one`, once per delivery: a delivery retried after a 503 does not start again what it started."""
+        if not delivery:
+            return self._start_one(playbook, index, facts)
+        pair = f"{delivery}|{playbook.metadata.name}|{facts.get('access_key_id') or ''}"
+        earlier = self.state.hold("delivery-run", pair, "", self.keep_deliveries)
+        if earlier is not None:
+            why = f"started by an earlier try of this delivery (run {earlier or 'not named'})"
+            return _result(playbook, facts, "started before", why, 202, earlier or None)
+        try:
+            result = self._start_one(playbook, index, facts)
+        except BaseException:
+            self.state.release("delivery-run", pair)
+            raise
+        if result["outcome"] == "failed":
+            self.state.release("delivery-run", pair)
+        else:
+            self.state.put("delivery-run", pair, result["run_id"] or "", self.keep_deliveries)
+        return result
 
     def _start_one(self, playbook: Any, index: int, facts: dict[str, Any]) -> dict[str, Any]:
         """Start (or join the open run of) one playbook for one key: an entry of the answer's `results`."""
@@ -368,7 +394,9 @@ def _per_key(facts: dict[str, Any]) -> list[dict[str, Any]]:
     keys = _named_keys(facts)
     if len(keys) <= 1:
         return [facts]
-    return [{**facts, "access_key_id": key, "access_key_ids": [key]} for key in keys[:MAX_KEYS_PER_ALERT]]
+    # A user the alert names belongs to one of its keys at most: each key's owner is looked up (`_owner`).
+    alone = {k: v for k, v in facts.items() if k != "user_name"}
+    return [{**alone, "access_key_id": key, "access_key_ids": [key]} for key in keys[:MAX_KEYS_PER_ALERT]]
 
 
 def _per_key_skipped(facts: dict[str, Any]) -> list[str]:
