@@ -30,6 +30,7 @@ FILES = {
     "truncated-gzip-mentions-key.json.gz": ("file", "truncated gzip"),
     "truncated-gzip-no-key.json.gz": ("file", "truncated gzip"),
     "damaged-gzip.json.gz": ("file", "damaged gzip data"),
+    "many-gzip-members-mentions-key.json.gz": ("file", "over 1000 gzip members"),
     "truncated-json-mentions-key.json": ("file", "not JSON: "),
     "records-null.json": ("file", "not a CloudTrail log file: Records is null"),
     "latin1-mentions-key.json": ("file", "not UTF-8 text (byte "),
@@ -299,3 +300,59 @@ def test_worker_processes_give_the_full_parses_report_and_leave_no_process(tmp_p
             if b"fastscan" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 left.append(pid)
     assert left == [], f"worker processes left behind: {left}"
+
+
+def _fastscan_processes() -> list[str]:
+    import os
+
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if b"fastscan" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+@pytest.mark.parametrize("extra", [["--region"], ["--format", "nope"]], ids=["refused-by-typer", "refused-by-the-command"])
+def test_a_refused_review_logs_command_leaves_no_early_worker(tmp_path: Path, extra: list[str]) -> None:
+    """A directory large enough for worker processes starts them before the arguments are checked: a command
+    that is then refused (by Typer, or by the command itself) ends them at once."""
+    import os
+
+    for index in range(4):  # 4 files, over 16 MB of gzip in all: the size the early start is for
+        with gzip.open(tmp_path / f"f{index}.json.gz", "wb", compresslevel=1) as handle:
+            handle.write(os.urandom(4_300_000))
+    before = set(_fastscan_processes())
+    command = [STANCH, "review-logs", "--source", str(tmp_path), "--access-key-id", LEAKED, *extra]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert set(_fastscan_processes()) - before == set(), "no worker process outlives the refused command"
+
+
+def test_a_file_of_many_gzip_members_costs_no_more_than_one_and_a_few_are_read(tmp_path: Path) -> None:
+    """Concatenated gzip members are read (a few: every record of each), and a planted file of 200,000 members
+    is refused quickly, in every scanner alike (each member once, never the rest of the file copied per member)."""
+    import time
+
+    from integrations.aws.cloudtrail_review.scanner import ClassicScanner
+
+    text = GOOD.read_bytes()
+    third = len(text) // 3
+    parts = (text[:third], text[third : 2 * third], text[2 * third :])
+    (tmp_path / "three-members.json.gz").write_bytes(b"".join(gzip.compress(part) for part in parts))
+    planted = gzip.compress(b'{"Records":[') + gzip.compress(b" ") * 200_000 + gzip.compress(f"] {LEAKED}".encode())
+    (tmp_path / "planted.json.gz").write_bytes(planted)
+    reports = []
+    for scanner in (
+        ClassicScanner(engine.local_units(tmp_path), workers=1),
+        engine.Scanner(engine.local_units(tmp_path), processes=False),
+        engine.Scanner(engine.local_units(tmp_path), processes=True),
+    ):
+        started = time.monotonic()
+        report = engine.review([LEAKED], scanner=scanner)
+        assert time.monotonic() - started < 20, f"{type(scanner).__name__} took too long"
+        assert report.events_total == 2 and report.bytes_scanned > len(text)
+        [skipped] = report.files_skipped
+        assert skipped.file.endswith("planted.json.gz") and "over 1000 gzip members" in skipped.reason
+        reports.append({k: v for k, v in report.model_dump(mode="json").items() if k != "seconds"})
+    assert reports[0] == reports[1] == reports[2]

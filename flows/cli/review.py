@@ -40,15 +40,17 @@ def review_logs(
     """What did these keys do? Every CloudTrail event made with them and the keys derived from them."""
     started = review_start.take(source, access_key_id, workers)
     pool: Any = None
+    failed = True
     try:
         from integrations.aws import cloudtrail_review as engine
         from integrations.aws.cloudtrail_review import workers as pool
 
         pool.adopt(started)
         _review_logs(engine, source, access_key_id, since, until, format, workers, region)
+        failed = False
     finally:
         if pool is not None:
-            pool.release()  # the ones the review did not use
+            pool.release(kill=failed)  # the ones the review did not use
         else:
             review_start.stop(started)
 

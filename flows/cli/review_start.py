@@ -9,6 +9,7 @@ kept answers). The standard library and msgspec only: this runs on every `stanch
 
 from __future__ import annotations
 
+import atexit
 import os
 import struct
 import subprocess
@@ -62,11 +63,20 @@ def _arguments(argv: list[str]) -> tuple[str, tuple[str, ...], int | None] | Non
 
 
 def early(argv: list[str]) -> None:
-    """Start the workers for `stanch review-logs ARGV`, when its arguments ask for a large local review."""
+    """Start the workers for `stanch review-logs ARGV`, when its arguments ask for a large local review. Workers
+    the command never takes (Typer refused its arguments) are killed when this process exits."""
     global _early
     wanted = _arguments(argv)
     if wanted is not None:
         _early = (wanted, start(*wanted))
+        atexit.register(_end_untaken)
+
+
+def _end_untaken() -> None:
+    global _early
+    kept, _early = _early, None
+    if kept is not None:
+        stop(kept[1])
 
 
 def take(source: str, keys: list[str], workers: int | None) -> Started:

@@ -63,28 +63,49 @@ def read_capped(stream: Any) -> bytes:
     return bytes(data)
 
 
+# CloudTrail writes one gzip member a file; a few (concatenated files) are read, thousands are a planted file
+# that would cost a new inflater each.
+MAX_MEMBERS = 1000
+
+
+def _next_member(view: memoryview, offset: int, chunk: int, unused: int, members: int) -> int | None:
+    """Where the next gzip member starts after one ended `unused` bytes before the end of the chunk read at
+    `offset` (None: what follows is not a gzip member and carries no records); BadFile past MAX_MEMBERS."""
+    start = offset + chunk - unused
+    if bytes(view[start : start + 2]) != b"\x1f\x8b":
+        return None
+    if members >= MAX_MEMBERS:
+        raise BadFile(f"over {MAX_MEMBERS} gzip members: not a CloudTrail log file")
+    return start
+
+
 def inflate(data: bytes) -> Iterator[bytes]:
     """The inflated pieces of gzip data (every member), a few MB at most each; BadFile when it is damaged.
 
     Small pieces keep memory bounded and are faster than one big inflate (no output reallocations); zlib
-    frees the GIL while it inflates.
+    frees the GIL while it inflates. Each member is read in 64 KiB input pieces from its start, through a view
+    of the data (no copy of what is left: a file of many members costs no more than one).
     """
+    view = memoryview(data)
     inflater = zlib.decompressobj(47)
     size = 0
     offset = 0
+    members = 1
     try:
         while offset < len(data):
-            piece = inflater.decompress(data[offset : offset + _CHUNK])
-            offset += _CHUNK
+            chunk = view[offset : offset + _CHUNK]
+            piece = inflater.decompress(chunk)
             size += len(piece)
             if size > MAX_INFLATED:
                 raise BadFile(f"inflates to over {MAX_INFLATED >> 20} MB")
             yield piece
             if inflater.eof:
-                rest = inflater.unused_data + data[offset:]
-                if rest[:2] != b"\x1f\x8b":
+                start = _next_member(view, offset, len(chunk), len(inflater.unused_data), members)
+                if start is None:
                     return  # trailing bytes that are not another gzip member carry no records
-                data, offset, inflater = rest, 0, zlib.decompressobj(47)
+                offset, members, inflater = start, members + 1, zlib.decompressobj(47)
+            else:
+                offset += len(chunk)
     except zlib.error as exc:
         raise BadFile(f"damaged gzip data ({exc})") from None
     if not inflater.eof:
@@ -111,22 +132,26 @@ def _inflate_fast(data: bytes) -> list[bytes] | None:
         return None
     pieces: list[bytes] = []
     size = 0
+    view = memoryview(data)
     try:
         inflater = _fast_zlib.decompressobj(47)
         offset = 0
+        members = 1
         while offset < len(data):
-            piece = inflater.decompress(data[offset : offset + _FAST_CHUNK])
-            offset += _FAST_CHUNK
+            chunk = view[offset : offset + _FAST_CHUNK]
+            piece = inflater.decompress(chunk)
             size += len(piece)
             if size > KEEP_LIMIT:
                 return None
             pieces.append(piece)
             if inflater.eof:
-                rest = inflater.unused_data + data[offset:]
-                if rest[:2] != b"\x1f\x8b":
+                start = _next_member(view, offset, len(chunk), len(inflater.unused_data), members)
+                if start is None:
                     return pieces
-                data, offset, inflater = rest, 0, _fast_zlib.decompressobj(47)
-    except Exception:  # isal's error: zlib says what is wrong, in the classic words
+                offset, members, inflater = start, members + 1, _fast_zlib.decompressobj(47)
+            else:
+                offset += len(chunk)
+    except Exception:  # isal's error, or too many members: zlib says what is wrong, in the classic words
         return None
     return pieces if inflater.eof else None
 

@@ -54,13 +54,16 @@ def adopt(started: list[tuple[subprocess.Popen[bytes], list[str]]]) -> None:
         _started.extend(started)
 
 
-def release() -> None:
-    """End the early-started worker processes no review used (closing their stdin ends them)."""
+def release(kill: bool = False) -> None:
+    """End the early-started worker processes no review used (closing their stdin ends them once they have done
+    their early scans; kill: at once, the command failed)."""
     with _started_lock:
         left = list(_started)
         _started.clear()
     for proc, _ in left:
         try:
+            if kill:
+                proc.kill()
             if proc.stdin is not None:
                 proc.stdin.close()
             proc.wait(10)
