@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 import vendor_support
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +18,7 @@ from flows.sandbox.vendors.anthropic_api import AnthropicStandIn
 from flows.sandbox.vendors.braintrust_api import BraintrustStandIn
 from flows.sandbox.vendors.github_api import GitHubSecretsStandIn
 from flows.sandbox.vendors.openai_api import OpenAIStandIn
-from integrations.context import HttpClient
+from integrations.context import HttpCallError, HttpClient
 from integrations.vendors.base import (
     AdapterSettings,
     ManualStepRequired,
@@ -51,6 +52,15 @@ class Secrets:
 
 
 caplog_all = vendor_support.caplog_all  # the fixture
+
+
+def _status(http: HttpClient, method: str, url: str, token: str | None, **kwargs: Any) -> int:
+    """The HTTP status a stand-in answers a raw call (200 for any 2xx)."""
+    try:
+        http.call(method, url, token, **kwargs)
+    except HttpCallError as exc:
+        return exc.status or 0
+    return 200
 
 
 # ---------------------------------------------------------------- Braintrust
@@ -143,6 +153,21 @@ def test_braintrust_errors_name_the_place_and_hold_no_secret(braintrust: Braintr
         make_issuer("braintrust", good.settings(braintrust.base_url, key_type="robot"))
 
 
+def test_braintrust_stand_in_refuses_what_the_api_refuses(braintrust: BraintrustStandIn) -> None:
+    """A user API key cannot create service tokens (the reference: "User API keys cannot be used"), and a list
+    takes only its documented query parameters: the stand-in fails a call the real API would fail."""
+    _, user_key = braintrust.add_api_key("person")
+    as_user = Secrets(admin=user_key).settings(braintrust.base_url, key_type="service_token", service_account_id="sa-1")
+    with pytest.raises(VendorError, match=r"POST /v1/service_token answered 403") as refused:
+        make_issuer("braintrust", as_user).mint("evals", "rotation-1")
+    assert_no_secret(str(refused.value), user_key)
+    assert braintrust.service_tokens == {}
+    http = HttpClient(timeout=5)
+    assert _status(http, "GET", f"{braintrust.base_url}/v1/api_key?limit=10", braintrust.admin_token) == 200
+    assert _status(http, "GET", f"{braintrust.base_url}/v1/api_key?page_size=10", braintrust.admin_token) == 400
+    assert _status(http, "GET", f"{braintrust.base_url}/v1/project?limit=1&cursor=x", braintrust.admin_token) == 400
+
+
 # ---------------------------------------------------------------- OpenAI
 
 
@@ -181,6 +206,38 @@ def test_openai_mints_a_service_account_key_lists_reports_usage_and_revokes(
     assert issuer.check(SecretValue(old_value)) is False
     assert issuer.revoke(old_id, dry_run=False) is False
     assert_no_secret(caplog_all.text, old_value, minted.value.reveal(), openai.admin_token)
+
+
+def test_openai_revokes_a_service_account_key_by_deleting_its_service_account(openai: OpenAIStandIn) -> None:
+    """The API refuses to delete a service account's key by itself ("an error if the key belonged to a service
+    account"): the issuer deletes the service account, which takes the key with it."""
+    issuer = make_issuer("openai", Secrets(admin=openai.admin_token).settings(openai.base_url, project_id=openai.project))
+    minted = issuer.mint("batch", "rotation-3")
+    key_url = f"{openai.base_url}/v1/organization/projects/{openai.project}/api_keys/{minted.key_id}"
+    assert _status(HttpClient(timeout=5), "DELETE", key_url, openai.admin_token) == 400  # what the old issuer sent
+    openai.clear_calls()
+    assert issuer.revoke(minted.key_id, dry_run=False) is True
+    assert [c.method for c in openai.mutating_calls()] == ["DELETE"]
+    assert "/service_accounts/" in openai.mutating_calls()[0].path
+    assert openai.accounts == {} and issuer.check(minted.value) is False
+    assert issuer.key(minted.key_id) is None
+    assert issuer.revoke(minted.key_id, dry_run=False) is False
+
+
+def test_openai_stand_in_takes_array_parameters_as_the_sdk_encodes_them(openai: OpenAIStandIn) -> None:
+    """`api_key_ids[]=`, `group_by[]=` (openai-python's bracketed arrays); an undocumented name answers 400."""
+    http = HttpClient(timeout=5)
+    base = f"{openai.base_url}/v1/organization"
+    good = "usage/completions?start_time=0&api_key_ids%5B%5D=k&group_by%5B%5D=api_key_id"
+    assert _status(http, "GET", f"{base}/{good}", openai.admin_token) == 200
+    bad = (
+        "usage/completions?start_time=0&api_key_ids=k&group_by=api_key_id",  # what the old issuer sent
+        "usage/completions?api_key_ids%5B%5D=k",  # start_time is required
+        "audit_logs?actor_ids=k",
+        f"projects/{openai.project}/api_keys?starting_after=x",
+        f"projects/{openai.project}/api_keys?limit=101",
+    )
+    assert [_status(http, "GET", f"{base}/{query}", openai.admin_token) for query in bad] == [400] * len(bad)
 
 
 def test_openai_mint_under_the_same_idempotency_key_leaves_one_service_account(openai: OpenAIStandIn) -> None:
@@ -258,6 +315,41 @@ def test_anthropic_failures_are_vendor_errors(anthropic: AnthropicStandIn) -> No
     assert failed.value.retryable
     with pytest.raises(ValueError, match="revoke_status"):
         make_issuer("anthropic", Secrets(admin="x").settings(anthropic.base_url, revoke_status="deleted"))
+
+
+def test_anthropic_stand_in_refuses_undocumented_query_parameters(anthropic: AnthropicStandIn) -> None:
+    http = HttpClient(timeout=5)
+    headers = {"x-api-key": anthropic.admin_token, "anthropic-version": "2023-06-01"}
+    base = f"{anthropic.base_url}/v1/organizations"
+    assert _status(http, "GET", f"{base}/api_keys?limit=1000&status=active", None, headers=headers) == 200
+    start = "starting_at=2026-01-01T00:00:00Z"
+    good = f"usage_report/messages?{start}&api_key_ids%5B%5D=k&group_by%5B%5D=api_key_id"
+    assert _status(http, "GET", f"{base}/{good}", None, headers=headers) == 200
+    bad = (
+        "api_keys?after=x",  # OpenAI's cursor name, not Anthropic's after_id
+        "api_keys?status=revoked",
+        "api_keys?limit=1001",
+        f"usage_report/messages?{start}&api_key_ids=k",
+        f"usage_report/messages?{start}&group_by%5B%5D=key",
+    )
+    assert [_status(http, "GET", f"{base}/{query}", None, headers=headers) for query in bad] == [400] * len(bad)
+
+
+def test_anthropic_usage_counts_cache_writes() -> None:
+    """The report lists cache writes apart (`cache_creation`); they are tokens the key spent."""
+    from integrations.vendors.anthropic import _Result
+
+    result = msgspec.convert(
+        {
+            "api_key_id": "apikey_1",
+            "uncached_input_tokens": 10,
+            "cache_creation": {"ephemeral_1h_input_tokens": 3, "ephemeral_5m_input_tokens": 2},
+            "cache_read_input_tokens": 4,
+            "output_tokens": 1,
+        },
+        _Result,
+    )
+    assert result.tokens() == 20
 
 
 # ---------------------------------------------------------------- GitHub revocation

@@ -3,7 +3,12 @@
 Facts from Anthropic's API reference: API keys are listed (`GET /v1/organizations/api_keys`), read and updated
 (`POST /v1/organizations/api_keys/{id}` with `status` active | inactive | archived), never created or deleted by
 API (a person makes the new key in the Console); `GET /v1/organizations/usage_report/messages` reports tokens
-per key (`api_key_ids[]`, `group_by[]=api_key_id`) in time buckets, without places.
+per key (`api_key_ids[]`, `group_by[]=api_key_id`, as the reference's own examples and the official SDK's
+bracketed arrays send them) in time buckets, without places, paged by `page` = the answer's `next_page`. Lists
+page with `after_id` = the answer's `last_id` while `has_more`; `limit` is 1-1000.
+
+The reference does not say whether `cache_creation` tokens (the usage report's `cache_creation.ephemeral_5m/1h_
+input_tokens`) are part of `uncached_input_tokens`; they are listed apart, so they are added here.
 """
 
 from __future__ import annotations
@@ -36,11 +41,22 @@ class _ApiKey(msgspec.Struct):
     partial_key_hint: str | None = None
 
 
+class _CacheCreation(msgspec.Struct):
+    ephemeral_1h_input_tokens: int = 0
+    ephemeral_5m_input_tokens: int = 0
+
+
 class _Result(msgspec.Struct):
     api_key_id: str | None = None
     uncached_input_tokens: int = 0
+    cache_creation: _CacheCreation | None = None
     cache_read_input_tokens: int = 0
     output_tokens: int = 0
+
+    def tokens(self) -> int:
+        created = self.cache_creation
+        written = created.ephemeral_1h_input_tokens + created.ephemeral_5m_input_tokens if created else 0
+        return self.uncached_input_tokens + written + self.cache_read_input_tokens + self.output_tokens
 
 
 class _Bucket(msgspec.Struct):
@@ -100,7 +116,7 @@ class AnthropicIssuer:
         return self.api.works(value, "/v1/models")
 
     def usage(self, key_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
-        """Token use per day from the usage report: `count` is tokens (input, cached input and output)."""
+        """Token use per day from the usage report: `count` is tokens (input, cache writes and reads, output)."""
         records: list[UsageRecord] = []
         path = "/v1/organizations/usage_report/messages"
         query: dict[str, Any] = {
@@ -116,7 +132,7 @@ class AnthropicIssuer:
                 if at is None:
                     raise VendorError(f"anthropic: GET {path} answered a bucket without a valid starting_at")
                 for result in bucket.results:
-                    tokens = result.uncached_input_tokens + result.cache_read_input_tokens + result.output_tokens
+                    tokens = result.tokens()
                     if tokens and result.api_key_id in (None, key_id):
                         records.append(UsageRecord(key_id, at, action="messages (tokens)", count=tokens))
         return records

@@ -113,8 +113,11 @@ class _BraintrustKeys:
 class BraintrustApiKeyIssuer(_BraintrustKeys):
     """Braintrust user API keys: listed and deleted by API; a person makes the new one (ManualStepRequired).
 
-    `GET /v1/api_key` lists only the caller's own keys (org-wide listing is UI-only), so the admin token here is
-    an API key of the person who owns the keys being rotated."""
+    `GET /v1/api_key` lists only the caller's own keys (Braintrust's knowledge base: "Returns caller's own keys
+    only"), so the admin token here is an API key of the person who owns the keys being rotated. (A newer
+    reference page documents an org-wide `GET /v1/organization/api_keys` for organization owners; it is not
+    used here.) Lists page with `starting_after` = the last id and answer no `has_more`: a page shorter than
+    `limit` is the last."""
 
     resource: ClassVar[str] = "api_key"
     can_mint: ClassVar[bool] = False
@@ -124,7 +127,8 @@ class BraintrustApiKeyIssuer(_BraintrustKeys):
 class BraintrustServiceTokenIssuer(_BraintrustKeys):
     """Braintrust service tokens: created (value shown once) and deleted by API.
 
-    Settings options: `service_account_id` (required to mint), `org_name`.
+    Settings options: `service_account_id` (required to mint), `org_name`. The reference: creating a service
+    token needs "a service token that has organization-owner permissions. User API keys cannot be used" (403).
     """
 
     resource: ClassVar[str] = "service_token"

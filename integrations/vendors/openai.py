@@ -2,10 +2,19 @@
 
 Facts from OpenAI's API reference: creating a project service account (`POST /v1/organization/projects/{project}/
 service_accounts`) answers its API key, value included, once; project API keys are listed with `last_used_at`
-(`GET .../projects/{project}/api_keys`) and deleted (`DELETE .../api_keys/{id}`, service accounts' keys too);
-per-key usage comes from `GET /v1/organization/usage/completions` (`api_key_ids`, `group_by=api_key_id`) and the
-audit log (`GET /v1/organization/audit_logs`, `actor_ids[]`) lists what a key did (with an IP address for
-session actors).
+(`GET .../projects/{project}/api_keys`, each with its `owner`) and deleted (`DELETE .../api_keys/{id}`, which
+the reference says answers "an error if the key belonged to a service account": such a key is revoked by deleting
+its service account, `DELETE .../service_accounts/{id}`); per-key usage comes from
+`GET /v1/organization/usage/completions` (`api_key_ids[]`, `group_by[]=api_key_id`, paged by `page` =
+`next_page`) and the audit log (`GET /v1/organization/audit_logs`, `actor_ids[]`, `effective_at[gte|lte]`, paged
+by `after` = `last_id`) lists what a key did (with an IP address for session actors). Lists page with `after` and
+`limit` (1-100) and answer `has_more`, `first_id`, `last_id`.
+
+Array parameters are sent as the official SDK sends them (openai-python: `Querystring(array_format="brackets")`,
+i.e. `api_key_ids[]=...`); the reference names them `api_key_ids`, `group_by` without saying how an array is
+encoded, so the SDK is the authority here. The audit log's documented event types are configuration changes
+(api_key.created, service_account.deleted...), not API calls: whether a project key ever appears there as an
+actor is not documented; the usage API is what counts requests.
 """
 
 from __future__ import annotations
@@ -21,12 +30,22 @@ from integrations.vendors.base import AdapterSettings, KeyInfo, Minted, SecretVa
 DEFAULT_URL = "https://api.openai.com"
 
 
+class _Owned(msgspec.Struct):
+    id: str
+
+
+class _Owner(msgspec.Struct):
+    type: str | None = None  # user | service_account
+    service_account: _Owned | None = None
+
+
 class _ApiKey(msgspec.Struct):
     id: str
     name: str | None = None
     redacted_value: str = ""
     created_at: int | None = None
     last_used_at: int | None = None
+    owner: _Owner | None = None
 
 
 class _Account(msgspec.Struct):
@@ -137,8 +156,8 @@ class OpenAIIssuer:
         query: dict[str, Any] = {
             "start_time": int(start.timestamp()),
             "end_time": int(end.timestamp()),
-            "api_key_ids": [key_id],
-            "group_by": ["api_key_id"],
+            "api_key_ids[]": [key_id],
+            "group_by[]": ["api_key_id"],
             "bucket_width": "1d",
         }
         for usage in self.api.pages(path, Report[_Bucket], query, cursor="page", following="next_page"):
@@ -164,10 +183,20 @@ class OpenAIIssuer:
         return records
 
     def revoke(self, key_id: str, *, dry_run: bool) -> bool:
-        """Delete the project key (a service account's key too); False when it is already gone."""
-        path = f"{self.prefix}/api_keys/{segment(key_id)}"
+        """Delete the project key; False when it is already gone.
+
+        A service account's key cannot be deleted by itself (the reference: "an error if the key belonged to a
+        service account"), so its service account is deleted, which takes its key with it: a service account made
+        by `mint` holds that one key; one made otherwise loses any other key it holds too."""
         if dry_run:
             return would_revoke(self.key, key_id)
+        path = f"{self.prefix}/api_keys/{segment(key_id)}"
+        got = self.api.get(path, _ApiKey, missing_ok=True)
+        if got is None:
+            return False
+        owner = got.owner
+        if owner is not None and owner.type == "service_account" and owner.service_account is not None:
+            path = f"{self.prefix}/service_accounts/{segment(owner.service_account.id)}"
         answer = self.api.call("DELETE", path, missing_ok=True)
         if answer is None:
             return False

@@ -40,6 +40,10 @@ class Request:
         values = self.query.get(name)
         return values[0] if values else None
 
+    def unknown_args(self, allowed: set[str] | frozenset[str]) -> list[str]:
+        """The query parameter names the endpoint does not document (a misspelt or misencoded one included)."""
+        return sorted(name for name in self.query if name not in allowed)
+
 
 def listing(items: list[dict[str, Any]], request: Request, cursor: str) -> dict[str, Any]:
     """One page of `items` as OpenAI and Anthropic list: those after the id in the query parameter `cursor`, at most
@@ -155,7 +159,7 @@ class StandIn(LoopbackServer):
                 method=handler.command,
                 path=unquote(parts.path),
                 raw_path=parts.path,
-                query=parse_qs(parts.query),
+                query=parse_qs(parts.query, keep_blank_values=True),
                 headers={k.lower(): v for k, v in handler.headers.items()},
                 body=parsed,
             )

@@ -4,6 +4,11 @@ As the real API: the admin key in `x-api-key` with an `anthropic-version` header
 key, 403 for a normal key on admin paths); `GET /v1/organizations/api_keys[/{id}]`, `POST .../api_keys/{id}`
 with `{"status": "inactive" | "archived"}` (no create, no delete: keys are made in the Console, i.e. `add_key`);
 `GET /v1/organizations/usage_report/messages` answers token buckets per key from `record_use`.
+
+Query parameters are checked as the API reference names them: lists take `after_id`, `before_id`, `limit`
+(1-1000), `status` (active | inactive | archived | expired), `workspace_id`, `created_by_user_id`; the usage
+report takes arrays with `[]` (`api_key_ids[]`, `group_by[]`...) as its reference examples send them (and the
+official SDK, `Querystring(array_format="brackets")`). A name an endpoint does not document answers 400.
 """
 
 from __future__ import annotations
@@ -16,6 +21,34 @@ from typing import Any
 from flows.sandbox.vendors import Reply, Request, StandIn, listing
 
 SANDBOX_ANTHROPIC_ADMIN = "sk-ant-admin01-sandbox-0123456789abcdef"
+
+
+STATUSES = ("active", "inactive", "archived", "expired")
+_LIST_ARGS = frozenset({"after_id", "before_id", "limit", "status", "workspace_id", "created_by_user_id"})
+_REPORT_ARRAYS = (
+    "api_key_ids",
+    "workspace_ids",
+    "models",
+    "service_tiers",
+    "context_window",
+    "inference_geos",
+    "speeds",
+    "account_ids",
+    "service_account_ids",
+    "group_by",
+)
+_REPORT_ARGS = frozenset({"starting_at", "ending_at", "bucket_width", "limit", "page", *(f"{a}[]" for a in _REPORT_ARRAYS)})
+_GROUPS = ("api_key_id", "workspace_id", "model", "service_tier", "context_window", "inference_geo", "speed", "account_id")
+
+
+def _invalid(message: str) -> Reply:
+    return Reply(400, {"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+
+
+def _check_args(request: Request, allowed: frozenset[str]) -> None:
+    unknown = request.unknown_args(allowed)
+    if unknown:
+        raise _invalid(f"{', '.join(unknown)}: Extra inputs are not permitted")
 
 
 def _stamp(moment: datetime) -> str:
@@ -75,6 +108,7 @@ class AnthropicStandIn(StandIn):
             )
         key = request.headers.get("x-api-key", "")
         if request.path == "/v1/models" and request.method == "GET":
+            _check_args(request, frozenset({"after_id", "before_id", "limit"}))
             if not self.works(key):
                 raise Reply(
                     401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
@@ -86,7 +120,16 @@ class AnthropicStandIn(StandIn):
         parts = request.path.strip("/").split("/")
         with self._lock:
             if parts == ["v1", "organizations", "api_keys"] and request.method == "GET":
-                return 200, listing([self._shown(k) for k in self.keys.values()], request, "after_id")
+                _check_args(request, _LIST_ARGS)
+                limit, wanted = request.arg("limit"), request.arg("status")
+                if limit is not None and (not limit.isdigit() or not 1 <= int(limit) <= 1000):
+                    raise _invalid("limit: Input should be less than or equal to 1000")
+                if wanted is not None and wanted not in STATUSES:
+                    raise _invalid("status: Input should be 'active', 'inactive', 'archived' or 'expired'")
+                keys = [self._shown(k) for k in self.keys.values() if wanted in (None, k["status"])]
+                return 200, listing(keys, request, "after_id")
+            if parts[:3] == ["v1", "organizations", "api_keys"] and len(parts) == 4 and request.query:
+                _check_args(request, frozenset())
             if parts[:3] == ["v1", "organizations", "api_keys"] and len(parts) == 4 and parts[3] in self.keys:
                 entry = self.keys[parts[3]]
                 if request.method == "GET":
@@ -113,6 +156,9 @@ class AnthropicStandIn(StandIn):
         raise Reply(404, {"type": "error", "error": {"type": "not_found_error", "message": "Not found"}})
 
     def _report(self, request: Request) -> dict[str, Any]:
+        _check_args(request, _REPORT_ARGS)
+        if any(group not in _GROUPS for group in request.query.get("group_by[]", [])):
+            raise _invalid("group_by: Input should be one of " + ", ".join(_GROUPS))
         start = _parse(request.arg("starting_at"))
         if start is None:
             raise Reply(
@@ -130,7 +176,13 @@ class AnthropicStandIn(StandIn):
                 "starting_at": _stamp(day),
                 "ending_at": _stamp(day + timedelta(days=1)),
                 "results": [
-                    {"api_key_id": key_id, "uncached_input_tokens": n, "cache_read_input_tokens": 0, "output_tokens": 0}
+                    {
+                        "api_key_id": key_id,
+                        "uncached_input_tokens": n,
+                        "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
+                        "cache_read_input_tokens": 0,
+                        "output_tokens": 0,
+                    }
                     for key_id, n in sorted(per_key.items())
                 ],
             }

@@ -6,6 +6,11 @@ token's `key` once, `GET`/`DELETE /v1/service_token[/{id}]`; `/v1/ai_secret`: `P
 `PATCH /{id}` updates, and `POST` with an existing name answers the OLD secret unchanged (the trap);
 `/v1/env_var`: `PUT` creates or replaces by name. `GET /v1/project` answers any valid key (the check).
 Lists answer `{"objects": [...]}`; values are never listed (`preview_name`, `preview_secret` only).
+
+As the API reference says: `POST /v1/service_token` takes a service token with organization-owner permissions
+("User API keys cannot be used": 403 here); the key and token lists and `GET /v1/project` take only their
+documented query parameters (`limit`, `starting_after`, `ending_before`, `ids`, `<object>_name`, `org_name`),
+anything else answers 400.
 """
 
 from __future__ import annotations
@@ -20,6 +25,18 @@ from flows.sandbox.vendors import Reply, Request, StandIn
 
 SANDBOX_BRAINTRUST_ADMIN = "sk-braintrust-sandbox-admin-0123456789"
 ORG_ID = "00000000-0000-4000-8000-00000000b7a1"
+
+
+def _list_args(name_arg: str) -> frozenset[str]:
+    return frozenset({"limit", "starting_after", "ending_before", "ids", name_arg, "org_name"})
+
+
+def _check_args(request: Request, allowed: frozenset[str]) -> None:
+    unknown = request.unknown_args(allowed)
+    if unknown:
+        raise Reply(400, {"error": f"unknown query parameter(s): {', '.join(unknown)}"})
+    if request.arg("starting_after") and request.arg("ending_before"):
+        raise Reply(400, {"error": "you may only pass one of starting_after and ending_before"})
 
 
 def _now() -> str:
@@ -92,7 +109,8 @@ class BraintrustStandIn(StandIn):
             raise Reply(404, {"error": "Not found"})
         resource, rest = parts[1], parts[2:]
         with self._lock:
-            if resource == "project" and request.method == "GET":
+            if resource == "project" and request.method == "GET" and not rest:
+                _check_args(request, _list_args("project_name"))
                 return 200, {"objects": []}
             if resource == "api_key":
                 return self._keys(request, self.api_keys, rest, "api_key_name", creatable=False)
@@ -114,6 +132,7 @@ class BraintrustStandIn(StandIn):
         self, request: Request, store: dict[str, dict[str, Any]], rest: list[str], name_arg: str, creatable: bool
     ) -> tuple[int, Any]:
         if not rest and request.method == "GET":
+            _check_args(request, _list_args(name_arg))
             wanted = request.arg(name_arg)
             found = [self._public_key(k) for k in store.values() if wanted in (None, k["name"])]
             found.sort(key=lambda k: str(k["created"]), reverse=True)
@@ -124,6 +143,10 @@ class BraintrustStandIn(StandIn):
             limit = int(request.arg("limit") or 1000)
             return 200, {"objects": found[:limit]}
         if not rest and request.method == "POST" and creatable:
+            if request.bearer() != self.admin_token and request.bearer() not in (
+                t["key"] for t in self.service_tokens.values()
+            ):
+                raise Reply(403, {"error": "Creating a service token needs a service token with owner permissions"})
             body = request.body or {}
             if not isinstance(body.get("name"), str) or not isinstance(body.get("service_account_id"), str):
                 raise Reply(400, {"error": "name and service_account_id are required"})

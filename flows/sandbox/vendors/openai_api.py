@@ -3,7 +3,15 @@
 The admin key (`Authorization: Bearer`) is accepted on `/v1/organization/...`; a project key on `/v1/models`
 only (401 `invalid_api_key` otherwise, as OpenAI answers). Creating a service account answers its API key with the
 value, once; keys list with `redacted_value` and `last_used_at`; `DELETE .../api_keys/{id}` answers
-`{"deleted": true}` (404 once gone). Usage buckets and audit events are seeded by tests (`record_use`).
+`{"deleted": true}` (404 once gone), except a service account's key, which the API refuses to delete (400: the
+service account is deleted instead). Usage buckets and audit events are seeded by tests (`record_use`).
+
+Query parameters are checked as the API reference names them and as the official SDK (openai-python, its
+`Querystring(array_format="brackets")`) encodes them: array parameters carry `[]` (`api_key_ids[]`,
+`group_by[]`, `actor_ids[]`), `effective_at` is `effective_at[gte]`...; a name an endpoint does not document is
+answered 400, so a misspelt or misencoded parameter fails here as it would be ignored or refused there.
+(The audit log's real event types are configuration changes; the `api_key.used` events seeded here stand for
+"an event whose actor is this key", the only thing the issuer reads from them.)
 """
 
 from __future__ import annotations
@@ -17,6 +25,36 @@ from flows.sandbox.vendors import Reply, Request, StandIn, listing
 
 SANDBOX_OPENAI_ADMIN = "sk-admin-sandbox-0123456789abcdefghij"
 PROJECT = "proj_sandbox"
+
+_LIST_ARGS = frozenset({"after", "limit"})
+_USAGE_ARRAYS = ("project_ids", "user_ids", "api_key_ids", "models", "group_by")
+_USAGE_ARGS = frozenset(
+    {"start_time", "end_time", "bucket_width", "batch", "limit", "page", *(f"{a}[]" for a in _USAGE_ARRAYS)}
+)
+_AUDIT_ARRAYS = ("project_ids", "event_types", "actor_ids", "actor_emails", "resource_ids")
+_AUDIT_ARGS = frozenset(
+    {
+        "after",
+        "before",
+        "limit",
+        "tenant_only",
+        *(f"effective_at[{op}]" for op in ("gt", "gte", "lt", "lte")),
+        *(f"{a}[]" for a in _AUDIT_ARRAYS),
+    }
+)
+
+
+def _bad_request(message: str) -> Reply:
+    return Reply(400, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}})
+
+
+def _check_args(request: Request, allowed: frozenset[str]) -> None:
+    unknown = request.unknown_args(allowed)
+    if unknown:
+        raise _bad_request(f"Unrecognized request argument supplied: {', '.join(unknown)}")
+    limit = request.arg("limit")
+    if limit is not None and (not limit.isdigit() or not 1 <= int(limit) <= 100):
+        raise _bad_request("limit must be between 1 and 100")
 
 
 @dataclass
@@ -38,7 +76,10 @@ class OpenAIStandIn(StandIn):
                 "value": value,
                 "created_at": int(time.time()),
                 "last_used_at": None,
-                "owner": None,
+                "owner": {
+                    "type": "user",
+                    "user": {"id": "user_sandbox", "name": "Sandbox", "email": "sandbox@example.com", "role": "owner"},
+                },
             }
             return key_id, value
 
@@ -59,6 +100,7 @@ class OpenAIStandIn(StandIn):
     def route(self, request: Request) -> tuple[int, Any]:
         token = request.bearer()
         if request.path == "/v1/models" and request.method == "GET":
+            _check_args(request, frozenset())
             if not self.works(token):
                 raise Reply(401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
             return 200, {"object": "list", "data": [{"id": "gpt-sandbox", "object": "model"}]}
@@ -70,8 +112,10 @@ class OpenAIStandIn(StandIn):
         parts = request.path.strip("/").split("/")[2:]  # after v1/organization
         with self._lock:
             if parts == ["usage", "completions"] and request.method == "GET":
+                _check_args(request, _USAGE_ARGS)
                 return 200, self._usage(request)
             if parts == ["audit_logs"] and request.method == "GET":
+                _check_args(request, _AUDIT_ARGS)
                 return 200, self._audit(request)
             if parts[:1] == ["projects"] and len(parts) >= 3 and parts[1] == self.project:
                 return self._project(request, parts[2:])
@@ -94,12 +138,19 @@ class OpenAIStandIn(StandIn):
         }
 
     def _project(self, request: Request, rest: list[str]) -> tuple[int, Any]:
+        if request.method == "GET" and rest in (["api_keys"], ["service_accounts"]):
+            _check_args(request, _LIST_ARGS)
+        elif request.query:
+            raise _bad_request(f"Unrecognized request argument supplied: {', '.join(request.unknown_args(set()))}")
         if rest == ["api_keys"] and request.method == "GET":
             return 200, self._page([self._shown(k) for k in self.keys.values()], request)
         if len(rest) == 2 and rest[0] == "api_keys" and rest[1] in self.keys:
             if request.method == "GET":
                 return 200, self._shown(self.keys[rest[1]])
             if request.method == "DELETE":
+                if (self.keys[rest[1]]["owner"] or {}).get("type") == "service_account":
+                    # the API reference: "an error if the key belonged to a service account"
+                    raise _bad_request("API keys owned by a service account cannot be deleted; delete the service account")
                 del self.keys[rest[1]]
                 return 200, {"object": "organization.project.api_key.deleted", "id": rest[1], "deleted": True}
         if rest == ["service_accounts"] and request.method == "GET":
@@ -146,7 +197,9 @@ class OpenAIStandIn(StandIn):
     def _usage(self, request: Request) -> dict[str, Any]:
         start = int(request.arg("start_time") or 0)
         end = int(request.arg("end_time") or 2**40)
-        wanted = set(request.query.get("api_key_ids", [])) or None
+        if request.arg("start_time") is None:
+            raise _bad_request("start_time is required")
+        wanted = set(request.query.get("api_key_ids[]", [])) or None
         buckets: dict[int, dict[str, int]] = {}
         for use in self.uses:
             if start <= use["at"] < end and (wanted is None or use["key_id"] in wanted):
