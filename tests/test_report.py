@@ -41,6 +41,7 @@ from flows.tabletop.report import (
     publish_artifact,
     render_html,
     render_markdown,
+    render_svg,
     to_json,
     verdict_line,
 )
@@ -264,6 +265,81 @@ def test_an_exercise_report_shows_outcomes_and_injects_and_escapes_what_attacker
     markdown = render_markdown(report)
     assert "<script" not in markdown and "<img" not in markdown and "](javascript" not in markdown
     assert "**MISSED**" in markdown
+
+
+def test_live_answers_show_who_answered_as_verified_with_their_part_and_nothing_is_put_on_a_persona(
+    flagship: tuple[Any, Report, Any],
+) -> None:
+    """A live run (no scripted persona): each answer the gate records is on the Decisions lane with the approver's
+    name as the run verified it and their approver group; no persona event is made up."""
+    _, report, approved = flagship
+    assert not [e for e in report.timeline if e.kind == "persona"]
+    answers = [e for e in report.timeline if e.kind == "decision"]
+    first = next(iter(approved))
+    for gate, who in approved.items():
+        [mark] = [e for e in answers if e.ref == gate and e.actor == who and e.status == "accepted"]
+        assert (
+            mark.role == "security-oncall approver"
+            and mark.label == f"{who} (security-oncall approver) approved gate {gate}"
+        )
+        assert "identity verified by the approval service's signature" in mark.detail
+    [refused] = [e for e in answers if e.actor == "mallory"]
+    assert refused.ref == first and refused.status == "refused" and refused.role == "not an approver of this gate"
+    assert all(d.verified == d.accepted for d in report.decisions), "every accepted answer was signed and checked"
+    page = render_html(report)
+    assert "(security-oncall approver) approved gate" in page and "tabletop (verified)" not in page
+
+
+def test_persona_actions_are_on_their_own_lane_at_the_times_the_run_recorded(flagship: tuple[Any, Report, Any]) -> None:
+    """The flagship's answers read as an exercise's: the persona notes the exercise gives are matched to the answers
+    the run recorded (shown once, at the record's time, on the Personas lane); a persona's part besides an answer is
+    shown at its own time; one the run kept no record of stays as noted. Masked and escaped like everything."""
+    _, incident, approved = flagship
+    first, who = next(iter(approved.items()))
+    [recorded] = [d for d in incident.decisions if d.gate == first and d.approver == who and d.accepted]
+    assert recorded.at is not None
+    sent_at = recorded.at + timedelta(seconds=2)  # the exercise notes it once the verdict is back
+    made_at = recorded.at  # the persona makes the key, then answers (the vendor breach's key owners)
+    persona = {"kind": "persona", "actor": who, "role": "security-oncall approver", "ref": first}
+    report = collect(
+        incident.flow_run_id,
+        scenario={"kind": "Scenario", "metadata": {"name": "leaked-key", "title": "Leaked key"}},
+        extra_events=[
+            {**persona, "at": sent_at.isoformat(), "status": "approved", "label": f"{who} approved gate {first}"},
+            {
+                **persona,
+                "at": made_at.isoformat(),
+                "status": "made_key",
+                "label": f"{who} (security-oncall approver) made the new key for credential {HOSTILE} by hand",
+                "detail": f"stored {AWS_SECRET} in its secret",
+            },
+            {
+                **persona,
+                "actor": "bob",
+                "ref": "no-such-gate",
+                "at": sent_at.isoformat(),
+                "status": "late",
+                "label": "bob (security-oncall approver) answered gate no-such-gate too late (approve)",
+                "detail": "run is not waiting at gate 'no-such-gate'",
+            },
+        ],
+    )
+    people = [e for e in report.timeline if e.kind == "persona"]
+    assert [(e.actor, e.status) for e in people] == [(who, "made_key"), (who, "approved"), ("bob", "late")]
+    made, answer, late = people
+    assert made.at == answer.at == recorded.at and late.at == sent_at
+    assert answer.label == f"{who} (security-oncall approver) approved gate {first}"
+    assert "a scripted persona of the exercise" in answer.detail and "identity verified" in answer.detail
+    assert not [e for e in report.timeline if e.kind == "decision" and e.actor == who and e.ref == first], "shown once"
+    assert [e for e in report.timeline if e.kind == "decision" and e.actor == "mallory"], "others stay decisions"
+    [gate] = [e for e in report.timeline if e.kind == "gate" and e.ref == first and e.until is not None]
+    order = report.timeline.index
+    assert gate.at < answer.at == gate.until and order(gate) < order(made) < order(answer)
+    text = json.dumps(to_json(report))
+    assert AWS_SECRET not in text and "<script>" not in render_html(report) + render_svg(report)
+    svg = render_svg(report)
+    assert ">Personas</text>" in svg and f"{who} (security-oncall approver) approved gate {first}" in svg
+    assert from_json(json.loads(text)) == report
 
 
 def test_the_report_is_published_on_its_run(flagship: tuple[Any, Report, Any]) -> None:

@@ -60,6 +60,26 @@ def variant(tmp_path: Path, source: Path, change: Any) -> Path:
     return path
 
 
+def personas(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the personas did, as the after-action report's JSON has it, in its order."""
+    return [e for e in report["timeline"] if e["kind"] == "persona"]
+
+
+def after(report: dict[str, Any], event: dict[str, Any]) -> float:
+    """Seconds from the start of the exercise (the alert) to the event, on the exercise clock."""
+    return (datetime.fromisoformat(event["at"]) - datetime.fromisoformat(report["started"])).total_seconds()
+
+
+def assert_inside_its_gate(report: dict[str, Any], event: dict[str, Any]) -> None:
+    """The gate opened before the persona's action, and (an answer) closed with it, in the timeline's order too."""
+    [gate] = [e for e in report["timeline"] if e["kind"] == "gate" and e["ref"] == event["ref"] and e["until"]]
+    opened, at, closed = (datetime.fromisoformat(t) for t in (gate["at"], event["at"], gate["until"]))
+    assert opened < at <= closed, (gate, event)
+    if event["status"] in ("approved", "rejected"):
+        assert at == closed, "the answer closed the gate"
+    assert report["timeline"].index(gate) < report["timeline"].index(event)
+
+
 # ---------------------------------------------------------------- the virtual clock
 
 
@@ -213,6 +233,27 @@ def test_the_leaked_key_exercise_meets_its_outcomes_in_seconds_on_the_virtual_cl
     written = json.loads((tmp_path / "exercise.json").read_text())
     assert [o["met"] for o in written["outcomes"]] == [True] * len(done.outcomes)
     assert "SecretAccessKey" not in json.dumps(written) and "tabletop-not-a-password" not in json.dumps(written)
+    # Who did what when: each persona's answer on the report's Personas lane, at its time on the exercise clock,
+    # inside its gate's wait (the gate opens, the persona answers, that answer closes it). Alice's gate never opened
+    # (a confirmed exposure rotates at once): nothing of hers is made up.
+    people = personas(written)
+    assert [(e["actor"], e["status"], e["ref"]) for e in people] == [
+        ("dana", "approved", "approve-containment"),
+        ("bob", "approved", "approve-secret-rotation"),
+    ], people
+    assert [e["label"] for e in people] == [
+        "dana (security-oncall approver) approved gate approve-containment",
+        "bob (security-oncall approver) approved gate approve-secret-rotation",
+    ]
+    assert all(e["role"] == "security-oncall approver" for e in people)
+    assert "svc-backup was made by the leaked key" in people[0]["detail"] and "identity verified" in people[0]["detail"]
+    assert 4 * 60 <= after(written, people[0]) < 4 * 60 + 10 and 12 * 60 <= after(written, people[1]) < 12 * 60 + 10
+    for person in people:
+        assert_inside_its_gate(written, person)
+    assert not [e for e in written["timeline"] if e["kind"] == "decision"], "the personas' answers are shown once"
+    assert ">Personas</text>" in page and "Personas" in page
+    for person in people:
+        assert html.escape(person["label"]) in page
 
 
 def test_a_persona_who_never_answers_and_one_who_rejects_leave_their_outcomes_missed(
@@ -225,7 +266,7 @@ def test_a_persona_who_never_answers_and_one_who_rejects_leave_their_outcomes_mi
         personas[0]["decision"] = "none"  # nobody answers the containment gate: it escalates, then times out
         personas[1].update(decision="reject", reason="not ours: the orders team is not on call")
 
-    done, lines = exercise(variant(tmp_path, LEAKED_KEY, silent_and_reject), prefect_api)
+    done, lines = exercise(variant(tmp_path, LEAKED_KEY, silent_and_reject), prefect_api, json_file=tmp_path / "r.json")
     assert not done.problems, done.problems
     assert done.summary.playbook == "aws-access-key-compromise"
     assert done.summary.state == "Cancelled"
@@ -239,12 +280,22 @@ def test_a_persona_who_never_answers_and_one_who_rejects_leave_their_outcomes_mi
     assert seconds(done.offset(done.ended_at)) >= 60 * 60
     assert any("escalated to security-leads" in line for line in lines)
     assert any("dana will not answer gate approve-containment" in line for line in lines)
+    # On the report: Bob's rejection, with his reason, where it happened; Dana, who never answered, is not on it.
+    written = json.loads((tmp_path / "r.json").read_text())
+    [bob] = personas(written)
+    assert (bob["actor"], bob["status"], bob["ref"]) == ("bob", "rejected", "approve-secret-rotation"), bob
+    assert bob["label"] == "bob (security-oncall approver) rejected gate approve-secret-rotation"
+    assert "not ours: the orders team is not on call" in bob["detail"]
+    assert_inside_its_gate(written, bob)
+    assert not [e for e in written["timeline"] if e.get("actor") == "dana"]
+    [timeout] = [e for e in written["timeline"] if e["kind"] == "decision" and e["ref"] == "approve-containment"]
+    assert timeout["label"] == "approve-containment timed out" and after(written, timeout) >= 60 * 60
 
 
 def test_the_vendor_breach_exercise_rotates_twelve_consumers_two_keys_by_hand_through_a_vendor_outage(
-    prefect_api: str,
+    prefect_api: str, tmp_path: Path
 ) -> None:
-    done, lines = exercise(VENDOR, prefect_api)
+    done, lines = exercise(VENDOR, prefect_api, json_file=tmp_path / "r.json", html=tmp_path / "r.html")
     assert not done.problems, done.problems
     assert done.met, json.dumps(done.outcomes, indent=2)
     assert done.summary.playbook == "vendor-breach-key-rotation", "the playbooks' triggers picked it"
@@ -283,6 +334,32 @@ def test_the_vendor_breach_exercise_rotates_twelve_consumers_two_keys_by_hand_th
     statuses = [c["status"] for r in report["credentials"] for c in r["consumers"]]
     assert len(statuses) == 12 and statuses.count("verified") == 9 and statuses.count("failed") == 3, statuses
     assert report["revoked"] == 2 and report["with_failures"] == 2
+    # The after-action report says who made which key by hand, and when, besides who answered which gate.
+    written = json.loads((tmp_path / "r.json").read_text())
+    people = [(e["actor"], e["status"], e["ref"], e["label"]) for e in personas(written)]
+    assert people[:3] == [
+        (
+            "alice",
+            "made_key",
+            "ask-key-owner",
+            "alice (key-owners approver) made the new key for credential notebooks-user-key by hand",
+        ),
+        (
+            "dana",
+            "made_key",
+            "ask-key-owner",
+            "dana (key-owners approver) made the new key for credential anthropic-provider-key by hand",
+        ),
+        ("dana", "approved", "ask-key-owner", "dana (key-owners approver) approved gate ask-key-owner"),
+    ], people
+    assert [p[:3] for p in people[3:]] == [("bob", "approved", "revoke")], people
+    alice, dana_made, dana_answer, bob = personas(written)
+    assert 12 * 60 <= after(written, alice) < 12 * 60 + 10 and 20 * 60 <= after(written, dana_made) < 20 * 60 + 10
+    for person in (alice, dana_made, dana_answer, bob):
+        assert_inside_its_gate(written, person)
+    assert "the key is not shown" in alice["detail"]
+    page = (tmp_path / "r.html").read_text()
+    assert all(html.escape(e["label"]) in page for e in (alice, dana_made, dana_answer, bob))
 
 
 def _vendor_variant(tmp_path: Path, old: str, new: str, at: str) -> tuple[Path, int, int]:

@@ -30,8 +30,11 @@ from integrations.masking import SecretMasker
 
 SCHEMA = "stanch.report/v1"
 ARTIFACT_KEY = "after-action-report"
-EventKind = Literal["alert", "attacker", "step", "gate", "inject", "decision", "message"]
-KINDS: tuple[str, ...] = ("alert", "attacker", "inject", "step", "gate", "decision", "message")
+EventKind = Literal["alert", "attacker", "step", "gate", "inject", "persona", "decision", "message"]
+KINDS: tuple[str, ...] = ("alert", "attacker", "inject", "step", "gate", "persona", "decision", "message")
+# What a scripted persona of an exercise did (an event of kind `persona`, its `status`): an answer at a gate, as the
+# run judged it, or their part besides an answer (a key made by hand); `late` is an answer the gate no longer took.
+PERSONA_ANSWERS = ("approved", "rejected", "refused", "sent", "late")
 MAX_ATTACKER_EVENTS = 200  # findings put on the timeline; the findings section lists them all (up to MAX_FINDINGS)
 MAX_FINDINGS = 500
 MAX_TEXT = 2000
@@ -69,7 +72,9 @@ class Event(_Model):
     detail: str = Field("", max_length=20 * MAX_TEXT)
     until: datetime | None = None
     ref: str = ""  # the step or gate id it belongs to
-    status: str = ""  # a step's state, a gate's outcome
+    status: str = ""  # a step's state, a gate's outcome; a persona's action (PERSONA_ANSWERS, made_key)
+    actor: str = ""  # who did it: the approver (as the run verified it) or the exercise's persona
+    role: str = ""  # the actor's part at the gate: the approver group that asked them
 
 
 class Outcome(_Model):
@@ -104,6 +109,8 @@ class Decision(_Model):
     at: datetime | None = None
     accepted: bool = True
     refusal: str | None = None
+    verified: bool = False  # the answer carried the approval service's signature and the run checked it
+    role: str = ""  # the approver group of the gate the approver answered for
 
 
 class GateWait(_Model):
@@ -333,7 +340,7 @@ def _checked_events(extra_events: list[dict[str, Any]] | None) -> list[Event]:
         if not isinstance(item, dict):
             raise ReportError(f"extra_events[{index}]: an event is an object with at, kind, label, detail")
         known = {k: v for k, v in item.items() if k in Event.model_fields}  # other keys are the caller's own
-        for name, limit in (("label", MAX_TEXT), ("detail", 20 * MAX_TEXT)):
+        for name, limit in (("label", MAX_TEXT), ("detail", 20 * MAX_TEXT), ("actor", 200), ("role", 300)):
             if isinstance(known.get(name), str):
                 known[name] = _free(known[name], limit)
         try:
@@ -537,6 +544,10 @@ def collect(
         if record.id not in gate_events and record.reason.startswith("gate would wait for"):
             waits.append(GateWait(gate=record.id, step=record.name, status="dry_run"))
     decisions.sort(key=lambda d: d.at or datetime.min.replace(tzinfo=UTC))
+    groups, approvals = _dict(playbook_doc.get("approvers")), _roles(playbook_doc)
+    for d in decisions:
+        if d.decision != "timeout" and d.gate in approvals:
+            d.role = approver_role(groups, approvals[d.gate], d.approver)
     order_of = {sid: i for i, sid in enumerate(order)}
     waits.sort(key=lambda w: (w.opened or datetime.max.replace(tzinfo=UTC), order_of.get(w.gate, 0)))
 
@@ -558,7 +569,10 @@ def collect(
             notes.append(f"the review in step {f.step} was partial: {f.partial_note}")
 
     # ---- the timeline
-    timeline: list[Event] = list(given_events)
+    # A persona's answer the run recorded is shown once, as the run judged it: at the record's time, on the
+    # persona's lane (the exercise's own note of it, at the time it was sent, only when the run kept no record).
+    answered = [e for e in given_events if e.kind == "persona" and e.status in PERSONA_ANSWERS]
+    timeline: list[Event] = [e for e in given_events if not (e.kind == "persona" and e.status in PERSONA_ANSWERS)]
     journal_times = [t for s in steps for t in (s.started, s.ended) if t] + [
         t for w in waits for t in (w.opened, w.closed) if t
     ]
@@ -609,21 +623,8 @@ def collect(
     for d in decisions:
         if d.at is None:
             continue
-        verb = {"approve": "approved", "reject": "rejected", "timeout": "timed out"}.get(d.decision, d.decision)
-        label = f"{d.approver} {verb} {d.gate}" if d.decision != "timeout" else f"{d.gate} timed out"
-        if not d.accepted:
-            label = f"{d.approver}'s {d.decision} at {d.gate}: refused"
-        why = d.reason if d.accepted else f"REFUSED: {d.refusal}"
-        timeline.append(
-            Event(
-                at=d.at,
-                kind="decision",
-                label=_text(label),
-                detail=_text(f"{why} (via {d.channel})"),
-                ref=d.gate,
-                status="accepted" if d.accepted else "refused",
-            )
-        )
+        timeline.append(_decision_event(d, answered))
+    timeline += answered  # answers the run kept no record of (it ended first, or did not say in time)
     for m in messages:
         if m.at is not None:
             where = m.channel or "Slack"
@@ -680,6 +681,42 @@ def collect(
     )
 
 
+def _decision_event(d: Decision, answered: list[Event]) -> Event:
+    """A decision on the timeline: who (as verified, with their part at the gate), what, why, how it came. A
+    persona's answer (one of `answered`, the exercise's notes, taken from the list) goes on the persona's lane."""
+    verb = {"approve": "approved", "reject": "rejected", "timeout": "timed out"}.get(d.decision, d.decision)
+    status = ("approved" if d.decision == "approve" else "rejected") if d.accepted else "refused"
+    persona = next((e for e in answered if e.ref == d.gate and e.actor == d.approver and e.status == status), None)
+    if persona is not None:
+        answered.remove(persona)
+    role = d.role or (persona.role if persona else "")
+    who = f"{d.approver} ({role})" if role else d.approver
+    if d.decision == "timeout":
+        label = f"{d.gate} timed out"
+    elif not d.accepted:
+        label = f"{who}: {d.decision} at gate {d.gate} refused"
+    else:
+        label = f"{who} {verb} gate {d.gate}"
+    why = d.reason if d.accepted else f"REFUSED: {d.refusal}"
+    if d.decision == "timeout":
+        how = ""
+    elif d.verified:
+        how = f"via {d.channel}; identity verified by the approval service's signature"
+    else:
+        how = f"via {d.channel}; " + ("unsigned: the name is only a claim" if d.accepted else "not accepted")
+    source = "a scripted persona of the exercise; " if persona is not None else ""
+    return Event(
+        at=d.at or datetime.min.replace(tzinfo=UTC),
+        kind="persona" if persona is not None else "decision",
+        label=_text(label),
+        detail=_text(f"{why} ({source}{how})" if how or source else why),
+        ref=d.gate,
+        status=status if persona is not None else ("accepted" if d.accepted else "refused"),
+        actor="" if d.decision == "timeout" else d.approver,
+        role=role,
+    )
+
+
 def _scenario_names(scenario: dict[str, Any] | None) -> tuple[str, str]:
     if not scenario:
         return "", ""
@@ -699,7 +736,33 @@ def _decision(d: Any) -> Decision:
         at=_time(d.at),
         accepted=d.accepted,
         refusal=_free(d.refusal) if d.refusal is not None else None,
+        verified=bool(d.accepted and d.signature),
     )
+
+
+def approver_role(groups: dict[str, Any], approval: dict[str, Any], who: str) -> str:
+    """A person's part at a gate: the approver group that asks them (`from`), else the group asked once the gate
+    escalated (`escalate_to`), else that the gate does not ask them (an answer its policy refused)."""
+    first, second = str(approval.get("from") or ""), str(approval.get("escalate_to") or "")
+
+    def member(group: str) -> bool:
+        names = groups.get(group) if group else None
+        return isinstance(names, list) and who in names
+
+    if member(first):
+        return f"{first} approver"
+    if member(second):
+        return f"{second} approver (escalation)"
+    return "not an approver of this gate"
+
+
+def _roles(playbook_doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each gated step's approval (from, escalate_to) of the playbook as the run started it."""
+    return {
+        str(s["id"]): _dict(s.get("approval"))
+        for s in playbook_doc.get("steps", [])
+        if isinstance(s, dict) and s.get("id") and isinstance(s.get("approval"), dict)
+    }
 
 
 def _alert_summary(alert: dict[str, Any]) -> dict[str, Any]:
@@ -1246,7 +1309,8 @@ td.wrap { word-break: break-word; max-width: 520px; }
 .met { color: var(--ok); font-weight: 700; } .missed { color: var(--bad); font-weight: 700; }
 .refused { color: var(--bad); } .k-alert { color: var(--bad); } .k-attacker { color: #8e3b2e; }
 .k-step { color: var(--info); }
-.k-gate { color: var(--warn); } .k-decision { color: #6c3fa0; } .k-message { color: #1a7f86; } .k-inject { color: #b0387a; }
+.k-gate { color: var(--warn); } .k-persona { color: #0f6b5c; font-weight: 600; } .k-decision { color: #6c3fa0; }
+.k-message { color: #1a7f86; } .k-inject { color: #b0387a; }
 .chart { border: 1px solid var(--line); border-radius: 8px; padding: 8px; overflow: hidden; }
 .chart svg { width: 100%; height: auto; display: block; }
 .notes li { margin: 2px 0; } .empty { color: var(--dim); font-style: italic; }
@@ -1268,6 +1332,7 @@ _LANE_COLOURS = {
     "inject": "#b0387a",
     "step": "#2e6fba",
     "gate": "#d68910",
+    "persona": "#0f6b5c",
     "decision": "#6c3fa0",
     "message": "#1a7f86",
 }
@@ -1280,6 +1345,8 @@ _STATUS_COLOURS = {
     "open": "#9aa4b1",
     "dropped": "#9aa4b1",
     "refused": "#c0392b",
+    "late": "#d68910",
+    "sent": "#9aa4b1",
 }
 _LANE_NAMES = {
     "alert": "Alert",
@@ -1287,6 +1354,7 @@ _LANE_NAMES = {
     "inject": "Injects",
     "step": "Steps",
     "gate": "Gates (waits)",
+    "persona": "Personas",
     "decision": "Decisions",
     "message": "Messages",
 }
@@ -1345,7 +1413,10 @@ def render_svg(report: Report) -> str:
         for e in lane_events:
             start = x(e.at)
             end = max(x(e.until), start + 2) if e.until is not None and e.at >= t0 else start + 5
-            label = _text(e.label, 34)
+            if kind == "persona":  # who and what on the chart; their part is in the tooltip and the table
+                label = _text(e.label.replace(f" ({e.role})", "", 1) if e.role else e.label, 48)
+            else:
+                label = _text(e.label, 34)
             label_w = len(label) * char_w
             room_right = end + 4 + label_w <= width - right
             occupied = end + 4 + label_w if room_right else end
@@ -1361,7 +1432,7 @@ def render_svg(report: Report) -> str:
             cy = y + pad + row * row_h + row_h / 2
             colour = (
                 _STATUS_COLOURS.get(e.status, _LANE_COLOURS[kind])
-                if kind in ("step", "gate", "decision")
+                if kind in ("step", "gate", "persona", "decision")
                 else _LANE_COLOURS[kind]
             )
             tip = (
@@ -1378,6 +1449,11 @@ def render_svg(report: Report) -> str:
                 parts.append(
                     f'<path d="M{start:.1f} {cy - 7:.1f} L{start + 7:.1f} {cy:.1f} L{start:.1f} {cy + 7:.1f} '
                     f'L{start - 7:.1f} {cy:.1f} Z" fill="{colour}">{tip}</path>'
+                )
+            elif kind == "persona":  # what a person of the exercise did: a square, apart from the run's marks
+                parts.append(
+                    f'<rect x="{start - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" fill="{colour}" '
+                    f'stroke="#1d2430" stroke-width="1">{tip}</rect>'
                 )
             else:
                 parts.append(f'<circle cx="{start:.1f}" cy="{cy:.1f}" r="4.5" fill="{colour}">{tip}</circle>')
@@ -1527,9 +1603,11 @@ def render_html(report: Report) -> str:
         out.append("<table><tr><th>at</th><th>gate</th><th>who</th><th>decision</th><th>reason</th><th>channel</th></tr>")
         for d in report.decisions:
             why = _e(d.reason) if d.accepted else f'<span class="refused">refused: {_e(d.refusal)}</span>'
+            who = _e(d.approver) + (f"<br><small>{_e(d.role)}</small>" if d.role else "")
+            how = _e(d.channel) + (" (verified)" if d.verified else "")
             out.append(
-                f'<tr><td class="t">{_e(_offset(report, d.at))}</td><td>{_e(d.gate)}</td><td>{_e(d.approver)}</td>'
-                f'<td>{_e(d.decision)}</td><td class="wrap">{why}</td><td>{_e(d.channel)}</td></tr>'
+                f'<tr><td class="t">{_e(_offset(report, d.at))}</td><td>{_e(d.gate)}</td><td>{who}</td>'
+                f'<td>{_e(d.decision)}</td><td class="wrap">{why}</td><td>{how}</td></tr>'
             )
         out.append("</table>")
     else:
@@ -1563,12 +1641,13 @@ def render_html(report: Report) -> str:
                 out.append(f'<p class="empty">{f.not_listed} more finding(s) not listed.</p>')
 
     out.append("<h2>Timeline</h2>")
-    out.append("<table><tr><th>at (UTC)</th><th></th><th>kind</th><th>what</th><th>detail</th></tr>")
+    out.append("<table><tr><th>at (UTC)</th><th></th><th>kind</th><th>who</th><th>what</th><th>detail</th></tr>")
     for e in report.timeline:
         until = f" → {_offset(report, e.until)}" if e.until else ""
+        who = _e(e.actor) + (f"<br><small>{_e(e.role)}</small>" if e.role else "")
         out.append(
             f'<tr><td class="t">{_e(fmt_time(e.at))}</td><td class="t">{_e(_offset(report, e.at) + until)}</td>'
-            f'<td class="k-{e.kind}">{_e(e.kind)}</td><td class="wrap">{_e(e.label)}</td>'
+            f'<td class="k-{e.kind}">{_e(e.kind)}</td><td>{who}</td><td class="wrap">{_e(e.label)}</td>'
             f'<td class="wrap">{_e(e.detail)}</td></tr>'
         )
     out.append("</table>")

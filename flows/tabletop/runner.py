@@ -64,8 +64,11 @@ from flows.tabletop.scenario import (
 )
 
 Say = Callable[[str], None]
-# Timeline events the after-action report takes from the exercise (the rest it reads from the run's records).
-REPORT_KINDS = ("alert", "attacker", "inject", "decision")
+# Timeline events the after-action report takes from the exercise (the rest it reads from the run's records):
+# `persona` is what a scripted persona did, with who (`actor`), their part (`role`), the gate (`ref`) and what
+# (`status`: approved, rejected, refused, sent, late, made_key); the report puts an answer the run recorded at the
+# record's time.
+REPORT_KINDS = ("alert", "attacker", "inject", "persona")
 
 # Kept from the caller's environment: who runs it, debugging, liveness tuning; the approval keys only in live mode.
 _KEEP = {"STANCH_USER", "STANCH_DEBUG", "STANCH_HEARTBEAT_SECONDS", "STANCH_STALE_SECONDS"}
@@ -104,8 +107,9 @@ class Exercise:
         seconds = max(0, int((at - self.started_at).total_seconds()))
         return f"T+{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
-    def event(self, at: datetime, kind: str, label: str, detail: str = "") -> None:
-        self.events.append({"at": at.isoformat(), "kind": kind, "label": label, "detail": detail})
+    def event(self, at: datetime, kind: str, label: str, detail: str = "", **more: str) -> None:
+        """One event on the exercise clock; `more`: the report's other fields (actor, role, ref, status)."""
+        self.events.append({"at": at.isoformat(), "kind": kind, "label": label, "detail": detail, **more})
 
     @property
     def met(self) -> bool:
@@ -435,6 +439,7 @@ class _Play:
     live: bool
     vendor_env: Any = None  # flows.sandbox.vendor_env.VendorBreachEnv, for a vendor breach
     run_ids: dict[str, str] = field(default_factory=dict)  # incident id -> flow run id
+    playbooks: dict[str, Any] = field(default_factory=dict)  # incident id -> the playbook its run runs
     threads: list[threading.Thread] = field(default_factory=list)
     summaries: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -442,11 +447,32 @@ class _Play:
     def t(self) -> str:
         return self.exercise.offset(self.clock.now())
 
-    def note(self, kind: str, label: str, detail: str = "", at: datetime | None = None) -> None:
+    def note(
+        self, kind: str, label: str, detail: str = "", at: datetime | None = None, shown: str = "", **more: str
+    ) -> None:
+        """An event of the exercise, said on the console (as `shown`, when given, else its label)."""
         at = at or self.clock.now()
         with self.lock:
-            self.exercise.event(at, kind, label, detail)
-        self.say(f"[{self.exercise.offset(at)}] {label}" + (f": {detail}" if detail else ""))
+            self.exercise.event(at, kind, label, detail, **more)
+        self.say(f"[{self.exercise.offset(at)}] {shown or label}" + (f": {detail}" if detail else ""))
+
+    def role(self, incident: str, gate: str, who: str) -> str:
+        """The persona's part at the gate: the approver group of the run's playbook that asks them."""
+        from flows.tabletop.report import approver_role
+
+        playbook = self.playbooks.get(incident)
+        step = next((s for s in getattr(playbook, "steps", []) if s.id == gate), None)
+        if playbook is None or step is None or step.approval is None:
+            return ""
+        approval = {"from": step.approval.from_, "escalate_to": step.approval.escalate_to}
+        return approver_role(playbook.approvers, approval, who)
+
+    def persona(self, incident: str, persona: Any, status: str, label: str, detail: str, shown: str = "") -> None:
+        """What a scripted persona did, on the persona's lane of the report (who, their part, the gate, what)."""
+        role = self.role(incident, persona.gate, persona.who)
+        who = f"{persona.who} ({role})" if role else persona.who
+        self.note("persona", f"{who} {label}", detail, shown=shown or f"{persona.who} {label}",
+                  actor=persona.who, role=role, ref=persona.gate, status=status)  # fmt: skip
 
     def observer(self, incident: str) -> Callable[[str, dict[str, Any]], None]:
         def observe(kind: str, data: dict[str, Any]) -> None:
@@ -492,11 +518,12 @@ class _Play:
                 also = f" (does {persona.does} after {persona.after})" if persona.does else ""
                 self.say(f"    {persona.who} will not answer gate {gate}{also}")
                 if persona.does is not None:  # does their part, and leaves the answer to someone else
-                    self.clock.at(at, f"{persona.who} {persona.does} ({gate})", functools.partial(self._does, persona))
+                    does = functools.partial(self._does, incident, persona)
+                    self.clock.at(at, f"{persona.who} {persona.does} ({gate})", does)
                 continue
             self.clock.at(at, f"{persona.who} answers {gate}", self._answer(incident, persona.gate, persona))
 
-    def _does(self, persona: Any) -> None:
+    def _does(self, incident: str, persona: Any) -> None:
         """A persona's part besides the answer: make_new_key makes each key no issuer API can mint (the persona's,
         or the one named) at the issuer's console and puts it into its secret."""
         if persona.does != "make_new_key" or self.vendor_env is None:
@@ -505,7 +532,14 @@ class _Play:
         credentials = [persona.credential] if persona.credential else [c for c, o in owners.items() if o == persona.who]
         for credential in credentials or list(owners):
             self.vendor_env.person_makes_new_key(credential)
-            self.note("answer", f"{persona.who} makes the new key at the issuer's console and stores it", credential)
+            self.persona(
+                incident,
+                persona,
+                "made_key",
+                f"made the new key for credential {credential} by hand",
+                f"at the issuer's console, and stored it in the key's secret (the key is not shown); gate {persona.gate}",
+                shown=f"{persona.who} makes the new key at the issuer's console and stores it: {credential}",
+            )
 
     def _answer(self, incident: str, gate: str, persona: Any) -> Callable[[], None]:
         def answer() -> None:
@@ -519,16 +553,21 @@ class _Play:
                     break
                 time.sleep(0.1)
             if persona.decision == "approve":
-                self._does(persona)  # the person's part: a key made at the console, stored
+                self._does(incident, persona)  # the person's part: a key made at the console, stored
             decision: Literal["approve", "reject"] = persona.decision
             try:
                 verdict = answer_gate(run_id, gate, persona.who, decision, persona.reason or f"tabletop: {decision}",
                                       channel="tabletop")  # fmt: skip
             except ApprovalError as exc:
-                self.note("decision", f"{persona.who} answered {gate} too late", str(exc))
+                self.persona(incident, persona, "late", f"answered gate {gate} too late ({decision})", str(exc),
+                             shown=f"{persona.who} answered {gate} too late")  # fmt: skip
                 return
-            label = f"{persona.who} {'approved' if decision == 'approve' else 'rejected'} {gate}"
-            self.note("answer", label, f"{persona.reason} ({verdict.message})" if persona.reason else verdict.message)
+            verb = "approved" if decision == "approve" else "rejected"
+            # as the run judged it: refused (its policy or the signature), or not said in time
+            status = {True: verb, False: "refused", None: "sent"}[verdict.accepted]
+            label = f"{verb} gate {gate}" if verdict.accepted else f"{decision} at gate {gate}: {status}"
+            detail = f"{persona.reason} ({verdict.message})" if persona.reason else verdict.message
+            self.persona(incident, persona, status, label, detail, shown=f"{persona.who} {verb} {gate}")
 
         return answer
 
@@ -619,6 +658,7 @@ class _Play:
 
         chosen, values = _choose_playbook(playbook, alert, resolve(self.box, inputs))
         incident = f"tabletop-{self.exercise.scenario.metadata.name[:40]}-{secrets.token_hex(2)}"
+        self.playbooks[incident] = chosen
         self.clock.add_actor()
 
         def target() -> None:
