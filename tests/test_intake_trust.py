@@ -237,4 +237,5 @@ def test_a_user_an_alert_names_is_not_given_to_every_key_it_names() -> None:
     copies = _per_key(facts)
     assert [c["access_key_ids"] for c in copies] == [["AKIAAAAAAAAAAAAAAAAA"], ["AKIABBBBBBBBBBBBBBBB"]]
     assert all("user_name" not in c for c in copies), "each key's owner is looked up for that key"
+    assert all(c["named_user"] == "alice" for c in copies), "the named user is kept, for a lookup that finds none"
     assert _per_key({**facts, "access_key_ids": ["AKIAAAAAAAAAAAAAAAAA"]})[0]["user_name"] == "alice"

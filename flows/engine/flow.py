@@ -230,7 +230,7 @@ def _bind_launch(run_id: str, playbook: str, incident: str, proof: str, now: flo
 
     nonce = nonce_of(proof)
     with get_client(sync_client=True) as client:
-        claims = _launch_claims(client, run_id, playbook, incident, nonce)
+        claims = _launch_claims(client, run_id, playbook, incident, nonce, proof)
         if run_id not in (owner for _, owner in claims):
             if claims:
                 return f"the launch proof was already used by run {claims[0][1]}"
@@ -238,7 +238,7 @@ def _bind_launch(run_id: str, playbook: str, incident: str, proof: str, now: flo
             if too_old is not None:
                 return too_old
             _record_claim(client, run_id, json.dumps({"nonce": nonce, "at": launch_time(proof)}))
-            claims = _launch_claims(client, run_id, playbook, incident, nonce)
+            claims = _launch_claims(client, run_id, playbook, incident, nonce, proof)
     if run_id not in (owner for _, owner in claims):
         return "the proof's use by this run could not be recorded on the Prefect server"
     first = claims[0][1]
@@ -259,15 +259,19 @@ def _record_claim(client: Any, run_id: str, value: str) -> None:
             raise
 
 
-def _launch_claims(client: Any, run_id: str, playbook: str, incident: str, nonce: str) -> list[tuple[datetime, str]]:
+def _launch_claims(
+    client: Any, run_id: str, playbook: str, incident: str, nonce: str, proof: str
+) -> list[tuple[datetime, str]]:
     """(the run's creation time, run id) of every run of this playbook and incident that recorded `nonce`, earliest
     first. A run is named after its incident, so the runs a proof for it could have started are found by that
     name; each claim is read by its exact key, and the runs are ordered by when the server created them (a copy of
-    a proof is taken from a run that exists already, so the copy's run is the later one)."""
+    a proof is taken from a run that exists already, so the copy's run is the later one; a run made before the
+    proof was signed does not count)."""
     import json
 
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterName
 
+    from flows.approvals.signing import LAUNCH_SKEW_SECONDS, launch_time
     from flows.engine.journal import read_input
 
     created: dict[str, datetime] = {}
@@ -285,8 +289,13 @@ def _launch_claims(client: Any, run_id: str, playbook: str, incident: str, nonce
         if len(runs) < page:
             break
         offset += page
+    # A run made before the proof was signed cannot be the one it launched (a run's name and parameters can be
+    # changed after it is made: a run prepared in advance must not win by its age).
+    signed = datetime.fromtimestamp((launch_time(proof) or 0) - LAUNCH_SKEW_SECONDS, tz=UTC)
     claims: list[tuple[datetime, str]] = []
     for candidate, when in created.items():
+        if when < signed:
+            continue
         text = read_input(client, UUID(candidate), LAUNCH_CLAIM_KEY)
         try:
             value = json.loads(text) if text else None

@@ -326,7 +326,8 @@ class Intake:
     def _owner(self, playbook: Any, facts: dict[str, Any]) -> None:
         """A key id without its user: the user from GetAccessKeyLastUsed, in the alert's account."""
         if "user_name" in playbook.inputs and not facts.get("user_name") and facts.get("access_key_id"):
-            facts["user_name"] = key_owner(self.settings, str(facts["access_key_id"]), facts.get("account"))
+            owner = key_owner(self.settings, str(facts["access_key_id"]), facts.get("account"))
+            facts["user_name"] = owner or facts.get("named_user")
 
     def _github_key(self, facts: dict[str, Any]) -> None:
         """A GitHub alert for an AWS key: its key id through GitHub's API (only the id is kept)."""
@@ -394,9 +395,11 @@ def _per_key(facts: dict[str, Any]) -> list[dict[str, Any]]:
     keys = _named_keys(facts)
     if len(keys) <= 1:
         return [facts]
-    # A user the alert names belongs to one of its keys at most: each key's owner is looked up (`_owner`).
+    # A user the alert names belongs to one of its keys at most: each key's owner is looked up (`_owner`), and the
+    # named user is only what a key falls back to when the lookup finds no owner (as an alert with one key).
     alone = {k: v for k, v in facts.items() if k != "user_name"}
-    return [{**alone, "access_key_id": key, "access_key_ids": [key]} for key in keys[:MAX_KEYS_PER_ALERT]]
+    named = {"named_user": facts["user_name"]} if facts.get("user_name") else {}
+    return [{**alone, **named, "access_key_id": key, "access_key_ids": [key]} for key in keys[:MAX_KEYS_PER_ALERT]]
 
 
 def _per_key_skipped(facts: dict[str, Any]) -> list[str]:

@@ -686,7 +686,8 @@ def _decision_event(d: Decision, answered: list[Event]) -> Event:
     persona's answer (one of `answered`, the exercise's notes, taken from the list) goes on the persona's lane."""
     verb = {"approve": "approved", "reject": "rejected", "timeout": "timed out"}.get(d.decision, d.decision)
     status = ("approved" if d.decision == "approve" else "rejected") if d.accepted else "refused"
-    persona = next((e for e in answered if e.ref == d.gate and e.actor == d.approver and e.status == status), None)
+    # the persona's note says what it sent; "sent" is an answer whose verdict the runner did not wait for
+    persona = next((e for e in answered if e.ref == d.gate and e.actor == d.approver and e.status in (status, "sent")), None)
     if persona is not None:
         answered.remove(persona)
     role = d.role or (persona.role if persona else "")

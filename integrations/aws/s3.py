@@ -222,10 +222,18 @@ def _name(statement: dict[str, Any], index: int) -> str:
 _UNCHECKED = "not checked to be ours (check by hand)"
 
 
+_NETWORK_CHECK = (
+    "a VPC or VPC endpoint of this account lets in whoever reaches it (peering, a transit gateway, a shared subnet):"
+    " check it was not made during the exposure"
+)
+
+
 def _kept(statement: dict[str, Any], index: int, keys: list[str], unchecked: list[str]) -> KeptStatement:
     reason = f"open to * but narrowed by {', '.join(keys)} to this account, its organization or its network"
     if unchecked:
         reason += f"; {_UNCHECKED}: {', '.join(unchecked)}"
+    elif any(key.lower() in _NETWORK_KEYS for key in keys):
+        reason += f"; {_NETWORK_CHECK}"  # a holder of the leaked key could have made that endpoint here
     return KeptStatement(statement=_name(statement, index), condition_keys=keys, reason=reason)
 
 
@@ -273,7 +281,11 @@ def remove_outside_bucket_policy_statements(ctx: ActionContext, bucket: Bucket) 
         for i, s in enumerate(statements)
         if (narrowed := _kept_conditional(s, account, ids)) is not None
     ]
-    warnings = [f"s3://{bucket} statement {k.statement} kept: {k.reason}" for k in conditional if _UNCHECKED in k.reason]
+    warnings = [
+        f"s3://{bucket} statement {k.statement} kept: {k.reason}"
+        for k in conditional
+        if _UNCHECKED in k.reason or _NETWORK_CHECK in k.reason
+    ]
     for warning in warnings:
         ctx.logger.warning("%s", warning)
 
