@@ -66,31 +66,26 @@ def _records(raw: bytes) -> list[Any]:
     return records
 
 
-def _search(data: bytes, needles: tuple[bytes, ...]) -> tuple[int, bool, str | None]:
-    """(inflated size, whether any needle occurs, the damage met or None), inflating the whole file in small
-    pieces: the size is what the review read of it (as far as it inflated, for a damaged gzip)."""
+def _search(data: bytes, needles: tuple[bytes, ...]) -> tuple[int, bytes | None, str | None]:
+    """(inflated size, the inflated text when any needle occurs in it else None, the damage met or None),
+    inflating the whole file once in small pieces: the size is what the review read of it (as far as it inflated,
+    for a damaged gzip)."""
     if data[:2] != b"\x1f\x8b":
-        return len(data), any(n in data for n in needles), None
+        return len(data), data if any(n in data for n in needles) else None, None
     keep = max(len(n) for n in needles) - 1 if needles else 0
     tail = b""
-    size = 0
+    pieces: list[bytes] = []
     hit = False
     try:
         for piece in _inflate(data):
-            size += len(piece)
+            pieces.append(piece)
             if not hit:
                 window = tail + piece if tail else piece
                 hit = any(n in window for n in needles)
                 tail = window[-keep:] if keep else b""
     except BadFile as exc:
-        return size, hit, str(exc)
-    return size, hit, None
-
-
-def _decompress(raw: bytes) -> bytes:
-    if raw[:2] == b"\x1f\x8b":
-        return b"".join(_inflate(raw))
-    return raw
+        return sum(map(len, pieces)), None, str(exc)
+    return sum(map(len, pieces)), b"".join(pieces) if hit else None, None
 
 
 def unit_name(unit: Unit) -> str:
@@ -148,20 +143,28 @@ class ClassicScanner:
             self._count(unit, 0)
             self.skips.file(name, str(exc))
             return []
-        size, hit, error = _search(data, tuple(needle(k) for k in keys))
+        size, text, error = _search(data, tuple(needle(k) for k in keys))
+        del data
         self._count(unit, size)
         if error is not None:
             self.skips.file(name, error)
             return []
-        if not hit:
+        if text is None:
             return []  # a file that does not mention the keys is not parsed, however its JSON is damaged
         try:
-            records = _records(_decompress(data))
+            records = _records(text)
         except BadFile as exc:
             self.skips.file(name, str(exc))
             return []
+        return self._judge(name, enumerate(records), keys, since, until)
+
+    def _judge(
+        self, name: str, records: Iterable[tuple[int, Any]], keys: frozenset[str], since: str | None, until: str | None
+    ) -> list[dict[str, Any]]:
+        """The events among a file's (index, record) pairs that are the keys' and in the window; a record that
+        cannot be judged is listed as skipped."""
         hits = []
-        for index, record in enumerate(records):
+        for index, record in records:
             try:
                 identity = identity_of(record)
                 if not is_ours(identity, keys):
@@ -608,21 +611,7 @@ class Scanner(ClassicScanner):
         except (ValueError, RecursionError):
             raise _Classic from None
         self._ids[unit] = ids | self._ids.get(unit, frozenset())
-        out: Events = []
-        for index, record in records:
-            try:
-                identity = identity_of(record)
-                if not is_ours(identity, keys):
-                    continue
-                event = slim(record, identity)
-            except BadRecord as exc:
-                self.skips.record(name, index, str(exc))
-                continue
-            stamp = event["eventTime"]
-            if (since and stamp < since) or (until and stamp > until):
-                continue
-            out.append(event)
-        return out
+        return self._judge(name, records, keys, since, until)
 
 
 def scanner_for(source: str, ctx_client: Any, since: str | None, until: str | None, workers: int | None = None) -> Scanner:
