@@ -52,13 +52,9 @@ def remove_permission(
 
 
 def _can_run(client: Any, function_name: str) -> bool:
-    """Whether the function may run: it exists and its reserved concurrency is not 0."""
-    try:
-        found = client.get_function_concurrency(FunctionName=function_name)
-    except Exception as exc:
-        if error_code(exc) == "ResourceNotFoundException":  # deleted: nothing can run
-            return False
-        raise
+    """Whether the function may run: its reserved concurrency is not 0 (a deleted one runs nothing: `converge`'s
+    gone codes say so)."""
+    found = client.get_function_concurrency(FunctionName=function_name)
     return found.get("ReservedConcurrentExecutions") != 0
 
 

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from integrations.aws import error_code
 from integrations.aws.iam import Reverted, converge
 from integrations.context import ActionContext
 from integrations.registry import action
@@ -16,12 +15,8 @@ Region = Annotated[str | None, Field(description="The recorder's region; the con
 
 
 def _stopped(client: Any, name: str) -> bool:
-    try:
-        found = client.describe_configuration_recorder_status(ConfigurationRecorderNames=[name])
-    except Exception as exc:
-        if error_code(exc) == "NoSuchConfigurationRecorderException":  # deleted: nothing to start
-            return False
-        raise
+    """Whether the recorder is not recording (a deleted one is gone: `converge`'s gone codes say so)."""
+    found = client.describe_configuration_recorder_status(ConfigurationRecorderNames=[name])
     return not all(s.get("recording") for s in found.get("ConfigurationRecordersStatus", []))
 
 

@@ -323,12 +323,8 @@ def _permission(rule: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rule_open(ec2: Any, group_id: str, direction: str, wanted: dict[str, Any]) -> bool:
-    try:
-        [group] = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
-    except Exception as exc:
-        if error_code(exc) == "InvalidGroup.NotFound":  # the group is gone, and its rules with it
-            return False
-        raise
+    """Whether the rule is in the group (a deleted group has no rules: `converge`'s gone codes say so)."""
+    [group] = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
     field = next(f for f in ("IpRanges", "Ipv6Ranges", "PrefixListIds", "UserIdGroupPairs") if f in wanted)
     name = next(iter(wanted[field][0]))
     for perm in group["IpPermissions" if direction == "ingress" else "IpPermissionsEgress"]:

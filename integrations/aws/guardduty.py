@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from integrations.aws import error_code
 from integrations.aws.iam import Reverted, converge
 from integrations.context import ActionContext
 from integrations.registry import action
@@ -15,15 +14,13 @@ DetectorId = Annotated[str, Field(pattern=r"^[a-z0-9]{1,300}$", description="The
 Region = Annotated[str | None, Field(description="The detector's region; the configured one when omitted.")]
 
 
+# GuardDuty answers an unknown detector with BadRequestException (or ResourceNotFoundException): deleted
+_GONE = ("BadRequestException", "ResourceNotFoundException")
+
+
 def _disabled(client: Any, detector_id: str) -> bool:
-    try:
-        status = client.get_detector(DetectorId=detector_id).get("Status")
-    except Exception as exc:
-        # GuardDuty answers an unknown detector with BadRequestException: deleted, nothing to enable
-        if error_code(exc) in ("BadRequestException", "ResourceNotFoundException"):
-            return False
-        raise
-    return status != "ENABLED"
+    """Whether the detector is not enabled (a deleted one is gone: `converge`'s gone codes say so)."""
+    return client.get_detector(DetectorId=detector_id).get("Status") != "ENABLED"
 
 
 @action(
@@ -45,5 +42,5 @@ def enable_detector(ctx: ActionContext, detector_id: DetectorId, region: Region 
         lambda: _disabled(client, detector_id),
         lambda: client.update_detector(DetectorId=detector_id, Enable=True),
         f"enable GuardDuty detector {detector_id}",
-        gone_codes=("BadRequestException",),
+        gone_codes=_GONE,
     )

@@ -1217,9 +1217,10 @@ def converge(
     """The shared shape of a revert: read, say what it would do (dry-run), do it, read back after a lost answer.
 
     `present()` tells whether the change still stands; `doing` is the verb phrase ("delete inline policy p of
-    user/x"). An error whose code is in `gone_codes` means someone removed it meanwhile: the goal is met.
+    user/x"). An error whose code is in `gone_codes` means the resource is gone: a read that meets one counts as
+    "not in place", and a change that meets one is done once a read shows the change no longer stands.
     """
-    if not present():
+    if not _still_present(present, gone_codes):
         return Reverted(changed=False, dry_run=ctx.dry_run, target=target, detail=f"nothing to do: {target} is not in place")
     if ctx.dry_run:
         return Reverted(changed=True, dry_run=True, target=target, detail=f"would {doing}")
