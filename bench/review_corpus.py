@@ -433,17 +433,7 @@ def _noise_event(rng: random.Random, at: datetime, hour: int) -> dict[str, Any]:
             name, source = "AssumeRole", "sts.amazonaws.com"
             session = f"{rng.getrandbits(64):016x}"
             params = {"roleArn": f"arn:aws:iam::{trail.ACCOUNT}:role/{role}", "roleSessionName": session}
-            response = {
-                "credentials": {
-                    "accessKeyId": trail.fake_key("ASIA", rng),
-                    "sessionToken": "<redacted>",
-                    "expiration": "Nov 1, 2026, 11:59:59 PM",
-                },
-                "assumedRoleUser": {
-                    "assumedRoleId": f"AROA{rng.getrandbits(64):016X}:{session}",
-                    "arn": f"arn:aws:sts::{trail.ACCOUNT}:assumed-role/{role}/{session}",
-                },
-            }
+            response = _assumed(rng, role, session)
             extra = {
                 "resources": [
                     {
@@ -612,17 +602,7 @@ def _noise_event(rng: random.Random, at: datetime, hour: int) -> dict[str, Any]:
             "roleSessionName": session,
             "durationSeconds": 3600,
         }
-        response = {
-            "credentials": {
-                "accessKeyId": trail.fake_key("ASIA", rng),
-                "sessionToken": "<redacted>",
-                "expiration": "Nov 1, 2026, 11:59:59 PM",
-            },
-            "assumedRoleUser": {
-                "assumedRoleId": f"AROA{rng.getrandbits(64):016X}:{session}",
-                "arn": f"arn:aws:sts::{trail.ACCOUNT}:assumed-role/{role}/{session}",
-            },
-        }
+        response = _assumed(rng, role, session)
     elif roll < 0.93:  # IAM reads by people and the audit role
         identity, agent = who.role(rng, hour, index=rng.choice((4, 5, 6)))
         user = rng.choice(who.users)
@@ -731,6 +711,21 @@ _CI_STEPS = [  # what a CI job does with the key: (event, source, params)
     ("DescribeServices", "ecs.amazonaws.com", {"cluster": "prod", "services": ["orders"]}),
     ("GetParameter", "ssm.amazonaws.com", {"name": "/ci/orders/version", "withDecryption": False}),
 ]
+
+
+def _assumed(rng: random.Random, role: str, session: str) -> dict[str, Any]:
+    """AssumeRole's responseElements: a new session key (its token redacted, as CloudTrail logs it) and the role."""
+    return {
+        "credentials": {
+            "accessKeyId": trail.fake_key("ASIA", rng),
+            "sessionToken": "<redacted>",
+            "expiration": "Nov 1, 2026, 11:59:59 PM",
+        },
+        "assumedRoleUser": {
+            "assumedRoleId": f"AROA{rng.getrandbits(64):016X}:{session}",
+            "arn": f"arn:aws:sts::{trail.ACCOUNT}:assumed-role/{role}/{session}",
+        },
+    }
 
 
 def _target_event(rng: random.Random, seconds: float, kind: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import start_run
-from test_playbooks import answer
+from test_playbooks import answer, flagship_inputs
 
 from flows.language.plan import build_plan, iam_policy
 from flows.language.validate import load_playbook, resolve_playbook_path
@@ -64,14 +64,7 @@ def responder(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def inputs_for(sandbox: Any) -> dict[str, Any]:
-    return {
-        "access_key_id": sandbox.scenario["key"],
-        "user_name": "ci-deployer",
-        "confirmed": True,
-        "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
-        "secret_id": "workloads/ci-deployer/aws",
-        "watch_seconds": 2,
-    }
+    return {**flagship_inputs(sandbox), "access_key_id": sandbox.scenario["key"], "confirmed": True, "watch_seconds": 2}
 
 
 def test_the_generated_policy_is_enough_for_the_whole_response(sandbox: Any, responder: Any) -> None:

@@ -28,17 +28,22 @@ def alert(name: str) -> dict[str, Any]:
     return data
 
 
+def flagship_inputs(sandbox: Any) -> dict[str, Any]:
+    """The leaked-key playbook's inputs for the sandbox scenario: its user, trail and the workload's secret."""
+    return {
+        "user_name": "ci-deployer",
+        "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
+        "secret_id": "workloads/ci-deployer/aws",
+    }
+
+
 def start_flagship_on_health_alert(sandbox: Any) -> BackgroundRun:
     """The leaked-key playbook on an AWS Health alert for the sandbox scenario's key, with rotation."""
     health = alert("aws-health-risk-credentials-exposed.json")
     health["detail"]["affectedEntities"][0]["entityValue"] = sandbox.scenario["key"]
     return start_run(
         "aws-access-key-compromise",
-        {
-            "user_name": "ci-deployer",
-            "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
-            "secret_id": "workloads/ci-deployer/aws",
-        },
+        flagship_inputs(sandbox),
         alert=health,
         launched_by="erin",
         sandbox=True,

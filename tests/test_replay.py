@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURES, PLAYBOOKS, STANCH, cli_env
+from test_playbooks import flagship_inputs
 
 from flows.tabletop.replay import BundleError, Redactor, read_bundle, recording, replay
 from integrations.masking import MASK
@@ -104,11 +105,7 @@ def run_flagship_approving_every_gate(sandbox: Any) -> Any:
 
     summary = run_playbook(
         "aws-access-key-compromise",
-        {
-            "user_name": "ci-deployer",
-            "trail_source": f"s3://{sandbox.cloudtrail_bucket}/AWSLogs/",
-            "secret_id": "workloads/ci-deployer/aws",
-        },
+        flagship_inputs(sandbox),
         alert=health,
         launched_by="erin",
         sandbox=True,
